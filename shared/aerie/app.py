@@ -1,0 +1,134 @@
+"""The app factory every service builds on.
+
+A service's ``create_app(settings, deps)`` gathers its routes and hands them here with the
+per-process infrastructure; ``get_app()`` reads the environment and exits with one line on a
+configuration error. Nothing here touches Redis or the network: connections are made on
+first use, after uWSGI forks.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import falcon
+import falcon.media
+
+from aerie.auth.revocation import RevocationList
+from aerie.auth.tokens import JWKSKeySource, KeySource, TokenVerifier
+from aerie.config import ConfigError, Settings
+from aerie.docs import DocsAssetResource, DocsResource
+from aerie.endpoints import responders_of
+from aerie.errors import install_error_handling
+from aerie.idempotency import IdempotencyMiddleware
+from aerie.logs import configure_logging
+from aerie.middleware import AuthMiddleware, BodyMiddleware, RequestContextMiddleware
+from aerie.openapi import OpenAPIResource, build_openapi
+from aerie.pubsub import Subscriber
+from aerie.redis import RedisProvider
+from aerie.system import HealthResource, InfoResource, ReadyCheck, ReadyResource
+
+__all__ = ["Infrastructure", "JSON_UTF8", "Route", "create_service_app", "exit_on_config_error"]
+
+JSON_UTF8 = "application/json; charset=utf-8"
+Route = tuple[str, object]
+
+
+@dataclass
+class Infrastructure:
+    """Per-process dependencies shared by every service; tests build their own."""
+
+    settings: Settings
+    redis: RedisProvider
+    subscriber: Subscriber
+    revocations: RevocationList
+    verifier: TokenVerifier
+
+    @classmethod
+    def from_settings(cls, settings: Settings, keys: KeySource | None = None) -> Infrastructure:
+        if keys is None:
+            if not settings.jwks_url:
+                raise ConfigError("AERIE_JWKS_URL is not set (nor AERIE_TENANTS_URL to derive it from)")
+            keys = JWKSKeySource(settings.jwks_url)
+        redis_provider = RedisProvider(settings.redis)
+        subscriber = Subscriber(redis_provider, name=f"{settings.service}-subscriber")
+        revocations = RevocationList(redis_provider, subscriber)
+        verifier = TokenVerifier(
+            keys, issuer=settings.issuer, audience=settings.audience, is_revoked=revocations.is_revoked
+        )
+        return cls(settings, redis_provider, subscriber, revocations, verifier)
+
+    def close(self) -> None:
+        """Stop background threads (tests build many apps in one process)."""
+        self.subscriber.stop()
+
+
+def create_service_app(
+    infra: Infrastructure,
+    routes: Sequence[Route],
+    *,
+    ready_checks: Mapping[str, ReadyCheck] | None = None,
+    description: str = "",
+) -> falcon.App:
+    """A ``falcon.App`` with the standard middleware, system routes and the service's routes.
+
+    Refuses to build if any responder lacks an ``@endpoint`` declaration.
+    """
+    settings = infra.settings
+    app = falcon.App(
+        media_type=JSON_UTF8,
+        middleware=[
+            RequestContextMiddleware(),
+            AuthMiddleware(infra.verifier, infra.subscriber),
+            BodyMiddleware(),
+            IdempotencyMiddleware(infra.redis),
+        ],
+    )
+    json_handler = falcon.media.JSONHandler()
+    app.req_options.media_handlers[JSON_UTF8] = json_handler
+    app.resp_options.media_handlers[JSON_UTF8] = json_handler
+    install_error_handling(app)
+
+    checks: dict[str, ReadyCheck] = {"redis": infra.redis.ping}
+    checks.update(ready_checks or {})
+    system: list[Route] = [
+        ("/health", HealthResource()),
+        ("/ready", ReadyResource(checks)),
+        ("/info", InfoResource(settings)),
+    ]
+    all_routes = [*system, *routes]
+    _check_declarations(all_routes)
+    document = build_openapi(
+        title=f"Aerie {settings.service}", version=settings.version, description=description, routes=all_routes
+    )
+    docs_routes: list[Route] = [
+        ("/openapi.json", OpenAPIResource(document)),
+        ("/docs", DocsResource(title=f"Aerie {settings.service} API", openapi_url="/openapi.json")),
+        ("/docs/assets/{name}", DocsAssetResource()),
+    ]
+    for path, resource in [*all_routes, *docs_routes]:
+        app.add_route(path, resource)
+    return app
+
+
+def _check_declarations(routes: Sequence[Route]) -> None:
+    missing = [
+        f"{type(resource).__name__}.on_{method} ({path})"
+        for path, resource in routes
+        for method, spec in responders_of(resource).items()
+        if spec is None
+    ]
+    if missing:
+        raise TypeError("responders without an @endpoint declaration: " + ", ".join(missing))
+
+
+def exit_on_config_error(service: str, build: Callable[[Settings], falcon.App]) -> falcon.App:
+    """Build the app from the environment; a configuration error ends the process with one line."""
+    try:
+        settings = Settings.from_env(service)
+        configure_logging(service, settings.instance_index, settings.log_level)
+        return build(settings)
+    except ConfigError as exc:
+        print(f"aerie-{service}: configuration error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(78) from None  # EX_CONFIG

@@ -1,0 +1,36 @@
+"""Who is calling: the verified claims of an access token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["Principal", "PLATFORM_ADMIN", "PLATFORM_READ"]
+
+PLATFORM_ADMIN = "platform:admin"
+PLATFORM_READ = "platform:read"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    subject: str
+    client_id: str
+    tenant_id: str | None
+    scopes: frozenset[str]
+    token_id: str
+    expires_at: int
+
+    @property
+    def is_platform(self) -> bool:
+        """A platform token is bound to no tenant."""
+        return self.tenant_id is None
+
+    def has_scope(self, scope: str) -> bool:
+        """``platform:admin`` grants every scope."""
+        return scope in self.scopes or PLATFORM_ADMIN in self.scopes
+
+    def has_any(self, scopes: tuple[str, ...]) -> bool:
+        return any(self.has_scope(s) for s in scopes)
+
+    def actor(self) -> dict[str, str | None]:
+        """The ``actor`` of events and audit entries caused by this caller."""
+        return {"type": "platform" if self.is_platform else "client", "id": self.subject, "client_id": self.client_id}

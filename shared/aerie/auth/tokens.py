@@ -1,0 +1,194 @@
+"""Access-token verification: what every service does with ``Authorization: Bearer``.
+
+The rules (API.md, "Tokens and scopes"): RS256 or ES256 only, the key chosen by ``kid``
+from the tenants service's JWKS, ``iss`` and ``aud`` checked, ``exp``, ``iat``, ``iss``,
+``aud``, ``sub`` and ``jti`` required, 30 s leeway. Tokens must carry the ``at+jwt`` type
+of RFC 9068, so refresh or ID tokens minted by some other issuer with the same keys are
+refused. A verified token is cached until its ``exp`` so the hot path does no RSA work
+twice; the revocation list is consulted on every request, cached or not.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
+
+import cachetools
+import jwt
+
+from aerie.auth.principal import Principal
+
+__all__ = [
+    "ACCESS_TOKEN_TYPE",
+    "ALLOWED_ALGORITHMS",
+    "InvalidToken",
+    "JWKSKeySource",
+    "KeySource",
+    "KeysUnavailable",
+    "StaticKeySource",
+    "TokenVerifier",
+]
+
+ALLOWED_ALGORITHMS = ("RS256", "ES256")
+ACCESS_TOKEN_TYPE = "at+jwt"
+REQUIRED_CLAIMS = ["exp", "iat", "iss", "aud", "sub", "jti"]
+
+
+class InvalidToken(Exception):
+    """The token is not one we accept; the message is safe to show to the caller."""
+
+
+class KeysUnavailable(Exception):
+    """The JWKS could not be fetched, so no token can be checked right now."""
+
+
+class KeySource(Protocol):
+    def key_for(self, kid: str) -> jwt.PyJWK | None:
+        """The verification key with this ``kid``, or None if the issuer has none."""
+        ...
+
+
+class StaticKeySource:
+    """Keys known in-process, from a JWK Set document (the tenants service's own keys)."""
+
+    def __init__(self, jwks: Mapping[str, Any]) -> None:
+        self._keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(dict(jwks)).keys if k.key_id}
+
+    def key_for(self, kid: str) -> jwt.PyJWK | None:
+        return self._keys.get(kid)
+
+
+class JWKSKeySource:
+    """Keys fetched from the issuer's JWKS URL, cached, refreshed on an unknown ``kid``.
+
+    PyJWKClient refreshes at most once per ``cooldown`` for unknown kids, so a stream of
+    forged kids cannot hammer the issuer. A ``jku`` header in a token is never followed:
+    the URL comes from configuration only.
+    """
+
+    def __init__(self, url: str, *, lifespan: float = 300, timeout: float = 2.0, cooldown: float = 10.0) -> None:
+        self._client = jwt.PyJWKClient(url, cache_keys=False, lifespan=lifespan, timeout=timeout, cooldown_duration=cooldown)
+        self._lock = threading.Lock()
+
+    def key_for(self, kid: str) -> jwt.PyJWK | None:
+        with self._lock:  # PyJWKClient's cache is not thread-safe
+            try:
+                return self._client.get_signing_key(kid)
+            except jwt.PyJWKClientConnectionError as exc:
+                raise KeysUnavailable(str(exc)) from None
+            except jwt.PyJWKClientError:
+                return None
+
+
+class TokenVerifier:
+    def __init__(
+        self,
+        keys: KeySource,
+        *,
+        issuer: str,
+        audience: str = "aerie",
+        leeway: int = 30,
+        is_revoked: Callable[[Principal], bool] | None = None,
+        cache_size: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+        self._is_revoked = is_revoked or (lambda _p: False)
+        self._clock = clock
+        self._cache: cachetools.TLRUCache[str, Principal] = cachetools.TLRUCache(
+            maxsize=cache_size, ttu=lambda _k, p, _now: p.expires_at + leeway, timer=clock
+        )
+        self._cache_lock = threading.Lock()
+
+    def verify(self, token: str) -> Principal:
+        with self._cache_lock:
+            principal = self._cache.get(token)
+        if principal is None:
+            principal = self._verify_signature_and_claims(token)
+            with self._cache_lock:
+                self._cache[token] = principal
+        if self._is_revoked(principal):
+            raise InvalidToken("The token's client has been revoked.")
+        return principal
+
+    def _verify_signature_and_claims(self, token: str) -> Principal:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise InvalidToken("The token is not a well-formed JWT.") from None
+        alg = header.get("alg")
+        if alg not in ALLOWED_ALGORITHMS:
+            raise InvalidToken(f"Tokens must be signed with one of {', '.join(ALLOWED_ALGORITHMS)}.")
+        if str(header.get("typ", "")).lower() != ACCESS_TOKEN_TYPE:
+            raise InvalidToken("The token is not an access token (typ at+jwt).")
+        if "jwk" in header or "jku" in header or "x5u" in header:
+            raise InvalidToken("Tokens may not name their own key.")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise InvalidToken("The token has no key id (kid).")
+        key = self._keys.key_for(kid)
+        if key is None:
+            raise InvalidToken("The token was signed with an unknown key.")
+        if key.algorithm_name != alg:
+            raise InvalidToken("The token's algorithm does not match its key.")
+        try:
+            claims = jwt.decode(
+                token,
+                key=key.key,
+                algorithms=[alg],
+                audience=self._audience,
+                issuer=self._issuer,
+                leeway=self._leeway,
+                options={"require": REQUIRED_CLAIMS, "verify_signature": True},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("The token has expired.") from None
+        except jwt.ImmatureSignatureError:
+            raise InvalidToken("The token is not valid yet.") from None
+        except jwt.InvalidAudienceError:
+            raise InvalidToken("The token is not meant for this audience.") from None
+        except jwt.InvalidIssuerError:
+            raise InvalidToken("The token comes from an unknown issuer.") from None
+        except jwt.MissingRequiredClaimError as exc:
+            raise InvalidToken(f"The token lacks the {exc.claim!r} claim.") from None
+        except jwt.InvalidSignatureError:
+            raise InvalidToken("The token's signature does not verify.") from None
+        except jwt.PyJWTError:
+            raise InvalidToken("The token could not be verified.") from None
+        return _principal_from(claims)
+
+
+def _principal_from(claims: Mapping[str, Any]) -> Principal:
+    def text(name: str, required: bool = True) -> str | None:
+        value = claims.get(name)
+        if value is None and not required:
+            return None
+        if not isinstance(value, str) or not value:
+            raise InvalidToken(f"The token's {name!r} claim must be a non-empty string.")
+        return value
+
+    scope = claims.get("scope", "")
+    if not isinstance(scope, str):
+        raise InvalidToken("The token's 'scope' claim must be a space-separated string.")
+    exp = claims["exp"]
+    if not isinstance(exp, int | float):
+        raise InvalidToken("The token's 'exp' claim must be a number.")
+    subject = text("sub")
+    assert subject is not None
+    return Principal(
+        subject=subject,
+        client_id=text("client_id", required=False) or subject,
+        tenant_id=text("tenant_id", required=False),
+        scopes=frozenset(_split(scope)),
+        token_id=str(claims["jti"]),
+        expires_at=int(exp),
+    )
+
+
+def _split(scope: str) -> Iterable[str]:
+    return (s for s in scope.split(" ") if s)

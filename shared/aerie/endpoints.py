@@ -1,0 +1,107 @@
+"""Route declarations: what each responder needs, declared next to it.
+
+``@endpoint(...)`` records who may call a responder (scopes, tenant binding), the Cerberus
+schemas its body and query must satisfy, and what it answers. The middleware enforces the
+declaration, and the OpenAPI document is generated from it, so docs and behaviour share one
+source. A responder without a declaration makes the app refuse to start: nothing is public
+by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+__all__ = ["PUBLIC", "Endpoint", "endpoint", "endpoint_of", "responders_of", "HTTP_METHODS"]
+
+HTTP_METHODS = ("get", "post", "put", "patch", "delete")
+Schema = Mapping[str, Any]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _Public:
+    def __repr__(self) -> str:
+        return "PUBLIC"
+
+
+#: Marks a responder that needs no token (health, discovery, the token endpoint itself).
+PUBLIC = _Public()
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    summary: str
+    #: Any one of these scopes admits the caller; ``platform:admin`` admits to everything.
+    scopes: tuple[str, ...] | None
+    #: The route acts on the caller's tenant, so a platform token gets 403 tenant_required.
+    tenant: bool = False
+    #: Cerberus schema of the JSON body; unknown fields are rejected.
+    body: Schema | None = None
+    #: ``json`` bodies are parsed and validated by the middleware; ``raw`` ones are left alone.
+    media: Literal["json", "raw"] = "json"
+    #: Cerberus schema of the query string.
+    query: Schema | None = None
+    status: int = 200
+    #: Cerberus-style description of the response body, for the OpenAPI document.
+    response: Schema | None = None
+    #: ``Idempotency-Key`` replays this create's first response.
+    idempotent: bool = False
+    description: str | None = None
+    responses: Mapping[int, str] = field(default_factory=dict)
+
+    @property
+    def public(self) -> bool:
+        return self.scopes is None
+
+
+def endpoint(
+    summary: str,
+    *,
+    scopes: Sequence[str] | _Public,
+    tenant: bool = False,
+    body: Schema | None = None,
+    media: Literal["json", "raw"] = "json",
+    query: Schema | None = None,
+    status: int = 200,
+    response: Schema | None = None,
+    idempotent: bool = False,
+    description: str | None = None,
+    responses: Mapping[int, str] | None = None,
+) -> Callable[[F], F]:
+    """Declare a responder's contract. ``scopes`` is required: pass ``PUBLIC`` to open it."""
+    if not isinstance(scopes, _Public) and not scopes:
+        raise ValueError("scopes must name at least one scope, or be PUBLIC")
+    spec = Endpoint(
+        summary=summary,
+        scopes=None if isinstance(scopes, _Public) else tuple(scopes),
+        tenant=tenant,
+        body=body,
+        media=media,
+        query=query,
+        status=status,
+        response=response,
+        idempotent=idempotent,
+        description=description,
+        responses=dict(responses or {}),
+    )
+
+    def mark(fn: F) -> F:
+        fn.__aerie_endpoint__ = spec  # type: ignore[attr-defined]
+        return fn
+
+    return mark
+
+
+def endpoint_of(responder: Any) -> Endpoint | None:
+    return getattr(responder, "__aerie_endpoint__", None)
+
+
+def responders_of(resource: object) -> dict[str, Endpoint | None]:
+    """Every ``on_<method>`` responder of a resource with its declaration (None if missing)."""
+    found: dict[str, Endpoint | None] = {}
+    for method in HTTP_METHODS:
+        responder = getattr(resource, f"on_{method}", None)
+        if responder is not None:
+            found[method] = endpoint_of(responder)
+    return found

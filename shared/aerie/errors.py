@@ -1,0 +1,168 @@
+"""RFC 9457 problem documents for every error a service can answer.
+
+Falcon has no problem+json of its own (falconry/falcon#157), so this module gives one
+serializer for everything: our own :class:`Problem` errors, Falcon's 404/405/413/415 and
+media errors, Redis being away (503), and anything unexpected (500, logged with its
+traceback, answered without detail).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import falcon
+
+from aerie.redis import REDIS_DOWN
+
+__all__ = [
+    "PROBLEM_JSON",
+    "Problem",
+    "FieldError",
+    "bad_request",
+    "conflict",
+    "forbidden",
+    "install_error_handling",
+    "not_found",
+    "precondition_failed",
+    "unavailable",
+    "validation_error",
+]
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("aerie.errors")
+
+#: The contract's code for each status, used for errors raised without one (Falcon's own).
+CODES_BY_STATUS: Mapping[int, str] = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    412: "precondition_failed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+    500: "internal_error",
+    503: "unavailable",
+}
+
+TITLES: Mapping[str, str] = {
+    "bad_request": "Bad request",
+    "unauthorized": "Authentication required",
+    "invalid_token": "Invalid token",
+    "insufficient_scope": "Insufficient scope",
+    "forbidden": "Forbidden",
+    "tenant_required": "Tenant token required",
+    "tenant_suspended": "Tenant suspended",
+    "not_found": "Not found",
+    "method_not_allowed": "Method not allowed",
+    "conflict": "Conflict",
+    "precondition_failed": "Precondition failed",
+    "payload_too_large": "Payload too large",
+    "unsupported_media_type": "Unsupported media type",
+    "validation_error": "Validation failed",
+    "rate_limited": "Too many requests",
+    "internal_error": "Internal error",
+    "unavailable": "Service unavailable",
+}
+
+FieldError = dict[str, str]
+
+
+class Problem(falcon.HTTPError):
+    """An error with one of the contract's codes; rendered as problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str | None = None,
+        *,
+        errors: Iterable[FieldError] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(status, title=TITLES.get(code, code), description=detail, headers=dict(headers or {}))
+        self.problem_code = code
+        self.errors = list(errors) if errors is not None else None
+
+
+def bad_request(detail: str) -> Problem:
+    return Problem(400, "bad_request", detail)
+
+
+def forbidden(detail: str, code: str = "forbidden") -> Problem:
+    return Problem(403, code, detail)
+
+
+def not_found(detail: str = "The resource does not exist.") -> Problem:
+    return Problem(404, "not_found", detail)
+
+
+def conflict(detail: str) -> Problem:
+    return Problem(409, "conflict", detail)
+
+
+def precondition_failed(detail: str = "The resource has changed; fetch it again.") -> Problem:
+    return Problem(412, "precondition_failed", detail)
+
+
+def validation_error(errors: Iterable[FieldError], detail: str = "The request has invalid fields.") -> Problem:
+    return Problem(422, "validation_error", detail, errors=errors)
+
+
+def unavailable(detail: str, retry_after: int = 1) -> Problem:
+    return Problem(503, "unavailable", detail, headers={"Retry-After": str(retry_after)})
+
+
+def problem_body(req: falcon.Request, status: int, code: str, title: str, detail: str | None, errors: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": f"urn:aerie:problem:{code}",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "code": code,
+        "request_id": getattr(req.context, "request_id", None),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    return body
+
+
+def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    status = exc.status_code
+    code = getattr(exc, "problem_code", None) or CODES_BY_STATUS.get(status) or (
+        "internal_error" if status >= 500 else "bad_request"
+    )
+    title = TITLES.get(code, exc.title or code)
+    detail = exc.description
+    if status >= 500 and code == "internal_error":
+        detail = None  # never leak an exception's text
+    body = problem_body(req, status, code, title, detail, getattr(exc, "errors", None))
+    resp.content_type = PROBLEM_JSON
+    resp.data = json.dumps(body, ensure_ascii=False).encode()
+
+
+def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+    log.exception(
+        "unhandled exception",
+        extra={"method": req.method, "path": req.path, "error_type": type(ex).__name__},
+    )
+    raise Problem(500, "internal_error")
+
+
+def _handle_redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+    log.warning("redis unavailable", extra={"error_type": type(ex).__name__, "path": req.path})
+    raise unavailable("A backing service (Redis) is not answering; try again shortly.")
+
+
+def install_error_handling(app: falcon.App) -> None:
+    """Route every error of ``app`` through the problem+json serializer."""
+    app.set_error_serializer(_serialize)
+    app.add_error_handler(Exception, _handle_unexpected)
+    for exc_type in REDIS_DOWN:
+        app.add_error_handler(exc_type, _handle_redis_down)

@@ -1,0 +1,248 @@
+"""Events between services: the envelope, atomic publication, and a durable consumer.
+
+A write and its event are one Redis transaction: the caller queues its data change on a
+``MULTI`` pipeline, :meth:`EventPublisher.add` queues the ``XADD`` to the durable stream and
+the ``PUBLISH`` for live fan-out on the same pipeline, and ``EXEC`` applies all or nothing.
+So an acknowledged write always has its event and no event exists without its write.
+
+Consumers that must not miss an event (audit, cascades) read the stream through a consumer
+group with :class:`StreamConsumer`: acknowledged after handling, reclaimed from a consumer
+that died with entries pending, and idempotent by event id.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import falcon
+import redis
+from ulid import ULID
+
+from aerie.auth.principal import Principal
+from aerie.redis import REDIS_DOWN, RedisProvider
+
+__all__ = [
+    "ENVELOPE_VERSION",
+    "EVENT_CHANNEL_PREFIX",
+    "STREAM_KEY",
+    "EventContext",
+    "EventPublisher",
+    "StreamConsumer",
+    "client_ip",
+    "new_event",
+    "utcnow",
+]
+
+log = logging.getLogger("aerie.events")
+
+STREAM_KEY = "aerie:events"
+EVENT_CHANNEL_PREFIX = "aerie:event:"
+#: Bumped only for incompatible envelope changes; consumers ignore fields they do not know.
+ENVELOPE_VERSION = 1
+#: Roughly how many events the durable stream keeps; consumers are expected to keep up.
+STREAM_MAXLEN = 1_000_000
+
+
+def utcnow() -> str:
+    """Now as RFC 3339 UTC with millisecond precision."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def client_ip(req: falcon.Request) -> str | None:
+    """The caller's address as the nearest proxy (Cloud Foundry's router) saw it.
+
+    Routers append the address they saw to ``X-Forwarded-For``; entries before it are
+    whatever the client sent, so only the last one is trusted.
+    """
+    forwarded = req.get_header("X-Forwarded-For")
+    if forwarded:
+        last = forwarded.split(",")[-1].strip()
+        if last:
+            return last
+    return req.remote_addr
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """Who caused an event, from where: carried from the request into the envelope."""
+
+    actor: Mapping[str, Any] | None
+    request_id: str | None
+    ip: str | None
+    user_agent: str | None
+
+    @classmethod
+    def from_request(cls, req: falcon.Request, principal: Principal | None = None) -> EventContext:
+        principal = principal or getattr(req.context, "principal", None)
+        return cls(
+            actor=principal.actor() if principal else None,
+            request_id=getattr(req.context, "request_id", None),
+            ip=client_ip(req),
+            user_agent=req.user_agent,
+        )
+
+    @classmethod
+    def system(cls, service: str) -> EventContext:
+        return cls(actor={"type": "service", "id": service, "client_id": None}, request_id=None, ip=None, user_agent=None)
+
+
+def new_event(type_: str, tenant_id: str | None, data: Mapping[str, Any], ctx: EventContext) -> dict[str, Any]:
+    return {
+        "id": f"evt_{ULID()}",
+        "type": type_,
+        "version": ENVELOPE_VERSION,
+        "occurred_at": utcnow(),
+        "tenant_id": tenant_id,
+        "actor": dict(ctx.actor) if ctx.actor else None,
+        "request_id": ctx.request_id,
+        "ip": ctx.ip,
+        "user_agent": ctx.user_agent,
+        "data": dict(data),
+    }
+
+
+class EventPublisher:
+    def __init__(self, stream: str = STREAM_KEY, maxlen: int = STREAM_MAXLEN) -> None:
+        self._stream = stream
+        self._maxlen = maxlen
+
+    def add(self, pipe: Any, event: Mapping[str, Any]) -> None:
+        """Queue ``event`` on a transaction pipeline, beside the write that causes it."""
+        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        fields = {"event": payload, "type": event["type"], "tenant_id": event.get("tenant_id") or ""}
+        pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
+        pipe.publish(EVENT_CHANNEL_PREFIX + event["type"], payload)
+
+    def publish(self, redis_client: redis.Redis, event: Mapping[str, Any]) -> None:
+        """Publish an event that accompanies no other write (a token issued, say)."""
+        pipe = redis_client.pipeline(transaction=True)
+        self.add(pipe, event)
+        pipe.execute()
+
+
+Handler = Callable[[dict[str, Any]], None]
+
+
+class StreamConsumer:
+    """Reads the durable stream as one member of a consumer group.
+
+    Each entry is handled, then marked processed and acknowledged in one transaction. An
+    entry whose event id was already processed (redelivered after a crash between the two
+    steps, or published twice) is acknowledged without calling the handler again. Entries
+    left pending longer than ``min_idle_ms`` by a consumer that died are claimed and handled
+    here. A handler that raises leaves its entry pending, to be retried after ``min_idle_ms``.
+    """
+
+    def __init__(
+        self,
+        redis_provider: RedisProvider,
+        *,
+        group: str,
+        handler: Handler,
+        consumer: str | None = None,
+        stream: str = STREAM_KEY,
+        batch: int = 100,
+        block_ms: int = 1000,
+        min_idle_ms: int = 30_000,
+        processed_ttl_s: int = 7 * 24 * 3600,
+    ) -> None:
+        self._redis = redis_provider
+        self.group = group
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
+        self._handler = handler
+        self._stream = stream
+        self._batch = batch
+        self._block_ms = block_ms
+        self._min_idle_ms = min_idle_ms
+        self._processed_ttl_s = processed_ttl_s
+        self._group_ready = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def ensure_group(self) -> None:
+        if self._group_ready:
+            return
+        try:
+            # From the start of the stream: a consumer that joins late still sees old events.
+            self._redis.client.xgroup_create(self._stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        self._group_ready = True
+
+    def poll_once(self) -> int:
+        """Handle what is pending for too long, then what is new; returns how many entries."""
+        self.ensure_group()
+        r = self._redis.client
+        handled = 0
+        claimed = r.xautoclaim(self._stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=self._batch)
+        for entry_id, fields in claimed[1]:
+            if fields:  # a trimmed entry comes back without fields
+                handled += self._handle(entry_id, fields)
+        read = r.xreadgroup(self.group, self.consumer, {self._stream: ">"}, count=self._batch, block=self._block_ms)
+        for _stream, entries in read or ():
+            for entry_id, fields in entries:
+                handled += self._handle(entry_id, fields)
+        return handled
+
+    def _handle(self, entry_id: str, fields: Mapping[str, str]) -> int:
+        r = self._redis.client
+        try:
+            event = json.loads(fields["event"])
+            event_id = event["id"]
+        except (KeyError, TypeError, ValueError):
+            log.error("malformed stream entry acknowledged and skipped", extra={"entry_id": entry_id})
+            r.xack(self._stream, self.group, entry_id)
+            return 0
+        marker = f"aerie:processed:{self.group}:{event_id}"
+        if r.exists(marker):
+            r.xack(self._stream, self.group, entry_id)
+            return 0
+        try:
+            self._handler(event)
+        except REDIS_DOWN:
+            raise
+        except Exception:
+            log.exception("event handler failed; entry stays pending", extra={"event_id": event_id, "group": self.group})
+            return 0
+        pipe = r.pipeline(transaction=True)
+        pipe.set(marker, "1", ex=self._processed_ttl_s)
+        pipe.xack(self._stream, self.group, entry_id)
+        pipe.execute()
+        return 1
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                self.poll_once()
+                backoff = 0.1
+            except REDIS_DOWN as exc:
+                log.warning("event consumer lost Redis; retrying", extra={"error_type": type(exc).__name__})
+                self._group_ready = False
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                log.exception("event consumer failed; retrying")
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    def start(self) -> threading.Thread:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name=f"consumer-{self.group}", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

@@ -1,0 +1,191 @@
+"""The standard middleware stack, in the order the app factory installs it.
+
+1. :class:`RequestContextMiddleware`: request id, timing, one JSON access-log line.
+2. :class:`AuthMiddleware`: verifies the bearer token and the route's declared scopes.
+3. :class:`BodyMiddleware`: media type, size limit, JSON parsing, Cerberus validation of
+   the body and query string.
+
+Each looks up the responder's :class:`~aerie.endpoints.Endpoint` declaration; routes use no
+suffixes, so the responder is always ``on_<method>``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import falcon
+from ulid import ULID
+
+from aerie import errors
+from aerie.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
+from aerie.context import request_id_var
+from aerie.endpoints import Endpoint, endpoint_of
+from aerie.pubsub import Subscriber
+from aerie.validation import validate
+
+__all__ = ["AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "MAX_BODY_BYTES", "spec_for"]
+
+MAX_BODY_BYTES = 1024 * 1024
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+access_log = logging.getLogger("aerie.access")
+
+
+def spec_for(req: falcon.Request, resource: object) -> Endpoint | None:
+    if resource is None:
+        return None
+    return endpoint_of(getattr(resource, f"on_{req.method.lower()}", None))
+
+
+class RequestContextMiddleware:
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        incoming = req.get_header("X-Request-ID")
+        request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else str(ULID())
+        req.context.request_id = request_id
+        req.context.started = time.perf_counter()
+        request_id_var.set(request_id)
+        resp.set_header("X-Request-ID", request_id)
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool) -> None:
+        resp.set_header("X-Request-ID", req.context.request_id)
+        principal = getattr(req.context, "principal", None)
+        access_log.info(
+            "request",
+            extra={
+                "request_id": req.context.request_id,
+                "tenant_id": principal.tenant_id if principal else None,
+                "client_id": principal.client_id if principal else None,
+                "method": req.method,
+                "path": req.path,
+                "status": resp.status_code,
+                "duration_ms": round((time.perf_counter() - req.context.started) * 1000, 2),
+            },
+        )
+        request_id_var.set(None)
+
+
+def _bearer_challenge(error: str | None = None, description: str | None = None, scope: str | None = None) -> str:
+    parts = ['Bearer realm="aerie"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append('error_description="{}"'.format(description.replace('"', "'")))
+    if scope:
+        parts.append(f'scope="{scope}"')
+    return ", ".join(parts)
+
+
+class AuthMiddleware:
+    """Authenticates with the token verifier and authorizes by the route's declaration."""
+
+    def __init__(self, verifier: TokenVerifier, subscriber: Subscriber | None = None) -> None:
+        self._verifier = verifier
+        self._subscriber = subscriber
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+        spec = spec_for(req, resource)
+        if spec is None or spec.scopes is None:
+            return
+        if self._subscriber is not None:
+            self._subscriber.ensure_started()
+        header = req.get_header("Authorization")
+        if not header:
+            raise errors.Problem(
+                401, "unauthorized", "This route needs a bearer token.",
+                headers={"WWW-Authenticate": _bearer_challenge()},
+            )
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise errors.Problem(
+                401, "unauthorized", "Use the Bearer authorization scheme.",
+                headers={"WWW-Authenticate": _bearer_challenge()},
+            )
+        try:
+            principal = self._verifier.verify(token)
+        except InvalidToken as exc:
+            raise errors.Problem(
+                401, "invalid_token", str(exc),
+                headers={"WWW-Authenticate": _bearer_challenge("invalid_token", str(exc))},
+            ) from None
+        except KeysUnavailable:
+            raise errors.unavailable("The token issuer's keys cannot be fetched right now.") from None
+        if not principal.has_any(spec.scopes):
+            needed = " ".join(spec.scopes)
+            raise errors.Problem(
+                403, "insufficient_scope", f"This route needs one of these scopes: {needed}.",
+                headers={"WWW-Authenticate": _bearer_challenge("insufficient_scope", scope=needed)},
+            )
+        if spec.tenant and principal.is_platform:
+            raise errors.Problem(403, "tenant_required", "This route acts on a tenant; use a tenant-bound token.")
+        req.context.principal = principal
+
+
+def _is_json(content_type: str | None) -> bool:
+    if not content_type:
+        return False
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (413) whatever the framing."""
+    length = req.content_length
+    if length is not None and length > limit:
+        raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
+    data = req.bounded_stream.read(limit + 1)
+    if len(data) > limit:
+        raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
+    return data
+
+
+class BodyMiddleware:
+    """Parses and validates JSON bodies and query strings per the route's declaration.
+
+    The validated body is ``req.context.body`` and the validated, coerced query is
+    ``req.context.query``; resources never parse input themselves.
+    """
+
+    def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+        self._max = max_body_bytes
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+        spec = spec_for(req, resource)
+        if spec is None:
+            return
+        if spec.query is not None:
+            req.context.query = validate(spec.query, _query_document(req), location="query")
+        if req.method not in ("POST", "PUT", "PATCH") or spec.media == "raw":
+            return
+        has_body = bool(req.content_length) or req.get_header("Transfer-Encoding") is not None
+        body: Any = None
+        if has_body:
+            if not _is_json(req.content_type):
+                raise errors.Problem(415, "unsupported_media_type", "Send the body as application/json.")
+            raw = read_body(req, self._max)
+            if raw.strip():
+                try:
+                    body = json.loads(raw)
+                except (ValueError, UnicodeDecodeError):
+                    raise errors.bad_request("The body is not valid JSON.") from None
+        if spec.body is None:
+            if body not in (None, {}):
+                raise errors.bad_request("This route takes no body.")
+            return
+        if body is None:
+            body = {}
+        if not isinstance(body, dict):
+            raise errors.bad_request("The body must be a JSON object.")
+        req.context.body = validate(spec.body, body, location="body")
+
+
+def _query_document(req: falcon.Request) -> dict[str, Any]:
+    doc: dict[str, Any] = {}
+    for key, value in req.params.items():
+        if isinstance(value, list):
+            raise errors.validation_error([{"field": key, "message": "may be given only once"}])
+        doc[key] = value
+    return doc

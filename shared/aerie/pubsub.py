@@ -1,0 +1,98 @@
+"""A per-process background subscriber for Redis pub/sub (live fan-out).
+
+uWSGI forks workers after importing the app unless ``lazy-apps`` is set, and a ``PubSub``
+or a thread made before a fork does not survive it. So a :class:`Subscriber` starts its
+thread on first use and restarts it when it finds itself in a new process. It reconnects
+with backoff when Redis goes away and calls every ``on_connect`` hook after each
+(re)subscription, so callers can reload state they may have missed while disconnected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+
+from aerie.redis import RedisProvider
+
+__all__ = ["Subscriber"]
+
+log = logging.getLogger("aerie.pubsub")
+Handler = Callable[[str, str], None]
+
+
+class Subscriber:
+    def __init__(self, redis: RedisProvider, *, name: str = "aerie-subscriber") -> None:
+        self._redis = redis
+        self._name = name
+        self._patterns: dict[str, list[Handler]] = {}
+        self._on_connect: list[Callable[[], None]] = []
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+
+    def on(self, pattern: str, handler: Handler) -> None:
+        """Call ``handler(channel, message)`` for messages on channels matching ``pattern``."""
+        if self._thread is not None:
+            raise RuntimeError("subscribe before the subscriber starts")
+        self._patterns.setdefault(pattern, []).append(handler)
+
+    def on_connect(self, hook: Callable[[], None]) -> None:
+        self._on_connect.append(hook)
+
+    def ensure_started(self) -> None:
+        """Start (or, after a fork, restart) the listener thread. Cheap to call per request."""
+        if self._pid == os.getpid() and self._thread is not None:
+            return
+        with self._lock:
+            if self._pid == os.getpid() and self._thread is not None:
+                return
+            if not self._patterns:
+                return
+            self._pid = os.getpid()
+            self._stop.clear()
+            self._connected.clear()
+            self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self._thread.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            client = self._redis.pubsub_client()
+            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            try:
+                pubsub.psubscribe(*self._patterns)
+                for hook in self._on_connect:
+                    hook()
+                self._connected.set()
+                backoff = 0.1
+                while not self._stop.is_set():
+                    message = pubsub.get_message(timeout=1.0)
+                    if message is None or message.get("type") != "pmessage":
+                        continue
+                    for handler in self._patterns.get(message["pattern"], ()):
+                        try:
+                            handler(message["channel"], message["data"])
+                        except Exception:
+                            log.exception("pub/sub handler failed", extra={"channel": message["channel"]})
+            except Exception as exc:
+                self._connected.clear()
+                log.warning("pub/sub connection lost; reconnecting", extra={"error_type": type(exc).__name__})
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                try:
+                    pubsub.close()
+                    client.close()
+                except Exception:
+                    pass

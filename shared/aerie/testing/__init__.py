@@ -1,0 +1,1 @@
+"""Test support shared by the unit, service and end-to-end tiers."""
