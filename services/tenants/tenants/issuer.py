@@ -1,0 +1,173 @@
+"""The OAuth2 client-credentials grant: who may have a token, with which scopes.
+
+Three kinds of client: the bootstrap platform client and the services' own clients, both
+configured in the environment, and tenants' clients, stored in Redis. Every decision is
+an :class:`OAuthError` (RFC 6749 section 5.2) or an issued token; both are published as
+events by the resource.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from aerie.auth.principal import PLATFORM_ADMIN, PLATFORM_READ
+from aerie.config import ConfigError
+from tenants.domain import KNOWN_SCOPES, READ_SCOPES, TENANT_SCOPES, hash_secret, secret_matches
+from tenants.signing import SigningKeys
+from tenants.storage import ClientStore, TenantStore
+
+__all__ = ["Issuer", "IssuedToken", "OAuthError", "PlatformClient", "platform_clients_from_env"]
+
+# Compared against when the client id is unknown, so both paths cost the same.
+_DUMMY_HASH = hash_secret("not a real secret")
+
+
+class OAuthError(Exception):
+    def __init__(self, error: str, description: str, status: int = 400, tenant_id: str | None = None) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+        self.tenant_id = tenant_id
+
+
+@dataclass(frozen=True)
+class PlatformClient:
+    client_id: str
+    secret_hash: str
+    scopes: frozenset[str]
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    access_token: str
+    expires_in: int
+    scope: str
+    claims: Mapping[str, Any]
+    #: Minted for a platform client (on behalf of a tenant when ``tenant_id`` is set).
+    platform: bool
+
+
+def platform_clients_from_env(env: Mapping[str, str]) -> dict[str, PlatformClient]:
+    """The bootstrap client (platform:admin) and the services' clients (``AERIE_SERVICE_CLIENTS``)."""
+    clients: dict[str, PlatformClient] = {}
+    boot_id = env.get("AERIE_BOOTSTRAP_CLIENT_ID")
+    boot_secret = env.get("AERIE_BOOTSTRAP_CLIENT_SECRET")
+    if not boot_id or not boot_secret:
+        raise ConfigError("AERIE_BOOTSTRAP_CLIENT_ID and AERIE_BOOTSTRAP_CLIENT_SECRET must both be set")
+    if len(boot_secret) < 32:
+        raise ConfigError("AERIE_BOOTSTRAP_CLIENT_SECRET must be at least 32 characters")
+    clients[boot_id] = PlatformClient(boot_id, hash_secret(boot_secret), frozenset({PLATFORM_ADMIN}))
+    raw = env.get("AERIE_SERVICE_CLIENTS")
+    if raw:
+        try:
+            entries = json.loads(raw)
+        except ValueError:
+            raise ConfigError("AERIE_SERVICE_CLIENTS is not valid JSON") from None
+        if not isinstance(entries, list):
+            raise ConfigError("AERIE_SERVICE_CLIENTS must be a JSON list")
+        for i, entry in enumerate(entries):
+            try:
+                client_id, digest, scopes = entry["client_id"], entry["secret_sha256"], entry["scopes"]
+            except (KeyError, TypeError):
+                raise ConfigError(f"AERIE_SERVICE_CLIENTS[{i}] needs client_id, secret_sha256 and scopes") from None
+            unknown = set(scopes) - set(KNOWN_SCOPES)
+            if unknown:
+                raise ConfigError(f"AERIE_SERVICE_CLIENTS[{i}] has unknown scopes: {', '.join(sorted(unknown))}")
+            clients[client_id] = PlatformClient(client_id, str(digest).lower(), frozenset(scopes))
+    return clients
+
+
+class Issuer:
+    def __init__(
+        self,
+        *,
+        keys: SigningKeys,
+        issuer: str,
+        audience: str,
+        ttl_s: int,
+        platform_clients: Mapping[str, PlatformClient],
+        clients: ClientStore,
+        tenants: TenantStore,
+    ) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+        self.ttl_s = ttl_s
+        self._platform = dict(platform_clients)
+        self._clients = clients
+        self._tenants = tenants
+
+    def issue(self, client_id: str, secret: str, scope: str | None, tenant_id: str | None) -> IssuedToken:
+        platform = self._platform.get(client_id)
+        if platform is not None:
+            if not secret_matches(secret, platform.secret_hash):
+                raise OAuthError("invalid_client", "Client authentication failed.", 401)
+            return self._issue_platform(platform, scope, tenant_id)
+        stored = self._clients.get(client_id)
+        matches = secret_matches(secret, stored["secret_hash"] if stored else _DUMMY_HASH)
+        if stored is None or not matches:
+            raise OAuthError("invalid_client", "Client authentication failed.", 401)
+        if stored["status"] != "active":
+            raise OAuthError("invalid_client", "Client authentication failed.", 401, tenant_id=stored["tenant_id"])
+        if tenant_id is not None:
+            raise OAuthError(
+                "invalid_request", "Only platform clients may ask for a tenant_id.", tenant_id=stored["tenant_id"]
+            )
+        granted = self._grant(frozenset(stored["scopes"]), scope, tenant_id=stored["tenant_id"])
+        return self._mint(client_id, stored["tenant_id"], granted, platform=False)
+
+    def _issue_platform(self, client: PlatformClient, scope: str | None, tenant_id: str | None) -> IssuedToken:
+        if tenant_id is None:
+            return self._mint(client.client_id, None, self._grant(client.scopes, scope, tenant_id=None), platform=True)
+        tenant = self._tenants.get(tenant_id)
+        if tenant is None or tenant["status"] == "deleted":
+            raise OAuthError("invalid_request", "The tenant_id names no live tenant.")
+        # A tenant-bound token acts as the tenant: it carries tenant scopes only.
+        if PLATFORM_ADMIN in client.scopes:
+            allowed = frozenset(TENANT_SCOPES)
+        elif PLATFORM_READ in client.scopes:
+            allowed = frozenset(READ_SCOPES)
+        else:
+            raise OAuthError("invalid_scope", "This client may not act on behalf of a tenant.", tenant_id=tenant_id)
+        granted = self._grant(allowed, scope, tenant_id=tenant_id)
+        return self._mint(client.client_id, tenant_id, granted, platform=True)
+
+    @staticmethod
+    def _grant(allowed: frozenset[str], requested: str | None, *, tenant_id: str | None) -> list[str]:
+        if requested is None or not requested.strip():
+            return sorted(allowed)
+        wanted = set(requested.split())
+        unknown = wanted - set(KNOWN_SCOPES)
+        if unknown:
+            raise OAuthError("invalid_scope", f"Unknown scope: {' '.join(sorted(unknown))}.", tenant_id=tenant_id)
+        if PLATFORM_ADMIN in allowed and tenant_id is None:
+            return sorted(wanted)
+        refused = wanted - allowed
+        if refused:
+            raise OAuthError(
+                "invalid_scope", f"The client may not have: {' '.join(sorted(refused))}.", tenant_id=tenant_id
+            )
+        return sorted(wanted)
+
+    def _mint(self, client_id: str, tenant_id: str | None, scopes: list[str], *, platform: bool) -> IssuedToken:
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self._issuer,
+            "aud": self._audience,
+            "sub": client_id,
+            "client_id": client_id,
+            "scope": " ".join(scopes),
+            "iat": now,
+            "nbf": now,
+            "exp": now + self.ttl_s,
+            "jti": uuid.uuid4().hex,
+        }
+        if tenant_id is not None:
+            claims["tenant_id"] = tenant_id
+        return IssuedToken(self._keys.sign(claims), self.ttl_s, claims["scope"], claims, platform)

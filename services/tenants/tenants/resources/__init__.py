@@ -1,0 +1,1 @@
+"""HTTP resources of the tenants service: thin, declaring their contract with @endpoint."""

@@ -1,0 +1,281 @@
+"""Tenants and clients in Redis, each write in one transaction with its event.
+
+Key layout (all JSON documents are the API representation plus private fields):
+
+- ``tenants:t:{id}``             the tenant document
+- ``tenants:slug:{slug}``        the id owning a slug (slugs stay reserved after deletion)
+- ``tenants:index``              sorted set of every tenant id (score 0: ordered by id, and
+  ids are ULIDs, so by creation time)
+- ``tenants:status:{status}``    the same, per status, for the ``?status=`` filter
+- ``tenants:c:{client_id}``      a client document, with ``secret_hash``
+- ``tenants:clients:{tenant}``   sorted set of a tenant's client ids
+
+Check-and-set writes (unique slug, version match, status transition) WATCH what they read,
+so a concurrent writer makes the transaction fail and it is retried on fresh data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from ulid import ULID
+
+from aerie import errors
+from aerie.auth.revocation import record_revocation
+from aerie.events import EventContext, EventPublisher, new_event, utcnow
+from aerie.pagination import Page, decode_cursor, encode_cursor
+from aerie.redis import RedisProvider
+from tenants.domain import hash_secret, new_secret, transition
+
+__all__ = ["ClientStore", "TenantStore"]
+
+
+def _tenant_key(tenant_id: str) -> str:
+    return f"tenants:t:{tenant_id}"
+
+
+def _client_key(client_id: str) -> str:
+    return f"tenants:c:{client_id}"
+
+
+def _tenant_clients_key(tenant_id: str) -> str:
+    return f"tenants:clients:{tenant_id}"
+
+
+INDEX = "tenants:index"
+
+
+def _status_index(status: str) -> str:
+    return f"tenants:status:{status}"
+
+
+def _dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+class TenantStore:
+    def __init__(self, redis_provider: RedisProvider, events: EventPublisher) -> None:
+        self._redis = redis_provider
+        self._events = events
+
+    @property
+    def _r(self) -> redis.Redis:
+        return self._redis.client
+
+    def get(self, tenant_id: str) -> dict[str, Any] | None:
+        raw = self._r.get(_tenant_key(tenant_id))
+        return json.loads(raw) if raw else None
+
+    def require(self, tenant_id: str) -> dict[str, Any]:
+        tenant = self.get(tenant_id)
+        if tenant is None:
+            raise errors.not_found()
+        return tenant
+
+    def create(self, fields: dict[str, Any], ctx: EventContext) -> dict[str, Any]:
+        now = utcnow()
+        tenant = {
+            "id": f"ten_{ULID()}",
+            "slug": fields["slug"],
+            "name": fields["name"],
+            "plan": fields.get("plan", "free"),
+            "status": "active",
+            "language": fields.get("language", "en"),
+            "created_at": now,
+            "updated_at": now,
+            "version": 1,
+        }
+        slug_key = f"tenants:slug:{tenant['slug']}"
+
+        def write(pipe: Any) -> None:
+            if pipe.exists(slug_key):
+                raise errors.conflict(f"The slug {tenant['slug']!r} is taken.")
+            pipe.multi()
+            pipe.set(slug_key, tenant["id"])
+            pipe.set(_tenant_key(tenant["id"]), _dump(tenant))
+            pipe.zadd(INDEX, {tenant["id"]: 0})
+            pipe.zadd(_status_index("active"), {tenant["id"]: 0})
+            self._events.add(pipe, new_event("tenant.created", tenant["id"], {"tenant": tenant}, ctx))
+
+        self._r.transaction(write, slug_key)
+        return tenant
+
+    def list(self, *, status: str | None, limit: int, cursor: str | None) -> Page:
+        index = _status_index(status) if status else INDEX
+        after = decode_cursor(cursor, "after") if cursor else None
+        start = f"({after}" if after else "-"
+        ids = self._r.zrangebylex(index, start, "+", start=0, num=limit + 1)
+        more = len(ids) > limit
+        ids = ids[:limit]
+        docs = self._r.mget([_tenant_key(i) for i in ids]) if ids else []
+        items = [json.loads(d) for d in docs if d]
+        next_cursor = encode_cursor({"after": ids[-1]}) if more and ids else None
+        return Page(items, next_cursor)
+
+    def update(
+        self,
+        tenant_id: str,
+        changes: dict[str, Any],
+        ctx: EventContext,
+        *,
+        if_match: int | None = None,
+        check: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Apply ``changes`` if the tenant is at version ``if_match`` (when given)."""
+        key = _tenant_key(tenant_id)
+        result: dict[str, Any] = {}
+
+        def write(pipe: Any) -> None:
+            raw = pipe.get(key)
+            if raw is None:
+                raise errors.not_found()
+            tenant = json.loads(raw)
+            if check:
+                check(tenant)
+            if tenant["status"] == "deleted":
+                raise errors.conflict("A deleted tenant cannot be changed.")
+            if if_match is not None and tenant["version"] != if_match:
+                raise errors.precondition_failed()
+            changed = {k: v for k, v in changes.items() if tenant.get(k) != v}
+            if changed:
+                tenant.update(changed)
+                tenant["version"] += 1
+                tenant["updated_at"] = utcnow()
+                pipe.multi()
+                pipe.set(key, _dump(tenant))
+                data = {"tenant": tenant, "changes": sorted(changed)}
+                self._events.add(pipe, new_event("tenant.updated", tenant_id, data, ctx))
+            result.update(tenant)
+
+        self._r.transaction(write, key)
+        return result
+
+    def change_status(
+        self, tenant_id: str, action: str, ctx: EventContext, *, on_delete: Callable[[Any, str], None] | None = None
+    ) -> dict[str, Any]:
+        """Suspend, reactivate or delete; a no-op when already there (no event)."""
+        key = _tenant_key(tenant_id)
+        result: dict[str, Any] = {}
+        event_type = {"suspend": "tenant.suspended", "reactivate": "tenant.reactivated", "delete": "tenant.deleted"}[
+            action
+        ]
+
+        def write(pipe: Any) -> None:
+            raw = pipe.get(key)
+            if raw is None:
+                raise errors.not_found()
+            tenant = json.loads(raw)
+            old = tenant["status"]
+            new = transition(action, tenant)
+            if new != old:
+                tenant.update(status=new, version=tenant["version"] + 1, updated_at=utcnow())
+                pipe.multi()
+                pipe.set(key, _dump(tenant))
+                pipe.zrem(_status_index(old), tenant_id)
+                pipe.zadd(_status_index(new), {tenant_id: 0})
+                if on_delete is not None and new == "deleted":
+                    on_delete(pipe, tenant_id)
+                self._events.add(pipe, new_event(event_type, tenant_id, {"tenant": tenant, "previous": old}, ctx))
+            result.update(tenant)
+
+        watched = [key, _tenant_clients_key(tenant_id)]
+        self._r.transaction(write, *watched)
+        return result
+
+
+class ClientStore:
+    """A tenant's API clients. Secrets are returned once, at creation, and kept only hashed."""
+
+    def __init__(self, redis_provider: RedisProvider, events: EventPublisher, token_ttl_s: int) -> None:
+        self._redis = redis_provider
+        self._events = events
+        self._revoke_for_s = token_ttl_s + 60
+
+    @property
+    def _r(self) -> redis.Redis:
+        return self._redis.client
+
+    def get(self, client_id: str) -> dict[str, Any] | None:
+        raw = self._r.get(_client_key(client_id))
+        return json.loads(raw) if raw else None
+
+    def create(self, tenant_id: str, name: str, scopes: list[str], ctx: EventContext) -> tuple[dict[str, Any], str]:
+        secret = new_secret()
+        client = {
+            "client_id": f"cli_{ULID()}",
+            "tenant_id": tenant_id,
+            "name": name,
+            "scopes": sorted(set(scopes)),
+            "status": "active",
+            "created_at": utcnow(),
+        }
+        stored = {**client, "secret_hash": hash_secret(secret)}
+        tenant_key = _tenant_key(tenant_id)
+
+        def write(pipe: Any) -> None:
+            raw = pipe.get(tenant_key)
+            if raw is None:
+                raise errors.not_found()
+            if json.loads(raw)["status"] == "deleted":
+                raise errors.conflict("A deleted tenant cannot get new clients.")
+            pipe.multi()
+            pipe.set(_client_key(client["client_id"]), _dump(stored))
+            pipe.zadd(_tenant_clients_key(tenant_id), {client["client_id"]: 0})
+            self._events.add(pipe, new_event("client.created", tenant_id, {"client": client}, ctx))
+
+        self._r.transaction(write, tenant_key)
+        return client, secret
+
+    def list(self, tenant_id: str, *, limit: int, cursor: str | None) -> Page:
+        after = decode_cursor(cursor, "after") if cursor else None
+        start = f"({after}" if after else "-"
+        ids = self._r.zrangebylex(_tenant_clients_key(tenant_id), start, "+", start=0, num=limit + 1)
+        more = len(ids) > limit
+        ids = ids[:limit]
+        docs = self._r.mget([_client_key(i) for i in ids]) if ids else []
+        items = [public_client(json.loads(d)) for d in docs if d]
+        return Page(items, encode_cursor({"after": ids[-1]}) if more and ids else None)
+
+    def revoke(self, tenant_id: str, client_id: str, ctx: EventContext) -> None:
+        key = _client_key(client_id)
+
+        def write(pipe: Any) -> None:
+            raw = pipe.get(key)
+            client = json.loads(raw) if raw else None
+            if client is None or client["tenant_id"] != tenant_id:
+                raise errors.not_found()
+            if client["status"] == "revoked":
+                return
+            pipe.multi()
+            self._queue_revocation(pipe, client, ctx)
+
+        self._r.transaction(write, key)
+
+    def revoke_all_queued(self, pipe: Any, tenant_id: str, ctx: EventContext) -> None:
+        """Queue the revocation of every client of a tenant on ``pipe`` (already in MULTI).
+
+        Reads happen on a separate connection: the tenant's client set is WATCHed by the
+        caller, so a client created meanwhile aborts the transaction and it is retried.
+        """
+        ids = self._r.zrange(_tenant_clients_key(tenant_id), 0, -1)
+        docs = self._r.mget([_client_key(i) for i in ids]) if ids else []
+        for raw in docs:
+            if raw:
+                client = json.loads(raw)
+                if client["status"] != "revoked":
+                    self._queue_revocation(pipe, client, ctx)
+
+    def _queue_revocation(self, pipe: Any, client: dict[str, Any], ctx: EventContext) -> None:
+        client = {**client, "status": "revoked", "revoked_at": utcnow()}
+        pipe.set(_client_key(client["client_id"]), _dump(client))
+        record_revocation(pipe, client["client_id"], time.time() + self._revoke_for_s)
+        data = {"client_id": client["client_id"], "client": public_client(client)}
+        self._events.add(pipe, new_event("client.revoked", client["tenant_id"], data, ctx))
+
+
+def public_client(client: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in client.items() if k != "secret_hash"}
