@@ -123,12 +123,17 @@ def _check_declarations(routes: Sequence[Route]) -> None:
         raise TypeError("responders without an @endpoint declaration: " + ", ".join(missing))
 
 
-def exit_on_config_error(service: str, build: Callable[[Settings], falcon.App]) -> falcon.App:
-    """Build the app from the environment; a configuration error ends the process with one line."""
+def exit_on_config_error(service: str, build: Callable[[Settings], falcon.App]) -> falcon.App | None:
+    """Build the app from the environment; on a configuration error, print one line and return None.
+
+    The WSGI module then has no callable, and uWSGI's ``need-app`` stops the whole instance
+    instead of respawning workers that fail the same way forever (which a SystemExit in a
+    worker would cause).
+    """
     try:
         settings = Settings.from_env(service)
         configure_logging(service, settings.instance_index, settings.log_level)
         return build(settings)
     except ConfigError as exc:
         print(f"aerie-{service}: configuration error: {exc}", file=sys.stderr, flush=True)
-        raise SystemExit(78) from None  # EX_CONFIG
+        return None

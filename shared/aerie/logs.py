@@ -18,11 +18,11 @@ def configure_logging(service: str, instance_index: int, level: str = "INFO") ->
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         JsonFormatter(
-            "{asctime}{levelname}{name}{message}",
+            "{levelname}{name}{message}",
             style="{",
-            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+            rename_fields={"levelname": "level", "name": "logger"},
             static_fields={"service": service, "instance": instance_index},
-            timestamp=False,
+            timestamp="time",
             json_ensure_ascii=False,
         )
     )

@@ -72,5 +72,5 @@ def create_app(settings: Settings, config: TenantsConfig, infra: Infrastructure 
     )
 
 
-def get_app() -> falcon.App:
+def get_app() -> falcon.App | None:
     return exit_on_config_error("tenants", lambda s: create_app(s, TenantsConfig.from_settings(s)))
