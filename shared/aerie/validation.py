@@ -38,6 +38,8 @@ class Validator(cerberus.Validator):
     """Cerberus with the rules Aerie's schemas use (``check_with: rfc3339``)."""
 
     def _check_with_rfc3339(self, field: str, value: Any) -> None:
+        if value is None:  # Cerberus runs check_with on null too; `nullable` decides about it
+            return
         if not is_rfc3339(value):
             self._error(field, "must be an RFC 3339 timestamp with a time zone")
 
@@ -56,15 +58,22 @@ def _validator(schema: Mapping[str, Any]) -> Validator:
 
 
 def flatten_errors(tree: Mapping[str, Any], prefix: str = "") -> list[dict[str, str]]:
-    """Cerberus' nested error tree as one entry per field, with dotted paths."""
+    """Cerberus' nested error tree as one entry per field, with dotted paths.
+
+    A field that broke several rules (``coerce`` then ``type``, say) gets one entry whose
+    message joins them.
+    """
     out: list[dict[str, str]] = []
     for field, messages in tree.items():
         path = f"{prefix}{field}"
+        own: list[str] = []
         for message in messages:
             if isinstance(message, dict):
                 out.extend(flatten_errors(message, prefix=f"{path}."))
             else:
-                out.append({"field": path, "message": str(message)})
+                own.append(str(message))
+        if own:
+            out.append({"field": path, "message": "; ".join(own)})
     return out
 
 
