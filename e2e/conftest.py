@@ -76,9 +76,8 @@ class Aerie:
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
         r = self.http.request(method, self.url(service) + path, json=json, headers=all_headers, timeout=10, **kw)
-        self.calls.append(
-            f"{method} {service}{path} -> {r.status_code} request_id={r.headers.get('X-Request-ID')} body={r.text[:300]}"
-        )
+        request_id = r.headers.get("X-Request-ID")
+        self.calls.append(f"{method} {service}{path} -> {r.status_code} request_id={request_id} body={r.text[:300]}")
         return r
 
     def token(self, client_id: str, secret: str, **form: str) -> str:
@@ -118,7 +117,10 @@ class Aerie:
 
     def create_client(self, tenant_id: str, scopes: list[str]) -> dict[str, Any]:
         r = self.call(
-            "POST", "tenants", f"/v1/tenants/{tenant_id}/clients", token=self.admin_token,
+            "POST",
+            "tenants",
+            f"/v1/tenants/{tenant_id}/clients",
+            token=self.admin_token,
             json={"name": f"e2e-{self.run_id}", "scopes": scopes},
         )
         assert r.status_code == 201, r.text

@@ -17,8 +17,14 @@ def test_onboarding_a_tenant_with_its_own_client(aerie):
     token = aerie.token(client["client_id"], client["client_secret"])
     r = aerie.call("GET", "tenants", f"/v1/tenants/{tenant['id']}", token=token)
     assert r.status_code == 200 and r.json()["id"] == tenant["id"]
-    r = aerie.call("PATCH", "tenants", f"/v1/tenants/{tenant['id']}", token=token, json={"name": "Renamed"},
-                   headers={"If-Match": r.headers["ETag"]})
+    r = aerie.call(
+        "PATCH",
+        "tenants",
+        f"/v1/tenants/{tenant['id']}",
+        token=token,
+        json={"name": "Renamed"},
+        headers={"If-Match": r.headers["ETag"]},
+    )
     assert r.status_code == 200 and r.json()["version"] == 2
 
 

@@ -56,17 +56,26 @@ def tenants_env(server: RedisServer, key: TestKey, port: int) -> dict[str, str]:
         "AERIE_BOOTSTRAP_CLIENT_ID": BOOT_ID,
         "AERIE_BOOTSTRAP_CLIENT_SECRET": BOOT_SECRET,
         "AERIE_SERVICE_CLIENTS": json.dumps(
-            [{"client_id": SVC_ID, "secret_sha256": hashlib.sha256(SVC_SECRET.encode()).hexdigest(),
-              "scopes": ["platform:read", "audit:write"]}]
+            [
+                {
+                    "client_id": SVC_ID,
+                    "secret_sha256": hashlib.sha256(SVC_SECRET.encode()).hexdigest(),
+                    "scopes": ["platform:read", "audit:write"],
+                }
+            ]
         ),
     }
 
 
 @pytest.fixture(scope="session")
-def tenants(redis_server: RedisServer, signing_key: TestKey, tmp_path_factory: pytest.TempPathFactory) -> Iterator[UwsgiService]:
+def tenants(
+    redis_server: RedisServer, signing_key: TestKey, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UwsgiService]:
     port = free_port()
     service = UwsgiService(
-        REPO / "services" / "tenants", port, tenants_env(redis_server, signing_key, port),
+        REPO / "services" / "tenants",
+        port,
+        tenants_env(redis_server, signing_key, port),
         log_path=tmp_path_factory.mktemp("logs") / "tenants.log",
     )
     service.start()

@@ -7,10 +7,10 @@ import time
 import uuid
 
 import requests
+from conftest import REPO, Http, tenants_env
 
 from aerie.local.redis_server import free_port
 from aerie.testing.process import UwsgiService
-from conftest import REPO, Http, tenants_env
 
 
 def new_slug() -> str:
@@ -22,8 +22,9 @@ def test_onboarding_over_http(http: Http):
     r = http.request("POST", "/v1/tenants", json={"slug": new_slug(), "name": "Acme"}, headers=admin)
     assert r.status_code == 201, r.text
     tenant = r.json()
-    r = http.request("POST", f"/v1/tenants/{tenant['id']}/clients", json={"name": "app", "scopes": ["tenants:read"]},
-                     headers=admin)
+    r = http.request(
+        "POST", f"/v1/tenants/{tenant['id']}/clients", json={"name": "app", "scopes": ["tenants:read"]}, headers=admin
+    )
     assert r.status_code == 201
     created = r.json()
     mine = http.bearer(http.token(created["client_id"], created["client_secret"]))
@@ -36,8 +37,9 @@ def test_onboarding_over_http(http: Http):
 def test_revocation_reaches_every_worker_within_a_second(http: Http, tenants: UwsgiService):
     admin = http.bearer()
     tenant = http.request("POST", "/v1/tenants", json={"slug": new_slug(), "name": "Rev"}, headers=admin).json()
-    created = http.request("POST", f"/v1/tenants/{tenant['id']}/clients",
-                           json={"name": "app", "scopes": ["tenants:read"]}, headers=admin).json()
+    created = http.request(
+        "POST", f"/v1/tenants/{tenant['id']}/clients", json={"name": "app", "scopes": ["tenants:read"]}, headers=admin
+    ).json()
     headers = http.bearer(http.token(created["client_id"], created["client_secret"]))
     path = f"{tenants.url}/v1/tenants/{tenant['id']}"
 
@@ -64,7 +66,9 @@ def test_logs_are_json_and_never_hold_secrets(http: Http, tenants: UwsgiService)
     assert token not in log and "service-test-bootstrap-secret" not in log
     lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     access = [entry for entry in lines if entry.get("logger") == "aerie.access" and entry["path"] == "/v1/tenants"]
-    assert access and {"service", "instance", "request_id", "method", "path", "status", "duration_ms"} <= access[-1].keys()
+    assert (
+        access and {"service", "instance", "request_id", "method", "path", "status", "duration_ms"} <= access[-1].keys()
+    )
 
 
 def test_a_configuration_error_stops_start_up_with_one_line(redis_server, signing_key, tmp_path):

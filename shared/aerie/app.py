@@ -29,7 +29,7 @@ from aerie.pubsub import Subscriber
 from aerie.redis import RedisProvider
 from aerie.system import HealthResource, InfoResource, ReadyCheck, ReadyResource
 
-__all__ = ["Infrastructure", "JSON_UTF8", "Route", "create_service_app", "exit_on_config_error"]
+__all__ = ["JSON_UTF8", "Infrastructure", "Route", "create_service_app", "exit_on_config_error"]
 
 JSON_UTF8 = "application/json; charset=utf-8"
 Route = tuple[str, object]

@@ -78,7 +78,9 @@ class Settings:
                 url=redis_url_from_env(env),
                 connect_timeout=_float(env.get("AERIE_REDIS_CONNECT_TIMEOUT", "2"), "AERIE_REDIS_CONNECT_TIMEOUT"),
                 read_timeout=_float(env.get("AERIE_REDIS_READ_TIMEOUT", "2"), "AERIE_REDIS_READ_TIMEOUT"),
-                max_connections=_int(env.get("AERIE_REDIS_MAX_CONNECTIONS", "32"), "AERIE_REDIS_MAX_CONNECTIONS", minimum=1),
+                max_connections=_int(
+                    env.get("AERIE_REDIS_MAX_CONNECTIONS", "32"), "AERIE_REDIS_MAX_CONNECTIONS", minimum=1
+                ),
             ),
             issuer=issuer.rstrip("/"),
             audience=env.get("AERIE_AUDIENCE", "aerie"),

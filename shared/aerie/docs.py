@@ -23,16 +23,18 @@ __all__ = ["ASSETS_PREFIX", "CSP", "INIT_JS", "DocsAssetResource", "DocsResource
 
 ASSETS_PREFIX: Final = "/docs/assets"
 
-CSP: Final = "; ".join([
-    "default-src 'none'",
-    "script-src 'self'",
-    "style-src 'self' 'unsafe-inline'",
-    "img-src 'self' data:",
-    "connect-src 'self'",
-    "base-uri 'none'",
-    "form-action 'self'",
-    "frame-ancestors 'none'",
-])
+CSP: Final = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
 
 #: The initializer, served as ``/docs/assets/init.js`` so no inline script is needed.
 INIT_JS: Final = """\

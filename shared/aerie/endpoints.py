@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
-__all__ = ["PUBLIC", "Endpoint", "endpoint", "endpoint_of", "responders_of", "HTTP_METHODS"]
+__all__ = ["HTTP_METHODS", "PUBLIC", "Endpoint", "endpoint", "endpoint_of", "responders_of"]
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 Schema = Mapping[str, Any]

@@ -19,8 +19,8 @@ from aerie.redis import REDIS_DOWN
 
 __all__ = [
     "PROBLEM_JSON",
-    "Problem",
     "FieldError",
+    "Problem",
     "bad_request",
     "conflict",
     "forbidden",
@@ -119,7 +119,9 @@ def unavailable(detail: str, retry_after: int = 1) -> Problem:
     return Problem(503, "unavailable", detail, headers={"Retry-After": str(retry_after)})
 
 
-def problem_body(req: falcon.Request, status: int, code: str, title: str, detail: str | None, errors: Any) -> dict[str, Any]:
+def problem_body(
+    req: falcon.Request, status: int, code: str, title: str, detail: str | None, errors: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {
         "type": f"urn:aerie:problem:{code}",
         "title": title,
@@ -135,8 +137,10 @@ def problem_body(req: falcon.Request, status: int, code: str, title: str, detail
 
 def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     status = exc.status_code
-    code = getattr(exc, "problem_code", None) or CODES_BY_STATUS.get(status) or (
-        "internal_error" if status >= 500 else "bad_request"
+    code = (
+        getattr(exc, "problem_code", None)
+        or CODES_BY_STATUS.get(status)
+        or ("internal_error" if status >= 500 else "bad_request")
     )
     title = TITLES.get(code, exc.title or code)
     detail = exc.description

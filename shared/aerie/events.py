@@ -92,7 +92,8 @@ class EventContext:
 
     @classmethod
     def system(cls, service: str) -> EventContext:
-        return cls(actor={"type": "service", "id": service, "client_id": None}, request_id=None, ip=None, user_agent=None)
+        actor = {"type": "service", "id": service, "client_id": None}
+        return cls(actor=actor, request_id=None, ip=None, user_agent=None)
 
 
 def new_event(type_: str, tenant_id: str | None, data: Mapping[str, Any], ctx: EventContext) -> dict[str, Any]:
@@ -182,6 +183,16 @@ class StreamConsumer:
     def poll_once(self) -> int:
         """Handle what is pending for too long, then what is new; returns how many entries."""
         self.ensure_group()
+        try:
+            return self._poll()
+        except redis.ResponseError as exc:
+            # The group vanished (Redis restarted without its data, or the key was deleted)
+            # without a connection error to tell us: create it again on the next poll.
+            if "NOGROUP" in str(exc):
+                self._group_ready = False
+            raise
+
+    def _poll(self) -> int:
         r = self._redis.client
         handled = 0
         claimed = r.xautoclaim(self._stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=self._batch)
@@ -212,7 +223,9 @@ class StreamConsumer:
         except REDIS_DOWN:
             raise
         except Exception:
-            log.exception("event handler failed; entry stays pending", extra={"event_id": event_id, "group": self.group})
+            log.exception(
+                "event handler failed; entry stays pending", extra={"event_id": event_id, "group": self.group}
+            )
             return 0
         pipe = r.pipeline(transaction=True)
         pipe.set(marker, "1", ex=self._processed_ttl_s)

@@ -19,7 +19,7 @@ from aerie import errors
 from aerie.middleware import spec_for
 from aerie.redis import RedisProvider
 
-__all__ = ["IdempotencyMiddleware", "REPLAY_TTL_S"]
+__all__ = ["REPLAY_TTL_S", "IdempotencyMiddleware"]
 
 REPLAY_TTL_S = 24 * 3600
 PENDING_TTL_S = 60
@@ -37,7 +37,9 @@ class IdempotencyMiddleware:
     def __init__(self, redis: RedisProvider) -> None:
         self._redis = redis
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
         key = req.get_header("Idempotency-Key")
         if key is None or req.method != "POST":
             return
@@ -70,7 +72,9 @@ class IdempotencyMiddleware:
         resp.data = record["body"].encode()
         resp.complete = True
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         claim = getattr(req.context, "idempotency", None)
         if claim is None:
             return

@@ -27,7 +27,7 @@ from aerie.endpoints import Endpoint, endpoint_of
 from aerie.pubsub import Subscriber
 from aerie.validation import validate
 
-__all__ = ["AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "MAX_BODY_BYTES", "spec_for"]
+__all__ = ["MAX_BODY_BYTES", "AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "spec_for"]
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -49,7 +49,9 @@ class RequestContextMiddleware:
         request_id_var.set(request_id)
         resp.set_header("X-Request-ID", request_id)
 
-    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool) -> None:
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, req_succeeded: bool
+    ) -> None:
         resp.set_header("X-Request-ID", req.context.request_id)
         principal = getattr(req.context, "principal", None)
         access_log.info(
@@ -85,7 +87,9 @@ class AuthMiddleware:
         self._verifier = verifier
         self._subscriber = subscriber
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
         spec = spec_for(req, resource)
         if spec is None or spec.scopes is None:
             return
@@ -94,21 +98,27 @@ class AuthMiddleware:
         header = req.get_header("Authorization")
         if not header:
             raise errors.Problem(
-                401, "unauthorized", "This route needs a bearer token.",
+                401,
+                "unauthorized",
+                "This route needs a bearer token.",
                 headers={"WWW-Authenticate": _bearer_challenge()},
             )
         scheme, _, token = header.partition(" ")
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise errors.Problem(
-                401, "unauthorized", "Use the Bearer authorization scheme.",
+                401,
+                "unauthorized",
+                "Use the Bearer authorization scheme.",
                 headers={"WWW-Authenticate": _bearer_challenge()},
             )
         try:
             principal = self._verifier.verify(token)
         except InvalidToken as exc:
             raise errors.Problem(
-                401, "invalid_token", str(exc),
+                401,
+                "invalid_token",
+                str(exc),
                 headers={"WWW-Authenticate": _bearer_challenge("invalid_token", str(exc))},
             ) from None
         except KeysUnavailable:
@@ -116,7 +126,9 @@ class AuthMiddleware:
         if not principal.has_any(spec.scopes):
             needed = " ".join(spec.scopes)
             raise errors.Problem(
-                403, "insufficient_scope", f"This route needs one of these scopes: {needed}.",
+                403,
+                "insufficient_scope",
+                f"This route needs one of these scopes: {needed}.",
                 headers={"WWW-Authenticate": _bearer_challenge("insufficient_scope", scope=needed)},
             )
         if spec.tenant and principal.is_platform:
@@ -136,7 +148,11 @@ def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     length = req.content_length
     if length is not None and length > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
-    data = req.bounded_stream.read(limit + 1)
+    # Without a Content-Length (chunked) Falcon's bounded stream reads nothing; a server that
+    # de-chunks says so with wsgi.input_terminated, and then the raw input ends at the body's end.
+    terminated = length is None and req.env.get("wsgi.input_terminated")
+    stream = req.stream if terminated else req.bounded_stream
+    data = stream.read(limit + 1)
     if len(data) > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
     return data
@@ -152,7 +168,9 @@ class BodyMiddleware:
     def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
         self._max = max_body_bytes
 
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]) -> None:
+    def process_resource(
+        self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
+    ) -> None:
         spec = spec_for(req, resource)
         if spec is None:
             return

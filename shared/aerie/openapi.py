@@ -390,21 +390,25 @@ def _query_parameters(query: Mapping[str, Any] | None) -> list[dict[str, Any]]:
 def _header_parameters(method: str, spec: Endpoint) -> list[dict[str, Any]]:
     headers = []
     if spec.idempotent:
-        headers.append({
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "description": "Replays this request's first response for 24 hours; reuse with another request is 409.",
-            "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
-        })
+        headers.append(
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "description": "Replays this request's first response for 24 hours; reuse with another request is 409.",
+                "schema": {"type": "string", "pattern": "^[!-~]{1,255}$"},
+            }
+        )
     if method in ("patch", "put"):
-        headers.append({
-            "name": "If-Match",
-            "in": "header",
-            "required": False,
-            "description": "The ETag read earlier; a stale one is 412. Absent or `*`: any version.",
-            "schema": {"type": "string"},
-        })
+        headers.append(
+            {
+                "name": "If-Match",
+                "in": "header",
+                "required": False,
+                "description": "The ETag read earlier; a stale one is 412. Absent or `*`: any version.",
+                "schema": {"type": "string"},
+            }
+        )
     return headers
 
 

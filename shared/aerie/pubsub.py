@@ -14,6 +14,9 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
+
+from redis.client import PubSub
 
 from aerie.redis import RedisProvider
 
@@ -69,22 +72,20 @@ class Subscriber:
         backoff = 0.1
         while not self._stop.is_set():
             client = self._redis.pubsub_client()
-            pubsub = client.pubsub(ignore_subscribe_messages=True)
+            pubsub = client.pubsub()  # subscribe confirmations are awaited, then skipped
             try:
                 pubsub.psubscribe(*self._patterns)
+                # Only once Redis has processed the PSUBSCRIBE is nothing missed: a hook that
+                # reloaded state before then could miss a change published in between.
+                self._await_subscribed(pubsub)
                 for hook in self._on_connect:
                     hook()
                 self._connected.set()
                 backoff = 0.1
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=1.0)
-                    if message is None or message.get("type") != "pmessage":
-                        continue
-                    for handler in self._patterns.get(message["pattern"], ()):
-                        try:
-                            handler(message["channel"], message["data"])
-                        except Exception:
-                            log.exception("pub/sub handler failed", extra={"channel": message["channel"]})
+                    if message is not None:
+                        self._dispatch(message)
             except Exception as exc:
                 self._connected.clear()
                 log.warning("pub/sub connection lost; reconnecting", extra={"error_type": type(exc).__name__})
@@ -95,4 +96,29 @@ class Subscriber:
                     pubsub.close()
                     client.close()
                 except Exception:
-                    pass
+                    log.debug("closing the pub/sub connection failed", exc_info=True)
+
+    def _await_subscribed(self, pubsub: PubSub, timeout: float = 5.0) -> None:
+        """Wait for Redis to confirm every pattern; messages read meanwhile are dispatched."""
+        waiting = set(self._patterns)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise ConnectionError("Redis did not confirm the subscription")
+            message = pubsub.get_message(timeout=remaining)
+            if message is None:
+                continue
+            if message.get("type") == "psubscribe":
+                waiting.discard(message["channel"])
+            else:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "pmessage":
+            return
+        for handler in self._patterns.get(message["pattern"], ()):
+            try:
+                handler(message["channel"], message["data"])
+            except Exception:
+                log.exception("pub/sub handler failed", extra={"channel": message["channel"]})

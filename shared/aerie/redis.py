@@ -9,7 +9,7 @@ import redis
 
 from aerie.config import RedisSettings
 
-__all__ = ["RedisProvider", "REDIS_DOWN"]
+__all__ = ["REDIS_DOWN", "RedisProvider"]
 
 #: The exceptions that mean "Redis is not answering", as opposed to a bad command.
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)

@@ -10,7 +10,7 @@ import falcon
 from aerie.config import Settings
 from aerie.endpoints import PUBLIC, endpoint
 
-__all__ = ["HealthResource", "InfoResource", "ReadyResource", "ReadyCheck"]
+__all__ = ["HealthResource", "InfoResource", "ReadyCheck", "ReadyResource"]
 
 log = logging.getLogger("aerie.ready")
 #: A readiness check returns normally when its dependency answers and raises when not.

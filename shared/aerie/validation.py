@@ -17,7 +17,16 @@ import cerberus
 
 from aerie import errors
 
-__all__ = ["LIST_QUERY", "RFC3339", "Validator", "cursor_rule", "flatten_errors", "is_rfc3339", "limit_rule", "validate"]
+__all__ = [
+    "LIST_QUERY",
+    "RFC3339",
+    "Validator",
+    "cursor_rule",
+    "flatten_errors",
+    "is_rfc3339",
+    "limit_rule",
+    "validate",
+]
 
 
 #: A field holding an RFC 3339 timestamp: ``{"type": "string", **RFC3339}``.

@@ -10,11 +10,11 @@ from typing import Any
 from aerie import errors
 
 __all__ = [
+    "KNOWN_SCOPES",
     "PLANS",
+    "SLUG_PATTERN",
     "STATUSES",
     "TENANT_SCOPES",
-    "SLUG_PATTERN",
-    "KNOWN_SCOPES",
     "hash_secret",
     "new_secret",
     "secret_matches",

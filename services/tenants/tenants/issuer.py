@@ -21,7 +21,7 @@ from tenants.domain import KNOWN_SCOPES, READ_SCOPES, TENANT_SCOPES, hash_secret
 from tenants.signing import SigningKeys
 from tenants.storage import ClientStore, TenantStore
 
-__all__ = ["Issuer", "IssuedToken", "OAuthError", "PlatformClient", "platform_clients_from_env"]
+__all__ = ["IssuedToken", "Issuer", "OAuthError", "PlatformClient", "platform_clients_from_env"]
 
 # Compared against when the client id is unknown, so both paths cost the same.
 _DUMMY_HASH = hash_secret("not a real secret")

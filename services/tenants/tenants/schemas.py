@@ -58,4 +58,3 @@ CLIENT: dict[str, Any] = {
 }
 
 CLIENT_CREATED: dict[str, Any] = {**CLIENT, "client_secret": {"type": "string"}}
-

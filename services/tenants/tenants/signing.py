@@ -28,7 +28,9 @@ class SigningKeys:
         self._public: list[dict[str, Any]] = []
         for i, raw in enumerate(raw_keys):
             if not isinstance(raw, dict) or not raw.get("kid") or raw.get("alg") not in ALLOWED_ALGORITHMS:
-                raise ConfigError(f"AERIE_SIGNING_KEYS key {i} needs a kid and an alg of {', '.join(ALLOWED_ALGORITHMS)}")
+                raise ConfigError(
+                    f"AERIE_SIGNING_KEYS key {i} needs a kid and an alg of {', '.join(ALLOWED_ALGORITHMS)}"
+                )
             if "d" not in raw:
                 raise ConfigError(f"AERIE_SIGNING_KEYS key {raw['kid']!r} is not a private key")
             try:

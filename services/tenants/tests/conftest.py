@@ -38,8 +38,13 @@ def env(redis_url: str, signing_key: TestKey) -> dict[str, str]:
         "AERIE_BOOTSTRAP_CLIENT_ID": BOOT_ID,
         "AERIE_BOOTSTRAP_CLIENT_SECRET": BOOT_SECRET,
         "AERIE_SERVICE_CLIENTS": json.dumps(
-            [{"client_id": SVC_ID, "secret_sha256": hashlib.sha256(SVC_SECRET.encode()).hexdigest(),
-              "scopes": ["platform:read", "audit:write"]}]
+            [
+                {
+                    "client_id": SVC_ID,
+                    "secret_sha256": hashlib.sha256(SVC_SECRET.encode()).hexdigest(),
+                    "scopes": ["platform:read", "audit:write"],
+                }
+            ]
         ),
     }
 
@@ -83,7 +88,9 @@ class Api:
         return {"Authorization": f"Bearer {self.token()}"}
 
     def create_tenant(self, slug: str, **extra: Any) -> dict[str, Any]:
-        r = self.c.simulate_post("/v1/tenants", json={"slug": slug, "name": slug.title(), **extra}, headers=self.admin())
+        r = self.c.simulate_post(
+            "/v1/tenants", json={"slug": slug, "name": slug.title(), **extra}, headers=self.admin()
+        )
         assert r.status_code == 201, r.text
         return r.json
 

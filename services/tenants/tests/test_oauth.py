@@ -78,7 +78,9 @@ def test_platform_client_can_mint_a_tenant_bound_token(api, redis_url):
 def test_service_client_reads_only(api, client):
     token = api.token(SVC_ID, SVC_SECRET)
     assert jwt.decode(token, options={"verify_signature": False})["scope"] == "audit:write platform:read"
-    r = post_token(client, "grant_type=client_credentials&scope=platform:admin", {"Authorization": basic(SVC_ID, SVC_SECRET)})
+    r = post_token(
+        client, "grant_type=client_credentials&scope=platform:admin", {"Authorization": basic(SVC_ID, SVC_SECRET)}
+    )
     assert r.status_code == 400 and r.json["error"] == "invalid_scope"
 
 
@@ -94,7 +96,12 @@ def test_service_client_reads_only(api, client):
         ("grant_type=client_credentials&tenant_id=ten_missing", True, 400, "invalid_request"),
         ("grant_type=client_credentials", False, 401, "invalid_client"),
         ("grant_type=client_credentials&client_id=aerie-bootstrap", False, 401, "invalid_client"),
-        (f"grant_type=client_credentials&client_id={BOOT_ID}&client_secret={BOOT_SECRET}", True, 400, "invalid_request"),
+        (
+            f"grant_type=client_credentials&client_id={BOOT_ID}&client_secret={BOOT_SECRET}",
+            True,
+            400,
+            "invalid_request",
+        ),
     ],
 )
 def test_token_request_errors(client, redis_url, body, auth, status, error):
@@ -149,7 +156,11 @@ def test_revoked_client_gets_no_token(api, client):
     created = api.create_client(tenant["id"], ["projects:read"])
     r = client.simulate_delete(f"/v1/tenants/{tenant['id']}/clients/{created['client_id']}", headers=api.admin())
     assert r.status_code == 204
-    r = post_token(client, "grant_type=client_credentials", {"Authorization": basic(created["client_id"], created["client_secret"])})
+    r = post_token(
+        client,
+        "grant_type=client_credentials",
+        {"Authorization": basic(created["client_id"], created["client_secret"])},
+    )
     assert r.status_code == 401 and r.json["error"] == "invalid_client"
 
 
@@ -172,9 +183,10 @@ def test_jwks_publishes_every_key_and_no_private_parts(client, signing_key):
 
 
 def test_rotation_signs_with_the_first_key_and_publishes_both(env, redis_url, api):
+    from falcon import testing
+
     from aerie.config import Settings
     from aerie.testing.keys import TestKey
-    from falcon import testing
     from tenants.app import TenantsConfig, create_app
 
     old, new = TestKey("old"), TestKey("new", alg="ES256")

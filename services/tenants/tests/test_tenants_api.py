@@ -109,9 +109,15 @@ def test_tenant_token_reads_and_renames_its_own_tenant_only(api, client):
     r = client.simulate_patch(f"/v1/tenants/{other['id']}", json={"name": "Hijack"}, headers=headers)
     assert r.status_code == 404
     assert client.simulate_get(f"/v1/tenants/{other['id']}", headers=api.admin()).json["name"] == "Other"
-    for method, path in [("GET", "/v1/tenants"), ("POST", "/v1/tenants"), ("POST", f"/v1/tenants/{mine['id']}/suspend"),
-                         ("DELETE", f"/v1/tenants/{mine['id']}")]:
-        r = client.simulate_request(method, path, headers=headers, json={"slug": "zz", "name": "z"} if method == "POST" else None)
+    for method, path in [
+        ("GET", "/v1/tenants"),
+        ("POST", "/v1/tenants"),
+        ("POST", f"/v1/tenants/{mine['id']}/suspend"),
+        ("DELETE", f"/v1/tenants/{mine['id']}"),
+    ]:
+        r = client.simulate_request(
+            method, path, headers=headers, json={"slug": "zz", "name": "z"} if method == "POST" else None
+        )
         assert r.status_code == 403 and r.json["code"] == "insufficient_scope", (method, path)
 
 
@@ -160,8 +166,16 @@ def test_deleting_a_tenant_revokes_its_clients_tokens(api, client):
 
 def test_unknown_tenant_ids_are_404_everywhere(api, client):
     admin = api.admin()
-    for method, suffix in [("GET", ""), ("PATCH", ""), ("DELETE", ""), ("POST", "/suspend"), ("POST", "/reactivate"),
-                           ("GET", "/clients"), ("POST", "/clients"), ("DELETE", "/clients/cli_x")]:
+    for method, suffix in [
+        ("GET", ""),
+        ("PATCH", ""),
+        ("DELETE", ""),
+        ("POST", "/suspend"),
+        ("POST", "/reactivate"),
+        ("GET", "/clients"),
+        ("POST", "/clients"),
+        ("DELETE", "/clients/cli_x"),
+    ]:
         body = {"name": "x", "scopes": ["tenants:read"]} if suffix == "/clients" and method == "POST" else None
         if method == "PATCH":
             body = {"name": "x"}
@@ -197,8 +211,12 @@ def test_tenant_cannot_touch_another_tenants_clients(api, client):
 def test_client_scopes_validated_and_never_escalated(api, client):
     tenant = api.create_tenant("acme")
     path = f"/v1/tenants/{tenant['id']}/clients"
-    for bad in ({"name": "x", "scopes": ["platform:admin"]}, {"name": "x", "scopes": []}, {"name": "x"},
-                {"name": "x", "scopes": "tenants:read"}):
+    for bad in (
+        {"name": "x", "scopes": ["platform:admin"]},
+        {"name": "x", "scopes": []},
+        {"name": "x"},
+        {"name": "x", "scopes": "tenants:read"},
+    ):
         r = client.simulate_post(path, json=bad, headers=api.admin())
         assert r.status_code == 422 and r.json["errors"][0]["field"].startswith("scopes"), bad
     headers = api.tenant_headers(tenant["id"], ["tenants:write"])
@@ -211,8 +229,11 @@ def test_client_scopes_validated_and_never_escalated(api, client):
 def test_platform_token_is_not_a_tenant(api, client):
     r = client.simulate_get("/v1/tenants", headers={"Authorization": f"Bearer {api.token(api.SVC_ID, api.SVC_SECRET)}"})
     assert r.status_code == 200
-    r = client.simulate_post("/v1/tenants", json={"slug": "nope", "name": "x"},
-                             headers={"Authorization": f"Bearer {api.token(api.SVC_ID, api.SVC_SECRET)}"})
+    r = client.simulate_post(
+        "/v1/tenants",
+        json={"slug": "nope", "name": "x"},
+        headers={"Authorization": f"Bearer {api.token(api.SVC_ID, api.SVC_SECRET)}"},
+    )
     assert r.status_code == 403 and r.json["code"] == "insufficient_scope"
 
 

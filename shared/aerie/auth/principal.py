@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["Principal", "PLATFORM_ADMIN", "PLATFORM_READ"]
+__all__ = ["PLATFORM_ADMIN", "PLATFORM_READ", "Principal"]
 
 PLATFORM_ADMIN = "platform:admin"
 PLATFORM_READ = "platform:read"

@@ -40,8 +40,10 @@ class RevocationList:
         subscriber.on_connect(self.reload)
 
     def reload(self) -> None:
-        members = self._redis.client.zrangebyscore(REVOKED_CLIENTS_KEY, time.time(), "+inf")
+        # Read under the lock: an event handled while a stale read is in flight must not be
+        # overwritten by it (a request thread reloads while the subscriber handles events).
         with self._lock:
+            members = self._redis.client.zrangebyscore(REVOKED_CLIENTS_KEY, time.time(), "+inf")
             self._revoked = frozenset(members)
             self._loaded = True
 

@@ -48,7 +48,11 @@ class UwsgiService:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [uwsgi_binary(), "--ini", "uwsgi.ini"], cwd=self.service_dir, env=self.env, stdout=log, stderr=subprocess.STDOUT
+            [uwsgi_binary(), "--ini", "uwsgi.ini"],
+            cwd=self.service_dir,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
         if wait_ready:

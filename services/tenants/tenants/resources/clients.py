@@ -35,7 +35,9 @@ class ClientCollection:
         beyond = [s for s in scopes if not principal.has_scope(s)]
         if beyond:
             raise errors.forbidden(f"A client cannot grant scopes it does not hold: {' '.join(sorted(beyond))}.")
-        client, secret = self._clients.create(tenant_id, req.context.body["name"], scopes, EventContext.from_request(req))
+        client, secret = self._clients.create(
+            tenant_id, req.context.body["name"], scopes, EventContext.from_request(req)
+        )
         resp.status = 201
         resp.location = f"/v1/tenants/{tenant_id}/clients/{client['client_id']}"
         resp.set_header("Cache-Control", "no-store")
@@ -59,8 +61,11 @@ class ClientItem:
         self._tenants = tenants
         self._clients = clients
 
-    @endpoint("Revoke an API client: its tokens stop working everywhere", scopes=("tenants:write", "platform:admin"),
-              status=204)
+    @endpoint(
+        "Revoke an API client: its tokens stop working everywhere",
+        scopes=("tenants:write", "platform:admin"),
+        status=204,
+    )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, tenant_id: str, client_id: str) -> None:
         principal = req.context.principal
         authorize(principal, tenant_id, tenant_scope="tenants:write", platform_scope="platform:admin")
