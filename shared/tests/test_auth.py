@@ -1,0 +1,476 @@
+"""The JWT middleware end to end, through a real Falcon app built by ``create_service_app``."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import falcon
+import falcon.testing
+import jwt
+import pytest
+
+from aerie.app import Infrastructure, create_service_app
+from aerie.auth.revocation import record_revocation
+from aerie.auth.tokens import InvalidToken, JWKSKeySource, StaticKeySource, TokenVerifier
+from aerie.config import Settings
+from aerie.endpoints import PUBLIC, endpoint
+from aerie.events import EventContext, EventPublisher, new_event
+from aerie.local.redis_server import free_port
+from aerie.testing.keys import TestKey, make_claims
+
+ISSUER = "http://issuer.test"
+
+
+# --- the demo service ---------------------------------------------------------------------------
+
+
+class ProjectsResource:
+    @endpoint("List the caller tenant's projects", scopes=("projects:read",), tenant=True)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        p = req.context.principal
+        resp.media = {"tenant_id": p.tenant_id, "client_id": p.client_id, "subject": p.subject}
+
+
+class PlatformResource:
+    @endpoint("Read any tenant", scopes=("platform:read",))
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"client_id": req.context.principal.client_id}
+
+
+class PingResource:
+    @endpoint("Ping", scopes=PUBLIC)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"pong": True, "principal": getattr(req.context, "principal", None) is not None}
+
+
+def routes() -> list[tuple[str, object]]:
+    return [("/projects", ProjectsResource()), ("/platform", PlatformResource()), ("/ping", PingResource())]
+
+
+class CountingKeys:
+    """A key source that remembers every lookup, to see when the verifier does real work."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls: list[str] = []
+
+    def key_for(self, kid: str) -> jwt.PyJWK | None:
+        self.calls.append(kid)
+        return self.inner.key_for(kid)
+
+
+def settings_for(redis_url: str, **extra: str) -> Settings:
+    env = {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER, "AERIE_JWKS_URL": "http://unused.test/jwks", **extra}
+    return Settings.from_env("demo", env)
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> TestKey:
+    return TestKey("k1")
+
+
+@pytest.fixture(scope="module")
+def es_key() -> TestKey:
+    return TestKey("e1", alg="ES256")
+
+
+@pytest.fixture
+def keys(rsa_key: TestKey, es_key: TestKey) -> CountingKeys:
+    jwks = {"keys": [rsa_key.public_jwk(), es_key.public_jwk()]}
+    assert all("d" not in k for k in jwks["keys"])  # only public halves are trusted
+    return CountingKeys(StaticKeySource(jwks))
+
+
+@pytest.fixture
+def infra(redis_url: str, keys: CountingKeys) -> Iterator[Infrastructure]:
+    infra = Infrastructure.from_settings(settings_for(redis_url), keys=keys)
+    yield infra
+    infra.subscriber.stop()
+
+
+@pytest.fixture
+def client(infra: Infrastructure) -> falcon.testing.TestClient:
+    return falcon.testing.TestClient(create_service_app(infra, routes()))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64json(obj: Any) -> str:
+    return b64(json.dumps(obj, separators=(",", ":")).encode())
+
+
+def tenant_claims(**overrides: Any) -> dict[str, Any]:
+    return make_claims(ISSUER, **{"scope": "projects:read", **overrides})
+
+
+def get(client: falcon.testing.TestClient, path: str, token: str | None = None, **headers: str) -> Any:
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    return client.simulate_get(path, headers=headers)
+
+
+def assert_problem(resp: Any, status: int, code: str, request_id: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    body = resp.json
+    assert {"type", "title", "status", "detail", "code", "request_id"} <= set(body)
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["request_id"] == resp.headers["X-Request-ID"]
+    if request_id is not None:
+        assert body["request_id"] == request_id
+    return body
+
+
+def assert_invalid_token(resp: Any, *, detail_has: str | None = None) -> dict[str, Any]:
+    body = assert_problem(resp, 401, "invalid_token")
+    challenge = resp.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert 'error="invalid_token"' in challenge
+    if detail_has is not None:
+        assert detail_has in body["detail"]
+    return body
+
+
+# --- accepted tokens ------------------------------------------------------------------------------
+
+
+def test_valid_rs256_token_is_accepted(client, rsa_key: TestKey) -> None:
+    token = rsa_key.sign(tenant_claims(client_id="cli_a", sub="cli_a", tenant_id="ten_a"))
+    resp = get(client, "/projects", token)
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"tenant_id": "ten_a", "client_id": "cli_a", "subject": "cli_a"}
+
+
+def test_es256_token_with_an_es256_key_is_accepted(client, es_key: TestKey) -> None:
+    resp = get(client, "/projects", es_key.sign(tenant_claims(tenant_id="ten_es")))
+    assert resp.status_code == 200, resp.text
+    assert resp.json["tenant_id"] == "ten_es"
+
+
+def test_public_route_needs_no_token_and_ignores_a_bad_one(client) -> None:
+    assert get(client, "/ping").json == {"pong": True, "principal": False}
+    resp = get(client, "/ping", "garbage")
+    assert resp.status_code == 200
+    assert resp.json["principal"] is False
+
+
+# --- no usable credentials: 401 unauthorized --------------------------------------------------------
+
+
+def test_no_token(client) -> None:
+    resp = get(client, "/projects", **{"X-Request-ID": "no-token-1"})
+    assert_problem(resp, 401, "unauthorized", request_id="no-token-1")
+    challenge = resp.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert "error=" not in challenge  # RFC 6750 3.1: no error code when no credentials were sent
+
+
+@pytest.mark.parametrize("header", ["Basic Y2xpOnNlY3JldA==", "Token abc.def.ghi", "Bearer", "Bearer   "])
+def test_not_a_bearer_token(client, rsa_key: TestKey, header: str) -> None:
+    resp = client.simulate_get("/projects", headers={"Authorization": header})
+    assert_problem(resp, 401, "unauthorized")
+    assert resp.headers["WWW-Authenticate"].startswith("Bearer ")
+
+
+def test_bearer_scheme_is_case_insensitive(client, rsa_key: TestKey) -> None:
+    token = rsa_key.sign(tenant_claims())
+    resp = client.simulate_get("/projects", headers={"Authorization": f"bearer {token}"})
+    assert resp.status_code == 200, resp.text
+
+
+# --- tokens that are refused: 401 invalid_token -------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["garbage", "a.b.c", "....", "eyJhbGciOiJSUzI1NiJ9.e30"])
+def test_garbage_token(client, token: str) -> None:
+    assert_invalid_token(get(client, "/projects", token, **{"X-Request-ID": "garbage-1"}))
+
+
+def test_alg_none_is_refused(client) -> None:
+    header = {"alg": "none", "typ": "at+jwt", "kid": "k1"}
+    token = f"{b64json(header)}.{b64json(tenant_claims())}."
+    assert_invalid_token(get(client, "/projects", token), detail_has="RS256")
+
+
+def test_hs256_signed_with_the_public_key_pem_is_refused(client, rsa_key: TestKey) -> None:
+    """The classic key-confusion attack: the RSA public key used as an HMAC secret."""
+    header = {"alg": "HS256", "typ": "at+jwt", "kid": "k1"}
+    signing_input = f"{b64json(header)}.{b64json(tenant_claims(scope='platform:admin'))}"
+    signature = hmac.new(rsa_key.public_pem(), signing_input.encode(), hashlib.sha256).digest()
+    token = f"{signing_input}.{b64(signature)}"
+    assert_invalid_token(get(client, "/projects", token))
+
+
+def test_unknown_kid(client) -> None:
+    stranger = TestKey("not-in-jwks")
+    assert_invalid_token(get(client, "/projects", stranger.sign(tenant_claims())), detail_has="unknown key")
+
+
+def test_missing_kid(client, rsa_key: TestKey) -> None:
+    token = jwt.encode(tenant_claims(), rsa_key.private, algorithm="RS256", headers={"typ": "at+jwt"})
+    assert "kid" not in jwt.get_unverified_header(token)
+    assert_invalid_token(get(client, "/projects", token), detail_has="kid")
+
+
+def test_foreign_key_reusing_a_valid_kid(client, rsa_key: TestKey) -> None:
+    impostor = TestKey(rsa_key.kid)
+    assert_invalid_token(get(client, "/projects", impostor.sign(tenant_claims())), detail_has="signature")
+
+
+def test_header_alg_differing_from_the_keys_alg(client, rsa_key: TestKey, es_key: TestKey) -> None:
+    es_with_rsa_kid = TestKey(rsa_key.kid, alg="ES256")
+    assert_invalid_token(get(client, "/projects", es_with_rsa_kid.sign(tenant_claims())), detail_has="algorithm")
+    rsa_with_es_kid = TestKey(es_key.kid, alg="RS256")
+    assert_invalid_token(get(client, "/projects", rsa_with_es_kid.sign(tenant_claims())), detail_has="algorithm")
+
+
+def test_expired_beyond_the_leeway(client, rsa_key: TestKey) -> None:
+    now = int(time.time())
+    token = rsa_key.sign(tenant_claims(iat=now - 600, exp=now - 60))
+    assert_invalid_token(get(client, "/projects", token), detail_has="expired")
+
+
+def test_expired_within_the_leeway_is_accepted(client, rsa_key: TestKey) -> None:
+    now = int(time.time())
+    token = rsa_key.sign(tenant_claims(iat=now - 600, exp=now - 10))
+    assert get(client, "/projects", token).status_code == 200
+
+
+def test_not_before_in_the_future_beyond_the_leeway(client, rsa_key: TestKey) -> None:
+    now = int(time.time())
+    token = rsa_key.sign(tenant_claims(nbf=now + 120, exp=now + 600))
+    assert_invalid_token(get(client, "/projects", token), detail_has="not valid yet")
+
+
+def test_not_before_within_the_leeway_is_accepted(client, rsa_key: TestKey) -> None:
+    now = int(time.time())
+    token = rsa_key.sign(tenant_claims(nbf=now + 10, exp=now + 600))
+    assert get(client, "/projects", token).status_code == 200
+
+
+def test_issued_in_the_future(client, rsa_key: TestKey) -> None:
+    now = int(time.time())
+    token = rsa_key.sign(tenant_claims(iat=now + 120, exp=now + 600))
+    assert_invalid_token(get(client, "/projects", token))
+
+
+@pytest.mark.parametrize("aud", ["other", ["other", "another"], ""])
+def test_wrong_audience(client, rsa_key: TestKey, aud: Any) -> None:
+    assert_invalid_token(get(client, "/projects", rsa_key.sign(tenant_claims(aud=aud))))
+
+
+@pytest.mark.parametrize("iss", ["http://evil.test", "http://issuer.test.evil", "http://issuer.test/other"])
+def test_wrong_issuer(client, rsa_key: TestKey, iss: str) -> None:
+    assert_invalid_token(get(client, "/projects", rsa_key.sign(tenant_claims(iss=iss))), detail_has="issuer")
+
+
+def test_tampered_payload(client, rsa_key: TestKey) -> None:
+    claims = tenant_claims()
+    header, _payload, signature = rsa_key.sign(claims).split(".")
+    forged = f"{header}.{b64json({**claims, 'scope': 'projects:read platform:admin'})}.{signature}"
+    assert_invalid_token(get(client, "/projects", forged), detail_has="signature")
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "iss", "aud", "sub", "jti"])
+def test_missing_required_claim(client, rsa_key: TestKey, claim: str) -> None:
+    token = rsa_key.sign(tenant_claims(**{claim: None}))
+    assert claim not in jwt.decode(token, options={"verify_signature": False})
+    assert_invalid_token(get(client, "/projects", token), detail_has=claim)
+
+
+@pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
+def test_non_numeric_time_claim(client, rsa_key: TestKey, claim: str) -> None:
+    token = rsa_key.sign(tenant_claims(**{claim: "soon"}))
+    assert_invalid_token(get(client, "/projects", token))
+
+
+@pytest.mark.parametrize("typ", ["JWT", "refresh+jwt", None])
+def test_token_that_is_not_an_access_token(client, rsa_key: TestKey, typ: str | None) -> None:
+    token = rsa_key.sign(tenant_claims(), typ=typ)
+    assert jwt.get_unverified_header(token).get("typ") == typ
+    assert_invalid_token(get(client, "/projects", token), detail_has="at+jwt")
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{"jku": "http://evil.test/jwks.json"}, {"x5u": "http://evil.test/cert.pem"}],
+)
+def test_token_naming_its_own_key(client, rsa_key: TestKey, extra: dict[str, str]) -> None:
+    assert_invalid_token(get(client, "/projects", rsa_key.sign(tenant_claims(), **extra)))
+
+
+def test_embedded_jwk_header_is_refused(client, rsa_key: TestKey) -> None:
+    attacker = TestKey("k1")
+    token = attacker.sign(tenant_claims(), jwk=attacker.public_jwk())
+    assert_invalid_token(get(client, "/projects", token))
+
+
+# --- scopes and tenant binding ---------------------------------------------------------------------
+
+
+def test_missing_scope(client, rsa_key: TestKey) -> None:
+    token = rsa_key.sign(make_claims(ISSUER, scope="tenants:read projects:readx"))
+    resp = get(client, "/projects", token, **{"X-Request-ID": "scope-1"})
+    assert_problem(resp, 403, "insufficient_scope", request_id="scope-1")
+    challenge = resp.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer ")
+    assert 'error="insufficient_scope"' in challenge
+    assert 'scope="projects:read"' in challenge
+
+
+def test_one_of_several_scopes_is_enough(client, rsa_key: TestKey) -> None:
+    token = rsa_key.sign(make_claims(ISSUER, scope="tenants:read projects:read audit:read"))
+    assert get(client, "/projects", token).status_code == 200
+
+
+def test_tenant_token_on_a_platform_route(client, rsa_key: TestKey) -> None:
+    resp = get(client, "/platform", rsa_key.sign(tenant_claims()))
+    assert_problem(resp, 403, "insufficient_scope")
+
+
+def test_platform_token_on_a_tenant_route(client, rsa_key: TestKey) -> None:
+    token = rsa_key.sign(make_claims(ISSUER, tenant_id=None, scope="projects:read platform:read"))
+    assert_problem(get(client, "/projects", token), 403, "tenant_required")
+    assert get(client, "/platform", token).status_code == 200
+
+
+def test_platform_admin_grants_every_scope(client, rsa_key: TestKey) -> None:
+    platform_admin = rsa_key.sign(make_claims(ISSUER, tenant_id=None, client_id="cli_root", scope="platform:admin"))
+    resp = get(client, "/platform", platform_admin)
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"client_id": "cli_root"}
+    # ...but it is still no tenant: tenant routes need a tenant-bound token.
+    assert_problem(get(client, "/projects", platform_admin), 403, "tenant_required")
+    tenant_admin = rsa_key.sign(make_claims(ISSUER, tenant_id="ten_x", scope="platform:admin"))
+    resp = get(client, "/projects", tenant_admin)
+    assert resp.status_code == 200, resp.text
+    assert resp.json["tenant_id"] == "ten_x"
+
+
+# --- the verified-token cache ------------------------------------------------------------------------
+
+
+def test_same_token_is_verified_once(client, keys: CountingKeys, rsa_key: TestKey) -> None:
+    token = rsa_key.sign(tenant_claims())
+    assert get(client, "/projects", token).status_code == 200
+    assert get(client, "/projects", token).status_code == 200
+    assert keys.calls == ["k1"]
+    assert get(client, "/projects", rsa_key.sign(tenant_claims())).status_code == 200
+    assert keys.calls == ["k1", "k1"]
+
+
+def test_refused_tokens_are_not_cached(client, keys: CountingKeys, rsa_key: TestKey) -> None:
+    token = rsa_key.sign(tenant_claims(aud="other"))
+    assert_invalid_token(get(client, "/projects", token))
+    assert_invalid_token(get(client, "/projects", token))
+    assert keys.calls == ["k1", "k1"]
+
+
+def test_cache_skips_the_signature_check(monkeypatch: pytest.MonkeyPatch, keys: CountingKeys, rsa_key: TestKey) -> None:
+    decodes: list[str] = []
+    real_decode = jwt.decode
+
+    def spy(token: str, *args: Any, **kwargs: Any) -> Any:
+        decodes.append(token)
+        return real_decode(token, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", spy)
+    verifier = TokenVerifier(keys, issuer=ISSUER)
+    token = rsa_key.sign(tenant_claims())
+    first = verifier.verify(token)
+    second = verifier.verify(token)
+    assert first == second
+    assert decodes == [token]
+
+
+def test_cached_token_is_refused_once_expired(keys: CountingKeys, rsa_key: TestKey) -> None:
+    verifier = TokenVerifier(keys, issuer=ISSUER, leeway=0)
+    exp = int(time.time()) + 1
+    token = rsa_key.sign(tenant_claims(exp=exp))
+    assert verifier.verify(token).expires_at == exp
+    assert keys.calls == ["k1"]
+    while time.time() <= exp + 0.05:
+        time.sleep(0.05)
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+    with pytest.raises(InvalidToken, match="expired"):
+        verifier.verify(token)
+
+
+# --- revocation ------------------------------------------------------------------------------------
+
+
+def revoke(infra: Infrastructure, client_id: str, until: float) -> None:
+    """What the tenants service does: the durable record and its event in one transaction."""
+    pipe = infra.redis.client.pipeline(transaction=True)
+    record_revocation(pipe, client_id, until)
+    event = new_event("client.revoked", "ten_test", {"client_id": client_id}, EventContext.system("tenants"))
+    EventPublisher().add(pipe, event)
+    pipe.execute()
+
+
+def test_revoked_clients_cached_token_is_refused_within_a_second(
+    client, infra: Infrastructure, keys: CountingKeys, rsa_key: TestKey
+) -> None:
+    doomed = rsa_key.sign(tenant_claims(client_id="cli_doomed", sub="cli_doomed"))
+    spared = rsa_key.sign(tenant_claims(client_id="cli_spared", sub="cli_spared"))
+    assert get(client, "/projects", doomed).status_code == 200
+    assert get(client, "/projects", spared).status_code == 200
+    assert infra.subscriber.wait_connected(10), "the revocation subscriber never connected"
+    lookups = len(keys.calls)
+
+    revoke(infra, "cli_doomed", time.time() + 3600)
+    deadline = time.monotonic() + 1.0
+    while True:
+        resp = get(client, "/projects", doomed)
+        if resp.status_code != 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.01)
+    assert_invalid_token(resp, detail_has="revoked")
+    assert len(keys.calls) == lookups  # refused although it came from the cache
+    assert get(client, "/projects", spared).status_code == 200
+
+
+def test_a_new_process_loads_earlier_revocations(redis_url: str, keys: CountingKeys, rsa_key: TestKey) -> None:
+    first = Infrastructure.from_settings(settings_for(redis_url), keys=keys)
+    revoke(first, "cli_old", time.time() + 3600)
+    revoke(first, "cli_lapsed", time.time() - 1)  # its tokens have all expired: entry is dropped
+    fresh = Infrastructure.from_settings(settings_for(redis_url), keys=keys)
+    try:
+        client = falcon.testing.TestClient(create_service_app(fresh, routes()))
+        old = rsa_key.sign(tenant_claims(client_id="cli_old"))
+        assert_invalid_token(get(client, "/projects", old), detail_has="revoked")
+        lapsed = rsa_key.sign(tenant_claims(client_id="cli_lapsed"))
+        assert get(client, "/projects", lapsed).status_code == 200
+    finally:
+        fresh.subscriber.stop()
+
+
+# --- the issuer's keys cannot be fetched ------------------------------------------------------------------
+
+
+def test_unreachable_jwks_is_503_with_retry_after(redis_url: str, rsa_key: TestKey) -> None:
+    settings = settings_for(redis_url, AERIE_JWKS_URL=f"http://127.0.0.1:{free_port()}/.well-known/jwks.json")
+    infra = Infrastructure.from_settings(settings)
+    assert isinstance(infra.verifier._keys, JWKSKeySource)
+    try:
+        client = falcon.testing.TestClient(create_service_app(infra, routes()))
+        resp = get(client, "/projects", rsa_key.sign(tenant_claims()), **{"X-Request-ID": "jwks-down"})
+        body = assert_problem(resp, 503, "unavailable", request_id="jwks-down")
+        assert int(resp.headers["Retry-After"]) >= 1
+        assert "Traceback" not in body["detail"]
+        assert get(client, "/ping").status_code == 200
+    finally:
+        infra.subscriber.stop()

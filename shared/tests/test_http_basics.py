@@ -1,0 +1,533 @@
+"""What every service does at the HTTP level, through a real app built by ``create_service_app``."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import falcon
+import falcon.testing
+import pytest
+
+from aerie.app import Infrastructure, create_service_app
+from aerie.auth.tokens import StaticKeySource
+from aerie.config import Settings
+from aerie.endpoints import PUBLIC, endpoint
+from aerie.errors import Problem
+from aerie.local.redis_server import free_port
+from aerie.middleware import MAX_BODY_BYTES
+from aerie.pagination import decode_cursor, encode_cursor
+from aerie.redis import RedisProvider
+from aerie.testing.keys import TestKey, make_claims
+from aerie.validation import LIST_QUERY
+
+ISSUER = "http://issuer.test"
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+SECRET_TEXT = "s3cr3t-detail-from-the-database"
+
+ITEM_BODY = {
+    "name": {"type": "string", "required": True, "empty": False, "maxlength": 40},
+    "size": {"type": "integer", "min": 0, "max": 100},
+    "tags": {"type": "list", "schema": {"type": "string"}},
+}
+
+
+class ItemsResource:
+    def __init__(self) -> None:
+        self.created = 0
+        self.fail_next = 0
+
+    @endpoint("List items", scopes=("projects:read",), tenant=True, query=LIST_QUERY)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        query = req.context.query
+        after = decode_cursor(query["cursor"], "after") if query.get("cursor") else None
+        resp.media = {"limit": query["limit"], "after": after}
+
+    @endpoint("Create an item", scopes=("projects:write",), tenant=True, body=ITEM_BODY, status=201, idempotent=True)
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError(SECRET_TEXT)
+        self.created += 1
+        item_id = f"itm_{self.created}"
+        resp.status = falcon.HTTP_201
+        resp.location = f"/items/{item_id}"
+        resp.media = {"id": item_id, "owner": req.context.principal.client_id, **req.context.body}
+
+
+class CounterResource:
+    """A public route whose responder talks to Redis."""
+
+    def __init__(self, redis: RedisProvider) -> None:
+        self._redis = redis
+
+    @endpoint("Count", scopes=PUBLIC)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"n": self._redis.client.incr("demo:counter")}
+
+
+class BoomResource:
+    @endpoint("Fails", scopes=PUBLIC)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise KeyError(SECRET_TEXT)
+
+
+class HTTPBoomResource:
+    @endpoint("Fails with Falcon's own 500", scopes=PUBLIC)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        raise falcon.HTTPInternalServerError(description=SECRET_TEXT)
+
+
+def settings_for(redis_url: str, **extra: str) -> Settings:
+    env = {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER, "AERIE_JWKS_URL": "http://unused.test/jwks", **extra}
+    return Settings.from_env("demo", env)
+
+
+@pytest.fixture(scope="module")
+def key() -> TestKey:
+    return TestKey("k1")
+
+
+def build(redis_url: str, key: TestKey, **extra: str) -> tuple[Infrastructure, ItemsResource, falcon.App]:
+    infra = Infrastructure.from_settings(
+        settings_for(redis_url, **extra), keys=StaticKeySource({"keys": [key.public_jwk()]})
+    )
+    items = ItemsResource()
+    routes = [("/items", items), ("/counter", CounterResource(infra.redis)), ("/boom", BoomResource()),
+              ("/boom-http", HTTPBoomResource())]
+    return infra, items, create_service_app(infra, routes)
+
+
+@pytest.fixture
+def service(redis_url: str, key: TestKey) -> Iterator[tuple[falcon.testing.TestClient, ItemsResource]]:
+    infra, items, app = build(redis_url, key)
+    yield falcon.testing.TestClient(app), items
+    infra.subscriber.stop()
+
+
+@pytest.fixture
+def client(service: tuple[falcon.testing.TestClient, ItemsResource]) -> falcon.testing.TestClient:
+    return service[0]
+
+
+@pytest.fixture
+def items(service: tuple[falcon.testing.TestClient, ItemsResource]) -> ItemsResource:
+    return service[1]
+
+
+def auth(key: TestKey, client_id: str = "cli_a", **headers: str) -> dict[str, str]:
+    claims = make_claims(ISSUER, client_id=client_id, sub=client_id, scope="projects:read projects:write")
+    return {"Authorization": f"Bearer {key.sign(claims)}", **headers}
+
+
+def assert_problem(resp: Any, status: int, code: str, request_id: str | None = None) -> dict[str, Any]:
+    assert resp.status_code == status, resp.text
+    assert resp.headers["Content-Type"] == "application/problem+json"
+    body = resp.json
+    assert {"type", "title", "status", "detail", "code", "request_id"} <= set(body)
+    assert body["status"] == status
+    assert body["code"] == code
+    assert body["request_id"] == resp.headers["X-Request-ID"]
+    if request_id is not None:
+        assert body["request_id"] == request_id
+    return body
+
+
+def error_fields(body: dict[str, Any]) -> list[str]:
+    for entry in body["errors"]:
+        assert set(entry) == {"field", "message"}
+        assert isinstance(entry["message"], str) and entry["message"]
+    return sorted(e["field"] for e in body["errors"])
+
+
+def post_json(client: falcon.testing.TestClient, key: TestKey, body: bytes | str, **headers: str) -> Any:
+    headers = {"Content-Type": "application/json", **auth(key), **headers}
+    return client.simulate_post("/items", body=body, headers=headers)
+
+
+# --- Falcon's own errors as problem+json ------------------------------------------------------------
+
+
+def test_unknown_route_is_a_problem(client) -> None:
+    resp = client.simulate_get("/no/such/thing", headers={"X-Request-ID": "lost-1"})
+    assert_problem(resp, 404, "not_found", request_id="lost-1")
+
+
+def test_wrong_method_is_a_problem_with_allow(client, key: TestKey) -> None:
+    resp = client.simulate_delete("/items", headers=auth(key))
+    assert_problem(resp, 405, "method_not_allowed")
+    allowed = {m.strip() for m in resp.headers["Allow"].split(",")}
+    assert {"GET", "POST"} <= allowed
+    assert "DELETE" not in allowed
+    resp = client.simulate_post("/health")
+    assert_problem(resp, 405, "method_not_allowed")
+    assert "GET" in resp.headers["Allow"]
+
+
+def test_success_is_json_utf8(client) -> None:
+    resp = client.simulate_get("/health")
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"] == "application/json; charset=utf-8"
+    assert resp.json == {"status": "ok"}
+
+
+# --- X-Request-ID -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("incoming", ["abc-123", "A.b_C-9", "x" * 128, "01HZX3K4V5"])
+def test_valid_request_id_is_kept(client, incoming: str) -> None:
+    assert client.simulate_get("/health", headers={"X-Request-ID": incoming}).headers["X-Request-ID"] == incoming
+    assert_problem(client.simulate_get("/nope", headers={"X-Request-ID": incoming}), 404, "not_found", incoming)
+
+
+@pytest.mark.parametrize("incoming", ["x" * 129, "has space", "semi;colon", "ünï", "a/b", "<script>"])
+def test_invalid_request_id_is_replaced(client, incoming: str) -> None:
+    resp = client.simulate_get("/nope", headers={"X-Request-ID": incoming})
+    made = resp.headers["X-Request-ID"]
+    assert made != incoming
+    assert REQUEST_ID_RE.match(made)
+    assert_problem(resp, 404, "not_found", request_id=made)
+
+
+def test_request_id_is_made_when_absent_and_differs_per_request(client, key: TestKey) -> None:
+    first = client.simulate_get("/health").headers["X-Request-ID"]
+    second = client.simulate_get("/health").headers["X-Request-ID"]
+    assert REQUEST_ID_RE.match(first) and REQUEST_ID_RE.match(second)
+    assert first != second
+    # also on authenticated successes and auth failures
+    authed = client.simulate_get("/items", headers=auth(key, **{"X-Request-ID": "ok-1"}))
+    assert authed.status_code == 200
+    assert authed.headers["X-Request-ID"] == "ok-1"
+    assert_problem(client.simulate_get("/items", headers={"X-Request-ID": "anon-1"}), 401, "unauthorized", "anon-1")
+
+
+# --- bodies -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", "application/xml"])
+def test_non_json_body_is_415(client, key: TestKey, content_type: str) -> None:
+    resp = client.simulate_post("/items", body="name=x", headers={**auth(key), "Content-Type": content_type})
+    assert_problem(resp, 415, "unsupported_media_type")
+    assert_problem(client.simulate_post("/items", body='{"name": "x"}', headers=auth(key)), 415,
+                   "unsupported_media_type")
+
+
+def test_json_with_charset_is_accepted(client, key: TestKey) -> None:
+    resp = post_json(client, key, '{"name": "x"}', **{"Content-Type": "application/json; charset=utf-8"})
+    assert resp.status_code == 201, resp.text
+
+
+@pytest.mark.parametrize("body", [b"{", b'{"name": "x",}', b"\xff\xfe{}", b"{'name': 'x'}"])
+def test_malformed_json_is_400(client, key: TestKey, body: bytes) -> None:
+    assert_problem(post_json(client, key, body), 400, "bad_request")
+
+
+@pytest.mark.parametrize("body", ["[1, 2]", '"name"', "42"])
+def test_json_that_is_not_an_object_is_400(client, key: TestKey, body: str) -> None:
+    assert_problem(post_json(client, key, body), 400, "bad_request")
+
+
+def padded_body(total: int) -> bytes:
+    doc = b'{"name": "big"}'
+    return doc + b" " * (total - len(doc))
+
+
+def test_body_of_exactly_one_mib_is_accepted(client, key: TestKey) -> None:
+    resp = post_json(client, key, padded_body(MAX_BODY_BYTES))
+    assert resp.status_code == 201, resp.text
+
+
+def test_body_over_one_mib_is_413(client, key: TestKey, items: ItemsResource) -> None:
+    assert_problem(post_json(client, key, padded_body(MAX_BODY_BYTES + 1)), 413, "payload_too_large")
+    assert items.created == 0
+
+
+def chunked_post(client: falcon.testing.TestClient, key: TestKey, body: bytes) -> Any:
+    """A body without Content-Length, as a server that de-chunks hands it to the app."""
+    headers = {**auth(key), "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    extras = {"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True}
+    return client.simulate_request("POST", "/items", headers=headers, extras=extras)
+
+
+def test_declared_length_over_one_mib_is_413_before_reading(client, key: TestKey, items: ItemsResource) -> None:
+    small = b'{"name": "small"}'
+    extras = {"wsgi.input": io.BytesIO(small), "CONTENT_LENGTH": str(MAX_BODY_BYTES + 1)}
+    headers = {**auth(key), "Content-Type": "application/json"}
+    resp = client.simulate_request("POST", "/items", headers=headers, extras=extras)
+    assert_problem(resp, 413, "payload_too_large")
+    assert items.created == 0
+
+
+def test_chunked_body_is_read(client, key: TestKey) -> None:
+    resp = chunked_post(client, key, b'{"name": "chunky", "size": 3}')
+    assert resp.status_code == 201, resp.text
+    assert resp.json["name"] == "chunky"
+    assert resp.json["size"] == 3
+
+
+def test_chunked_body_over_one_mib_is_413(client, key: TestKey, items: ItemsResource) -> None:
+    assert_problem(chunked_post(client, key, padded_body(MAX_BODY_BYTES + 1)), 413, "payload_too_large")
+    assert items.created == 0
+
+
+def test_invalid_fields_are_422_one_entry_per_field(client, key: TestKey, items: ItemsResource) -> None:
+    resp = post_json(client, key, '{"name": "", "size": -1, "colour": "red", "tags": ["a", 7]}')
+    body = assert_problem(resp, 422, "validation_error")
+    assert error_fields(body) == ["colour", "name", "size", "tags.1"]
+    assert items.created == 0
+
+
+def test_missing_required_field_is_422(client, key: TestKey) -> None:
+    body = assert_problem(post_json(client, key, '{"size": 1}'), 422, "validation_error")
+    assert error_fields(body) == ["name"]
+
+
+def test_unknown_field_alone_is_rejected(client, key: TestKey) -> None:
+    body = assert_problem(post_json(client, key, '{"name": "x", "is_admin": true}'), 422, "validation_error")
+    assert error_fields(body) == ["is_admin"]
+
+
+# --- query strings ---------------------------------------------------------------------------------
+
+
+def test_limit_defaults_to_50(client, key: TestKey) -> None:
+    resp = client.simulate_get("/items", headers=auth(key))
+    assert resp.status_code == 200, resp.text
+    assert resp.json == {"limit": 50, "after": None}
+
+
+@pytest.mark.parametrize("limit", [1, 200])
+def test_limit_bounds_are_accepted(client, key: TestKey, limit: int) -> None:
+    assert client.simulate_get("/items", params={"limit": str(limit)}, headers=auth(key)).json["limit"] == limit
+
+
+@pytest.mark.parametrize("limit", ["0", "201", "abc", "-3", "1.5"])
+def test_bad_limit_is_422(client, key: TestKey, limit: str) -> None:
+    resp = client.simulate_get("/items", query_string=f"limit={limit}", headers=auth(key))
+    body = assert_problem(resp, 422, "validation_error")
+    assert error_fields(body) == ["limit"]
+
+
+def test_repeated_query_parameter_is_422(client, key: TestKey) -> None:
+    resp = client.simulate_get("/items", query_string="limit=5&limit=6", headers=auth(key))
+    body = assert_problem(resp, 422, "validation_error")
+    assert error_fields(body) == ["limit"]
+
+
+def test_unknown_query_parameter_is_422(client, key: TestKey) -> None:
+    resp = client.simulate_get("/items", query_string="sort=name", headers=auth(key))
+    assert error_fields(assert_problem(resp, 422, "validation_error")) == ["sort"]
+
+
+# --- cursors -----------------------------------------------------------------------------------------
+
+
+def test_cursor_round_trip() -> None:
+    position = {"after": "itm_42", "created_at": "2024-05-01T12:00:00.000Z", "n": 3}
+    cursor = encode_cursor(position)
+    assert re.fullmatch(r"[A-Za-z0-9_-]+", cursor)  # URL-safe, no padding
+    assert decode_cursor(cursor) == position
+    assert decode_cursor(cursor, "after") == "itm_42"
+    assert decode_cursor(cursor, "after", "created_at") == position
+
+
+@pytest.mark.parametrize(
+    ("cursor", "required"),
+    [
+        ("!!!not-base64!!!", ()),
+        ("bm90IGpzb24", ()),  # "not json"
+        (encode_cursor({"after": 5}), ("after",)),
+        (encode_cursor({"other": "x"}), ("after",)),
+        ("WzEsMl0", ()),  # "[1,2]"
+        ("", ()),
+    ],
+)
+def test_bad_cursor_is_422_on_cursor(cursor: str, required: tuple[str, ...]) -> None:
+    with pytest.raises(Problem) as info:
+        decode_cursor(cursor, *required)
+    assert info.value.status_code == 422
+    assert info.value.problem_code == "validation_error"
+    assert info.value.errors == [{"field": "cursor", "message": info.value.errors[0]["message"]}]
+
+
+def test_cursor_through_the_app(client, key: TestKey) -> None:
+    cursor = encode_cursor({"after": "itm_7"})
+    resp = client.simulate_get("/items", params={"cursor": cursor, "limit": "2"}, headers=auth(key))
+    assert resp.json == {"limit": 2, "after": "itm_7"}
+    resp = client.simulate_get("/items", params={"cursor": "garbage%%"}, headers=auth(key))
+    assert error_fields(assert_problem(resp, 422, "validation_error")) == ["cursor"]
+
+
+# --- failures: 500 and Redis down ------------------------------------------------------------------------
+
+
+def test_unexpected_exception_is_a_bare_500_and_logged(client, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.ERROR, logger="aerie.errors")
+    resp = client.simulate_get("/boom", headers={"X-Request-ID": "boom-1"})
+    body = assert_problem(resp, 500, "internal_error", request_id="boom-1")
+    assert SECRET_TEXT not in resp.text
+    assert "Traceback" not in resp.text
+    assert "KeyError" not in resp.text
+    logged = [r for r in caplog.records if r.name == "aerie.errors" and r.exc_info]
+    assert len(logged) == 1
+    assert logged[0].exc_info[0] is KeyError
+    assert "Traceback" in caplog.text and SECRET_TEXT in caplog.text
+    assert body["detail"] == body["title"]
+
+
+def test_a_500_with_a_description_still_hides_it(client) -> None:
+    resp = client.simulate_get("/boom-http")
+    assert_problem(resp, 500, "internal_error")
+    assert SECRET_TEXT not in resp.text
+
+
+def test_redis_down_is_503_and_not_ready(key: TestKey) -> None:
+    infra, _items, app = build(f"redis://127.0.0.1:{free_port()}/0", key)
+    client = falcon.testing.TestClient(app)
+    try:
+        resp = client.simulate_get("/counter")
+        assert_problem(resp, 503, "unavailable")
+        assert int(resp.headers["Retry-After"]) >= 1
+        # an authenticated route needs Redis too (revocations): still 503, never 500
+        resp = client.simulate_get("/items", headers=auth(key))
+        assert_problem(resp, 503, "unavailable")
+        assert "Retry-After" in resp.headers
+
+        ready = client.simulate_get("/ready")
+        assert ready.status_code == 503
+        assert "redis" in ready.json["failed"]
+        assert "Retry-After" in ready.headers
+        assert client.simulate_get("/health").status_code == 200
+    finally:
+        infra.subscriber.stop()
+
+
+def test_ready_when_redis_answers(client) -> None:
+    resp = client.simulate_get("/ready")
+    assert resp.status_code == 200, resp.text
+    assert resp.json["checks"]["redis"] == "ok"
+    assert client.simulate_get("/counter").json == {"n": 1}
+
+
+def test_ready_names_a_failing_service_check(redis_url: str, key: TestKey) -> None:
+    infra = Infrastructure.from_settings(settings_for(redis_url), keys=StaticKeySource({"keys": [key.public_jwk()]}))
+
+    def tenants_down() -> None:
+        raise ConnectionError("tenants is away")
+
+    app = create_service_app(infra, [], ready_checks={"tenants": tenants_down})
+    resp = falcon.testing.TestClient(app).simulate_get("/ready")
+    assert resp.status_code == 503
+    assert resp.json["failed"] == ["tenants"]
+    assert resp.json["checks"]["redis"] == "ok"
+    assert "tenants is away" not in resp.text
+
+
+# --- declarations and /info ---------------------------------------------------------------------------
+
+
+class Undeclared:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {}
+
+
+class HalfDeclared:
+    @endpoint("Read", scopes=PUBLIC)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {}
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.status = falcon.HTTP_204
+
+
+@pytest.mark.parametrize(("resource", "named"), [(Undeclared(), "Undeclared.on_get"),
+                                                 (HalfDeclared(), "HalfDeclared.on_delete")])
+def test_responder_without_endpoint_refuses_to_build(redis_url: str, key: TestKey, resource: object,
+                                                     named: str) -> None:
+    infra = Infrastructure.from_settings(settings_for(redis_url), keys=StaticKeySource({"keys": [key.public_jwk()]}))
+    with pytest.raises(TypeError, match=re.escape(named)):
+        create_service_app(infra, [("/open", resource)])
+
+
+def test_endpoint_needs_scopes_or_public() -> None:
+    with pytest.raises(ValueError, match="scope"):
+        endpoint("Nothing", scopes=())
+
+
+def test_info(redis_url: str, key: TestKey) -> None:
+    _infra, _items, app = build(
+        redis_url, key, VERSION="1.4.2", AERIE_COMMIT="0a1b2c3", CF_INSTANCE_INDEX="2",
+        AERIE_CLIENT_SECRET="very-secret-value",
+    )
+    resp = falcon.testing.TestClient(app).simulate_get("/info")
+    assert resp.status_code == 200
+    assert resp.json == {"name": "demo", "version": "1.4.2", "commit": "0a1b2c3", "instance_index": 2}
+    assert "very-secret-value" not in resp.text
+
+
+# --- Idempotency-Key ------------------------------------------------------------------------------------
+
+
+def create(client: falcon.testing.TestClient, key: TestKey, body: str, idem: str | None,
+           client_id: str = "cli_a") -> Any:
+    headers = {**auth(key, client_id), "Content-Type": "application/json"}
+    if idem is not None:
+        headers["Idempotency-Key"] = idem
+    return client.simulate_post("/items", body=body, headers=headers)
+
+
+def test_same_key_same_body_replays_the_first_response(client, key: TestKey, items: ItemsResource) -> None:
+    first = create(client, key, '{"name": "a", "size": 1}', "key-1")
+    assert first.status_code == 201, first.text
+    assert "Idempotent-Replayed" not in first.headers
+    # the same document with its fields in another order is the same request
+    again = create(client, key, '{"size": 1, "name": "a"}', "key-1")
+    assert again.status_code == 201
+    assert again.json == first.json
+    assert again.headers["Location"] == first.headers["Location"] == "/items/itm_1"
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.headers["Content-Type"].startswith("application/json")
+    assert again.headers["X-Request-ID"] != first.headers["X-Request-ID"]
+    assert items.created == 1
+
+
+def test_without_a_key_every_post_creates(client, key: TestKey, items: ItemsResource) -> None:
+    assert create(client, key, '{"name": "a"}', None).json["id"] == "itm_1"
+    assert create(client, key, '{"name": "a"}', None).json["id"] == "itm_2"
+    assert items.created == 2
+
+
+def test_same_key_different_body_is_409(client, key: TestKey, items: ItemsResource) -> None:
+    assert create(client, key, '{"name": "a"}', "key-2").status_code == 201
+    assert_problem(create(client, key, '{"name": "b"}', "key-2"), 409, "conflict")
+    assert items.created == 1
+
+
+def test_keys_of_different_clients_do_not_collide(client, key: TestKey, items: ItemsResource) -> None:
+    mine = create(client, key, '{"name": "a"}', "shared-key", client_id="cli_a")
+    theirs = create(client, key, '{"name": "a"}', "shared-key", client_id="cli_b")
+    assert mine.status_code == theirs.status_code == 201
+    assert "Idempotent-Replayed" not in theirs.headers
+    assert (mine.json["owner"], theirs.json["owner"]) == ("cli_a", "cli_b")
+    assert mine.json["id"] != theirs.json["id"]
+    assert items.created == 2
+
+
+def test_a_5xx_is_not_stored(client, key: TestKey, items: ItemsResource) -> None:
+    items.fail_next = 1
+    assert_problem(create(client, key, '{"name": "a"}', "key-3"), 500, "internal_error")
+    retry = create(client, key, '{"name": "a"}', "key-3")
+    assert retry.status_code == 201, retry.text
+    assert "Idempotent-Replayed" not in retry.headers
+    assert items.created == 1
+    assert create(client, key, '{"name": "a"}', "key-3").headers["Idempotent-Replayed"] == "true"
+    assert items.created == 1
+
+
+def test_invalid_idempotency_key_is_400(client, key: TestKey, items: ItemsResource) -> None:
+    assert_problem(create(client, key, '{"name": "a"}', "k" * 256), 400, "bad_request")
+    assert_problem(create(client, key, '{"name": "a"}', "has space"), 400, "bad_request")
+    assert items.created == 0
