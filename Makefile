@@ -1,0 +1,72 @@
+# Aerie developer entry points. A fresh machine needs only Python 3.11: the first target
+# makes .venv, installs the shared library (with the embedded Redis and uWSGI) and every
+# service editable, and later runs skip that unless a pyproject.toml or requirements changed.
+#
+#   make run     Redis and every service, as on Cloud Foundry (Ctrl-C stops it all)
+#   make test    lint, unit, service and e2e through tox
+#   make lint    ruff
+#   make bench   the benchmarks
+#   make clean   forget the local stack's state (.aerie/: secrets, Redis data, logs)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install; anything it depends on being newer means reinstall.
+STAMP := $(VENV)/.aerie-installed
+
+SERVICE_PYPROJECTS := $(wildcard services/*/pyproject.toml)
+SERVICE_DIRS := $(patsubst %/pyproject.toml,%,$(SERVICE_PYPROJECTS))
+INSTALL_INPUTS := Makefile shared/pyproject.toml $(SERVICE_PYPROJECTS) $(wildcard services/*/requirements.txt)
+# The tools the targets below call, beside the code; tox builds its own envs for the tests
+# (tox-uv makes that a few seconds per env instead of twenty; tox.ini works without it too).
+DEV_TOOLS := 'tox>=4.11' 'tox-uv>=1.11' 'ruff>=0.6' 'pytest>=8' 'pytest-timeout>=2.3' 'coverage>=7.4' 'requests>=2.31'
+
+# Extra arguments: make run ARGS="--verbose --base-port 9081"; make test TOX_ARGS="-e unit -- -k oauth"
+ARGS ?=
+TOX_ARGS ?=
+
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: help install run test lint bench clean distclean
+
+help:
+	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): $(BIN)/python $(INSTALL_INPUTS)
+	$(BIN)/python -m pip install --quiet -e 'shared[local]' $(addprefix -e ,$(SERVICE_DIRS)) $(DEV_TOOLS)
+	@touch $@
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m aerie.local.stack $(ARGS)
+
+test: $(STAMP)
+	$(BIN)/tox run $(TOX_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/tox run -e lint
+
+bench: $(STAMP)
+	@if [ -f bench/run.py ]; then \
+		$(BIN)/python bench/run.py $(ARGS); \
+	else \
+		echo "no benchmarks yet (bench/run.py)"; \
+	fi
+
+# Only what the stack and the tools generate; the venv and tox envs stay (see distclean).
+# Refuses while a stack runs on this state: its Redis data would vanish under it.
+clean:
+	@if [ -f .aerie/stack.pid ] && kill -0 "$$(cat .aerie/stack.pid)" 2>/dev/null; then \
+		echo "a stack (pid $$(cat .aerie/stack.pid)) is running on .aerie/: stop it first" >&2; exit 1; \
+	fi
+	rm -rf .aerie .pytest_cache .coverage .coverage.* htmlcov coverage.xml
+
+distclean: clean
+	rm -rf $(VENV) .tox
