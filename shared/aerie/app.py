@@ -22,7 +22,7 @@ from aerie.docs import DocsAssetResource, DocsResource
 from aerie.endpoints import responders_of
 from aerie.errors import install_error_handling
 from aerie.idempotency import IdempotencyMiddleware
-from aerie.logs import configure_logging
+from aerie.logs import AccessLog, configure_logging
 from aerie.middleware import AuthMiddleware, BodyMiddleware, RequestContextMiddleware
 from aerie.openapi import OpenAPIResource, build_openapi
 from aerie.pubsub import Subscriber
@@ -79,7 +79,7 @@ def create_service_app(
     app = falcon.App(
         media_type=JSON_UTF8,
         middleware=[
-            RequestContextMiddleware(),
+            RequestContextMiddleware(AccessLog(settings.service, settings.instance_index)),
             AuthMiddleware(infra.verifier, infra.subscriber),
             BodyMiddleware(),
             IdempotencyMiddleware(infra.redis),

@@ -12,18 +12,18 @@ suffixes, so the responder is always ``on_<method>``.
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
+import uuid
 from typing import Any
 
 import falcon
-from ulid import ULID
 
 from aerie import errors
 from aerie.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 from aerie.context import request_id_var
 from aerie.endpoints import Endpoint, endpoint_of
+from aerie.logs import AccessLog
 from aerie.pubsub import Subscriber
 from aerie.validation import validate
 
@@ -31,7 +31,6 @@ __all__ = ["MAX_BODY_BYTES", "AuthMiddleware", "BodyMiddleware", "RequestContext
 
 MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
-access_log = logging.getLogger("aerie.access")
 
 
 def spec_for(req: falcon.Request, resource: object) -> Endpoint | None:
@@ -41,9 +40,12 @@ def spec_for(req: falcon.Request, resource: object) -> Endpoint | None:
 
 
 class RequestContextMiddleware:
+    def __init__(self, access_log: AccessLog) -> None:
+        self._access_log = access_log
+
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         incoming = req.get_header("X-Request-ID")
-        request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else str(ULID())
+        request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         req.context.request_id = request_id
         req.context.started = time.perf_counter()
         request_id_var.set(request_id)
@@ -54,9 +56,8 @@ class RequestContextMiddleware:
     ) -> None:
         resp.set_header("X-Request-ID", req.context.request_id)
         principal = getattr(req.context, "principal", None)
-        access_log.info(
-            "request",
-            extra={
+        self._access_log.write(
+            {
                 "request_id": req.context.request_id,
                 "tenant_id": principal.tenant_id if principal else None,
                 "client_id": principal.client_id if principal else None,
@@ -64,7 +65,7 @@ class RequestContextMiddleware:
                 "path": req.path,
                 "status": resp.status_code,
                 "duration_ms": round((time.perf_counter() - req.context.started) * 1000, 2),
-            },
+            }
         )
         request_id_var.set(None)
 
