@@ -1,0 +1,449 @@
+"""Benchmark Aerie against a bare Falcon hello-world under the same uWSGI settings, in one run.
+
+    python bench/run.py [--duration 10] [--connections 32] [--scenario tenants-get]
+
+It starts ``bench/hello`` under uWSGI on a free port, starts the local stack on free ports
+(or uses a running one when ``AERIE_TENANTS_URL``, ``AERIE_BOOTSTRAP_CLIENT_ID`` and
+``AERIE_BOOTSTRAP_CLIENT_SECRET`` are set), gets a platform token, creates a tenant,
+measures the hello-world baseline and then each scenario back to back, prints a table,
+writes ``bench/results/<timestamp>.json`` and stops everything it started.
+
+Targets are ratios to the baseline measured in the same run (and a p99 bound), reported as
+PASS or MISS; the exit status is 0 unless the benchmark itself could not run, or
+``--strict`` is given and a target was missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import http.client
+import json
+import os
+import platform
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(REPO / "shared"))
+
+from load import LoadResult, Target, choose_tool, run_load  # noqa: E402
+
+HELLO = "hello"
+SETUP_TIMEOUT_S = 10.0
+
+
+# --- scenarios -------------------------------------------------------------------------------
+
+
+@dataclass
+class Context:
+    """What scenarios are written against: base URLs by service, and variables for templates."""
+
+    urls: dict[str, str]
+    vars: dict[str, str] = field(default_factory=dict)
+
+    def call(
+        self, service: str, method: str, path: str, *, headers: Mapping[str, str] | None = None,
+        body: bytes | None = None, expect: tuple[int, ...] = (200, 201),
+    ) -> Any:
+        """One setup request; its JSON answer, or :class:`BenchError` naming what went wrong."""
+        parts = urlsplit(self.urls[service])
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=SETUP_TIMEOUT_S)
+        try:
+            conn.request(method, path, body=body, headers=dict(headers or {}))
+            resp = conn.getresponse()
+            data = resp.read()
+        except OSError as exc:
+            raise BenchError(f"{method} {self.urls[service]}{path}: {exc}") from exc
+        finally:
+            conn.close()
+        if resp.status not in expect:
+            raise BenchError(f"{method} {path} answered {resp.status}: {data[:500].decode(errors='replace')}")
+        return json.loads(data) if data else None
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request measured under load.
+
+    ``path``, header values and a string ``body`` are ``str.format`` templates over the
+    context's variables (``{token}``, ``{tenant_id}`` and whatever ``setup`` adds). ``body``
+    may also be a dict, sent as JSON. ``setup`` runs once before the load, after the common
+    setup (platform token and a tenant), and returns more variables.
+    """
+
+    name: str
+    method: str
+    path: str
+    headers: Mapping[str, str] = field(default_factory=dict)
+    body: str | Mapping[str, Any] | None = None
+    target_ratio: float | None = None
+    target_p99_ms: float | None = None
+    service: str = "tenants"
+    setup: Callable[[Context], Mapping[str, str]] | None = None
+
+    def target(self, ctx: Context) -> Target:
+        if self.service not in ctx.urls:
+            raise BenchError(f"{self.name}: no URL for {self.service} (AERIE_{self.service.upper()}_URL)")
+        v = ctx.vars
+        headers = {k: val.format(**v) for k, val in self.headers.items()}
+        body: bytes | None = None
+        if isinstance(self.body, str):
+            body = self.body.format(**v).encode()
+        elif self.body is not None:
+            body = json.dumps(self.body).encode()
+            headers.setdefault("Content-Type", "application/json")
+        return Target(ctx.urls[self.service] + self.path.format(**v), self.method, headers, body)
+
+    def describe_target(self) -> str:
+        parts = []
+        if self.target_ratio is not None:
+            parts.append(f">={self.target_ratio:.0%}")
+        if self.target_p99_ms is not None:
+            parts.append(f"p99<{self.target_p99_ms:g}ms")
+        return ", ".join([*parts, "0 err"]) if parts else "-"
+
+
+AUTH = {"Authorization": "Bearer {token}"}
+
+BASELINE = Scenario("hello-world", "GET", "/", service=HELLO)
+
+#: Add a scenario here; ``--scenario NAME`` picks some, the default runs them all.
+SCENARIOS: list[Scenario] = [
+    Scenario("tenants-get", "GET", "/v1/tenants/{tenant_id}", AUTH, target_ratio=0.40, target_p99_ms=20.0),
+]
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not be set up; the message says which step and why."""
+
+
+# --- what is measured ------------------------------------------------------------------------
+
+
+def platform_token(ctx: Context, client_id: str, secret: str) -> str:
+    basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
+    data = ctx.call(
+        "tenants", "POST", "/v1/oauth/token", body=b"grant_type=client_credentials",
+        headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        expect=(200,),
+    )
+    return str(data["access_token"])
+
+
+def create_tenant(ctx: Context) -> str:
+    body = {"slug": f"bench-{secrets.token_hex(4)}", "name": "Bench"}
+    data = ctx.call(
+        "tenants", "POST", "/v1/tenants", body=json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"},
+        expect=(201,),
+    )
+    return str(data["id"])
+
+
+def check_once(target: Target) -> bool:
+    """One request before the load (one that fails outright is not worth measuring).
+
+    Returns whether the server closes the connection after the response, which makes every
+    request under load pay for a TCP connect and accept.
+    """
+    parts = urlsplit(target.url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=SETUP_TIMEOUT_S)
+    try:
+        conn.request(target.method, target.path, body=target.body, headers=target.headers)
+        resp = conn.getresponse()
+        data = resp.read()
+    finally:
+        conn.close()
+    if not 200 <= resp.status < 300:
+        raise BenchError(f"{target.method} {target.url} answered {resp.status}: {data[:300].decode(errors='replace')}")
+    return (resp.getheader("Connection") or "").lower() == "close"
+
+
+def verdict(s: Scenario, r: LoadResult, baseline: LoadResult) -> tuple[float, str]:
+    """The ratio to the baseline's rate, and PASS, or MISS with what was missed."""
+    ratio = r.rps / baseline.rps if baseline.rps else 0.0
+    if s.target_ratio is None and s.target_p99_ms is None:
+        return ratio, "-"
+    missed = []
+    if s.target_ratio is not None and ratio < s.target_ratio:
+        missed.append("rate")
+    if s.target_p99_ms is not None and r.p99_ms >= s.target_p99_ms:
+        missed.append("p99")
+    if r.errors or not r.requests:
+        missed.append("errors" if r.errors else "no requests")
+    return ratio, f"MISS ({', '.join(missed)})" if missed else "PASS"
+
+
+# --- processes -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def hello_world(logs: Path) -> Iterator[str]:
+    """The baseline app under uWSGI on a free port, started the way services are."""
+    from aerie.local.redis_server import free_port
+    from aerie.testing.process import UwsgiService
+
+    service = UwsgiService(BENCH / "hello", free_port(), {}, log_path=logs / "hello.log")
+    service.start(timeout=30)
+    try:
+        yield service.url
+    finally:
+        service.stop()
+
+
+@contextlib.contextmanager
+def aerie_stack(services: list[str], state_dir: Path, echo: Callable[[str], None]) -> Iterator[dict[str, str]]:
+    """A running stack's variables: the caller's, when it names one, else a stack of our own."""
+    wanted = ["AERIE_TENANTS_URL", "AERIE_BOOTSTRAP_CLIENT_ID", "AERIE_BOOTSTRAP_CLIENT_SECRET"]
+    if all(os.environ.get(k) for k in wanted):
+        echo(f"stack: using the running one at {os.environ['AERIE_TENANTS_URL']} (from the environment)")
+        yield {k: v for k, v in os.environ.items() if k.startswith("AERIE_")}
+        return
+    from aerie.local.redis_server import free_port
+    from aerie.local.stack import KNOWN_SERVICES, LocalStack, discover_services, service_order
+
+    available = discover_services(REPO)
+    missing = [s for s in services if s not in available]
+    if missing:
+        raise BenchError(f"services/{missing[0]} has no uwsgi.ini yet, so the stack cannot run it")
+    # Only what the scenarios need (tenants always: it issues the tokens), on free ports,
+    # so the other services' background work does not share the two cores with the load.
+    names = service_order(list(dict.fromkeys([*KNOWN_SERVICES, *available])))
+    stack = LocalStack(
+        REPO, state_dir, services=service_order(list(dict.fromkeys(["tenants", *services]))),
+        ports={n: free_port() for n in names}, redis_port=free_port(), echo=echo,
+    )
+    echo(f"stack: starting {', '.join(stack.services)} and Redis on free ports")
+    with stack:
+        yield stack.env()
+
+
+def respawns(log: Path) -> int:
+    """How often uWSGI has replaced a worker so far (``max-requests``, or a crash), from its log."""
+    if not log.exists():
+        return 0
+    return log.read_text(errors="replace").count("Respawned uWSGI worker")
+
+
+# --- output ----------------------------------------------------------------------------------
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = ["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "ratio", "target", "result"]
+    body = [
+        [
+            r["scenario"], f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['max_ms']:.1f}",
+            str(r["errors"]), f"{r['ratio']:.1%}", r["target"], r["result"],
+        ]
+        for r in rows
+    ]
+    widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
+    line = "  ".join(f"{{:{'<' if i == 0 else '>'}{w}}}" for i, w in enumerate(widths))
+    out = [line.format(*head), line.format(*("-" * w for w in widths))]
+    out += [line.format(*b) for b in body]
+    return "\n".join(out)
+
+
+def uwsgi_version() -> str:
+    exe = Path(sys.executable).parent / "uwsgi"
+    try:
+        return subprocess.run(
+            [str(exe) if exe.exists() else "uwsgi", "--version"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=5, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
+# --- main ------------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    names = [s.name for s in SCENARIOS]
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=float, default=10.0, help="seconds measured per scenario (default 10)")
+    p.add_argument("--warmup", type=float, default=2.0, help="seconds of unmeasured load first (default 2)")
+    p.add_argument("--connections", type=int, default=32, help="concurrent connections (default 32)")
+    p.add_argument("--scenario", action="append", choices=names, help=f"repeatable; default all: {', '.join(names)}")
+    p.add_argument("--tool", choices=("auto", "wrk", "python"), default="auto", help="default: wrk if on PATH")
+    p.add_argument("--processes", type=int, default=None, help="processes of the Python generator (default: cores)")
+    p.add_argument("--pause", type=float, default=1.0, help="idle seconds between runs, to let the machine settle")
+    p.add_argument("--results-dir", type=Path, default=BENCH / "results")
+    p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    return p.parse_args(argv)
+
+
+def measure(
+    args: argparse.Namespace, chosen: list[Scenario], tool: str, logs_out: Path, echo: Callable[[str], None]
+) -> tuple[list[Scenario], dict[str, LoadResult]]:
+    """Start what is needed, set up, run the baseline and every scenario, stop everything.
+
+    The uWSGI logs of what it started are copied to ``logs_out`` once everything has stopped.
+    """
+    with tempfile.TemporaryDirectory(prefix="aerie-bench-") as tmp:
+        state = Path(tmp) / "stack"
+        try:
+            with hello_world(Path(tmp)) as hello_url, aerie_stack([s.service for s in chosen], state, echo) as env:
+                logs = {HELLO: Path(tmp) / "hello.log", **{p.stem: p for p in (state / "logs").glob("*.log")}}
+                echo(f"hello-world: {hello_url} (bench/hello/uwsgi.ini, shared/uwsgi/base.ini)")
+                return _measure(args, chosen, tool, hello_url, env, logs, echo)
+        finally:
+            found = [Path(tmp) / "hello.log", *sorted((state / "logs").glob("*.log*"))]
+            if any(p.exists() for p in found):
+                logs_out.mkdir(parents=True, exist_ok=True)
+                for path in found:
+                    if path.exists():
+                        shutil.copyfile(path, logs_out / path.name)
+
+
+def _measure(
+    args: argparse.Namespace, chosen: list[Scenario], tool: str, hello_url: str, env: Mapping[str, str],
+    logs: Mapping[str, Path], echo: Callable[[str], None],
+) -> tuple[list[Scenario], dict[str, LoadResult]]:
+    urls = {
+        k[len("AERIE_"):-len("_URL")].lower(): v.rstrip("/")
+        for k, v in env.items() if k.startswith("AERIE_") and k.endswith("_URL")
+    }
+    ctx = Context({**urls, HELLO: hello_url})
+    boot_id, boot_secret = env["AERIE_BOOTSTRAP_CLIENT_ID"], env["AERIE_BOOTSTRAP_CLIENT_SECRET"]
+    ctx.vars["token"] = platform_token(ctx, boot_id, boot_secret)
+    ctx.vars["tenant_id"] = create_tenant(ctx)
+    echo(f"setup: platform token, tenant {ctx.vars['tenant_id']}")
+    try:
+        return _run_scenarios(args, chosen, tool, ctx, logs, echo)
+    finally:
+        # A running stack (from the environment) keeps its data: leave no bench tenant behind.
+        with contextlib.suppress(RuntimeError):
+            ctx.call("tenants", "DELETE", f"/v1/tenants/{ctx.vars['tenant_id']}", expect=(204, 404),
+                     headers={"Authorization": f"Bearer {ctx.vars['token']}"})
+
+
+def _run_scenarios(
+    args: argparse.Namespace, chosen: list[Scenario], tool: str, ctx: Context, logs: Mapping[str, Path],
+    echo: Callable[[str], None],
+) -> tuple[list[Scenario], dict[str, LoadResult]]:
+    for s in chosen:
+        if s.setup is not None:
+            ctx.vars.update(s.setup(ctx))
+    plan = [BASELINE, *chosen]
+    targets = {s.name: s.target(ctx) for s in plan}
+    closing = [s.name for s in plan if check_once(targets[s.name])]
+    if closing:
+        echo(f"note: {', '.join(closing)} answer(s) with Connection: close (uWSGI http-socket), so every "
+             "request under load opens a new TCP connection; both sides of the ratio pay it")
+    results: dict[str, LoadResult] = {}
+    for i, s in enumerate(plan):
+        if i:
+            time.sleep(args.pause)
+        echo(f"running {s.name}: {s.method} {targets[s.name].url} ...")
+        log = logs.get(s.service)
+        before = respawns(log) if log else 0
+        r = run_load(
+            targets[s.name], connections=args.connections, duration=args.duration,
+            warmup=args.warmup, tool=tool, processes=args.processes,
+        )
+        if log and (n := respawns(log) - before):
+            r.notes.append(f"uWSGI replaced {n} worker(s) during warm-up and measurement (max-requests, or a crash)")
+        results[s.name] = r
+    return plan, results
+
+
+def report(
+    args: argparse.Namespace, tool: str, started: datetime, plan: list[Scenario], results: dict[str, LoadResult],
+    echo: Callable[[str], None],
+) -> list[dict[str, Any]]:
+    baseline = results[BASELINE.name]
+    rows: list[dict[str, Any]] = []
+    for s in plan:
+        r = results[s.name]
+        ratio, result = verdict(s, r, baseline)
+        rows.append({
+            "scenario": s.name, "method": s.method, "path": s.path, "rps": r.rps, "p50_ms": r.p50_ms,
+            "p99_ms": r.p99_ms, "max_ms": r.max_ms, "errors": r.errors, "requests": r.requests,
+            "ratio": ratio, "target": "baseline" if s is BASELINE else s.describe_target(), "result": result,
+            "target_ratio": s.target_ratio, "target_p99_ms": s.target_p99_ms,
+        })
+    echo("")
+    echo(table(rows))
+    echo(f"\nload generator: {tool}. Ratios are to hello-world measured in this run; "
+         "on a shared 2-core machine expect run-to-run noise of 10-20%.")
+    if tool == "python":
+        echo("  the Python generator shares the two cores and may not saturate hello-world: "
+             "the ratio then reads high (install wrk for a truer baseline)")
+    for s in plan:
+        for note in results[s.name].notes:
+            echo(f"  {s.name}: {note}")
+        if results[s.name].error_samples:
+            echo(f"  {s.name}: errors such as {results[s.name].error_samples[:3]}")
+
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    out = args.results_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
+    out.write_text(json.dumps({
+        "started": started.isoformat(),
+        "tool": tool,
+        "settings": {"connections": args.connections, "duration_s": args.duration, "warmup_s": args.warmup,
+                     "uwsgi_ini": "shared/uwsgi/base.ini"},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                    "uwsgi": uwsgi_version(), "loadavg": os.getloadavg()},
+        "commit": git_commit(),
+        "rows": rows,
+        "raw": {s.name: results[s.name].as_dict() for s in plan},
+    }, indent=2) + "\n")
+    shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
+    echo(f"results: {shown} (uWSGI logs beside it in {shown.stem}-logs/)")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = [s for s in SCENARIOS if not args.scenario or s.name in args.scenario]
+    try:
+        tool = choose_tool(args.tool)
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    why = {"auto": "on PATH" if tool == "wrk" else "wrk is not on PATH"}.get(args.tool, "asked for")
+
+    def echo(msg: str) -> None:
+        print(msg, flush=True)
+
+    echo(f"load generator: {tool} ({why}); {args.connections} connections, "
+         f"{args.warmup:g}s warm-up + {args.duration:g}s measured per scenario, 127.0.0.1 only")
+    started = datetime.now(UTC)
+    logs_out = args.results_dir / f"{started:%Y%m%dT%H%M%SZ}-logs"
+    try:
+        plan, results = measure(args, chosen, tool, logs_out, echo)
+    except RuntimeError as exc:  # BenchError, the stack's StackError, a load generator that failed
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    rows = report(args, tool, started, plan, results, echo)
+    missed = [r["scenario"] for r in rows if r["result"].startswith("MISS")]
+    return 1 if args.strict and missed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
