@@ -22,6 +22,7 @@ from aerie.config import Settings
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.events import EventContext, EventPublisher, new_event
 from aerie.local.redis_server import free_port
+from aerie.testing.http import assert_problem
 from aerie.testing.keys import TestKey, make_claims
 
 ISSUER = "http://issuer.test"
@@ -118,19 +119,6 @@ def get(client: falcon.testing.TestClient, path: str, token: str | None = None, 
     if token is not None:
         headers["Authorization"] = f"Bearer {token}"
     return client.simulate_get(path, headers=headers)
-
-
-def assert_problem(resp: Any, status: int, code: str, request_id: str | None = None) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"] == "application/problem+json"
-    body = resp.json
-    assert {"type", "title", "status", "detail", "code", "request_id"} <= set(body)
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == resp.headers["X-Request-ID"]
-    if request_id is not None:
-        assert body["request_id"] == request_id
-    return body
 
 
 def assert_invalid_token(resp: Any, *, detail_has: str | None = None) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from aerie.local.redis_server import free_port
 from aerie.middleware import MAX_BODY_BYTES
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
+from aerie.testing.http import assert_problem
 from aerie.testing.keys import TestKey, make_claims
 from aerie.validation import LIST_QUERY
 
@@ -96,8 +97,12 @@ def build(redis_url: str, key: TestKey, **extra: str) -> tuple[Infrastructure, I
         settings_for(redis_url, **extra), keys=StaticKeySource({"keys": [key.public_jwk()]})
     )
     items = ItemsResource()
-    routes = [("/items", items), ("/counter", CounterResource(infra.redis)), ("/boom", BoomResource()),
-              ("/boom-http", HTTPBoomResource())]
+    routes = [
+        ("/items", items),
+        ("/counter", CounterResource(infra.redis)),
+        ("/boom", BoomResource()),
+        ("/boom-http", HTTPBoomResource()),
+    ]
     return infra, items, create_service_app(infra, routes)
 
 
@@ -121,19 +126,6 @@ def items(service: tuple[falcon.testing.TestClient, ItemsResource]) -> ItemsReso
 def auth(key: TestKey, client_id: str = "cli_a", **headers: str) -> dict[str, str]:
     claims = make_claims(ISSUER, client_id=client_id, sub=client_id, scope="projects:read projects:write")
     return {"Authorization": f"Bearer {key.sign(claims)}", **headers}
-
-
-def assert_problem(resp: Any, status: int, code: str, request_id: str | None = None) -> dict[str, Any]:
-    assert resp.status_code == status, resp.text
-    assert resp.headers["Content-Type"] == "application/problem+json"
-    body = resp.json
-    assert {"type", "title", "status", "detail", "code", "request_id"} <= set(body)
-    assert body["status"] == status
-    assert body["code"] == code
-    assert body["request_id"] == resp.headers["X-Request-ID"]
-    if request_id is not None:
-        assert body["request_id"] == request_id
-    return body
 
 
 def error_fields(body: dict[str, Any]) -> list[str]:
@@ -211,8 +203,9 @@ def test_request_id_is_made_when_absent_and_differs_per_request(client, key: Tes
 def test_non_json_body_is_415(client, key: TestKey, content_type: str) -> None:
     resp = client.simulate_post("/items", body="name=x", headers={**auth(key), "Content-Type": content_type})
     assert_problem(resp, 415, "unsupported_media_type")
-    assert_problem(client.simulate_post("/items", body='{"name": "x"}', headers=auth(key)), 415,
-                   "unsupported_media_type")
+    assert_problem(
+        client.simulate_post("/items", body='{"name": "x"}', headers=auth(key)), 415, "unsupported_media_type"
+    )
 
 
 def test_json_with_charset_is_accepted(client, key: TestKey) -> None:
@@ -443,10 +436,12 @@ class HalfDeclared:
         resp.status = falcon.HTTP_204
 
 
-@pytest.mark.parametrize(("resource", "named"), [(Undeclared(), "Undeclared.on_get"),
-                                                 (HalfDeclared(), "HalfDeclared.on_delete")])
-def test_responder_without_endpoint_refuses_to_build(redis_url: str, key: TestKey, resource: object,
-                                                     named: str) -> None:
+@pytest.mark.parametrize(
+    ("resource", "named"), [(Undeclared(), "Undeclared.on_get"), (HalfDeclared(), "HalfDeclared.on_delete")]
+)
+def test_responder_without_endpoint_refuses_to_build(
+    redis_url: str, key: TestKey, resource: object, named: str
+) -> None:
     infra = Infrastructure.from_settings(settings_for(redis_url), keys=StaticKeySource({"keys": [key.public_jwk()]}))
     with pytest.raises(TypeError, match=re.escape(named)):
         create_service_app(infra, [("/open", resource)])
@@ -459,7 +454,11 @@ def test_endpoint_needs_scopes_or_public() -> None:
 
 def test_info(redis_url: str, key: TestKey) -> None:
     _infra, _items, app = build(
-        redis_url, key, VERSION="1.4.2", AERIE_COMMIT="0a1b2c3", CF_INSTANCE_INDEX="2",
+        redis_url,
+        key,
+        VERSION="1.4.2",
+        AERIE_COMMIT="0a1b2c3",
+        CF_INSTANCE_INDEX="2",
         AERIE_CLIENT_SECRET="very-secret-value",
     )
     resp = falcon.testing.TestClient(app).simulate_get("/info")
@@ -471,8 +470,9 @@ def test_info(redis_url: str, key: TestKey) -> None:
 # --- Idempotency-Key ------------------------------------------------------------------------------------
 
 
-def create(client: falcon.testing.TestClient, key: TestKey, body: str, idem: str | None,
-           client_id: str = "cli_a") -> Any:
+def create(
+    client: falcon.testing.TestClient, key: TestKey, body: str, idem: str | None, client_id: str = "cli_a"
+) -> Any:
     headers = {**auth(key, client_id), "Content-Type": "application/json"}
     if idem is not None:
         headers["Idempotency-Key"] = idem
