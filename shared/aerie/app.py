@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import falcon
 import falcon.media
+import orjson
 
 from aerie.auth.revocation import RevocationList
 from aerie.auth.tokens import JWKSKeySource, KeySource, TokenVerifier
@@ -33,6 +34,10 @@ __all__ = ["JSON_UTF8", "Infrastructure", "Route", "create_service_app", "exit_o
 
 JSON_UTF8 = "application/json; charset=utf-8"
 Route = tuple[str, object]
+
+
+def _dumps_json(media: object) -> bytes:
+    return orjson.dumps(media, option=orjson.OPT_NON_STR_KEYS)
 
 
 @dataclass
@@ -85,7 +90,9 @@ def create_service_app(
             IdempotencyMiddleware(infra.redis),
         ],
     )
-    json_handler = falcon.media.JSONHandler()
+    # orjson: the same JSON (UTF-8, no ASCII escaping, non-string keys made strings as
+    # json.dumps does), about ten times cheaper to produce.
+    json_handler = falcon.media.JSONHandler(dumps=_dumps_json, loads=orjson.loads)
     app.req_options.media_handlers[JSON_UTF8] = json_handler
     app.resp_options.media_handlers[JSON_UTF8] = json_handler
     install_error_handling(app)

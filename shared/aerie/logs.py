@@ -5,7 +5,8 @@ path, status and identities, never headers, bodies or query strings.
 
 The formatter is a few lines over ``json.dumps`` rather than python-json-logger: the access
 log writes one line per request, and the library's field processing cost about 45 µs of
-each request in the benchmark (bench/), a quarter of an authenticated read.
+each request in the benchmark (bench/), a quarter of an authenticated read. The access log
+itself is serialised with orjson, about ten times cheaper again than ``json.dumps``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import logging
 import sys
 import time
 from typing import Any, TextIO
+
+import orjson
 
 __all__ = ["AccessLog", "JsonLineFormatter", "configure_logging"]
 
@@ -66,8 +69,10 @@ class AccessLog:
         self._stream = stream
 
     def write(self, fields: dict[str, Any]) -> None:
-        line = json.dumps({"time": _utc_now(), **self._static, **fields}, ensure_ascii=False, default=str)
-        (self._stream or sys.stdout).write(line + "\n")
+        line = orjson.dumps(
+            {"time": _utc_now(), **self._static, **fields}, default=str, option=orjson.OPT_APPEND_NEWLINE
+        )
+        (self._stream or sys.stdout).write(line.decode())
 
 
 def configure_logging(service: str, instance_index: int, level: str = "INFO") -> None:

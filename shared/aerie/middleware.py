@@ -5,8 +5,9 @@
 3. :class:`BodyMiddleware`: media type, size limit, JSON parsing, Cerberus validation of
    the body and query string.
 
-Each looks up the responder's :class:`~aerie.endpoints.Endpoint` declaration; routes use no
-suffixes, so the responder is always ``on_<method>``.
+Each needs the responder's :class:`~aerie.endpoints.Endpoint` declaration; routes use no
+suffixes, so the responder is always ``on_<method>``. :func:`spec_for` looks it up once per
+request and keeps it on ``req.context.endpoint``.
 """
 
 from __future__ import annotations
@@ -33,10 +34,18 @@ MAX_BODY_BYTES = 1024 * 1024
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
+_UNSET: Any = object()
+
+
 def spec_for(req: falcon.Request, resource: object) -> Endpoint | None:
+    """The responder's declaration, looked up once per request and kept on ``req.context``."""
     if resource is None:
         return None
-    return endpoint_of(getattr(resource, f"on_{req.method.lower()}", None))
+    spec = getattr(req.context, "endpoint", _UNSET)
+    if spec is _UNSET:
+        spec = endpoint_of(getattr(resource, "on_" + req.method.lower(), None))
+        req.context.endpoint = spec
+    return spec
 
 
 class RequestContextMiddleware:

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import redis
 from ulid import ULID
 
@@ -68,7 +69,7 @@ class TenantStore:
 
     def get(self, tenant_id: str) -> dict[str, Any] | None:
         raw = self._r.get(_tenant_key(tenant_id))
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
 
     def require(self, tenant_id: str) -> dict[str, Any]:
         tenant = self.get(tenant_id)
@@ -112,7 +113,7 @@ class TenantStore:
         more = len(ids) > limit
         ids = ids[:limit]
         docs = self._r.mget([_tenant_key(i) for i in ids]) if ids else []
-        items = [json.loads(d) for d in docs if d]
+        items = [orjson.loads(d) for d in docs if d]
         next_cursor = encode_cursor({"after": ids[-1]}) if more and ids else None
         return Page(items, next_cursor)
 
@@ -133,7 +134,7 @@ class TenantStore:
             raw = pipe.get(key)
             if raw is None:
                 raise errors.not_found()
-            tenant = json.loads(raw)
+            tenant = orjson.loads(raw)
             if check:
                 check(tenant)
             if tenant["status"] == "deleted":
@@ -168,7 +169,7 @@ class TenantStore:
             raw = pipe.get(key)
             if raw is None:
                 raise errors.not_found()
-            tenant = json.loads(raw)
+            tenant = orjson.loads(raw)
             old = tenant["status"]
             new = transition(action, tenant)
             if new != old:
@@ -201,7 +202,7 @@ class ClientStore:
 
     def get(self, client_id: str) -> dict[str, Any] | None:
         raw = self._r.get(_client_key(client_id))
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
 
     def create(self, tenant_id: str, name: str, scopes: list[str], ctx: EventContext) -> tuple[dict[str, Any], str]:
         secret = new_secret()
@@ -220,7 +221,7 @@ class ClientStore:
             raw = pipe.get(tenant_key)
             if raw is None:
                 raise errors.not_found()
-            if json.loads(raw)["status"] == "deleted":
+            if orjson.loads(raw)["status"] == "deleted":
                 raise errors.conflict("A deleted tenant cannot get new clients.")
             pipe.multi()
             pipe.set(_client_key(client["client_id"]), _dump(stored))
@@ -237,7 +238,7 @@ class ClientStore:
         more = len(ids) > limit
         ids = ids[:limit]
         docs = self._r.mget([_client_key(i) for i in ids]) if ids else []
-        items = [public_client(json.loads(d)) for d in docs if d]
+        items = [public_client(orjson.loads(d)) for d in docs if d]
         return Page(items, encode_cursor({"after": ids[-1]}) if more and ids else None)
 
     def revoke(self, tenant_id: str, client_id: str, ctx: EventContext) -> None:
@@ -245,7 +246,7 @@ class ClientStore:
 
         def write(pipe: Any) -> None:
             raw = pipe.get(key)
-            client = json.loads(raw) if raw else None
+            client = orjson.loads(raw) if raw else None
             if client is None or client["tenant_id"] != tenant_id:
                 raise errors.not_found()
             if client["status"] == "revoked":
@@ -265,7 +266,7 @@ class ClientStore:
         docs = self._r.mget([_client_key(i) for i in ids]) if ids else []
         for raw in docs:
             if raw:
-                client = json.loads(raw)
+                client = orjson.loads(raw)
                 if client["status"] != "revoked":
                     self._queue_revocation(pipe, client, ctx)
 
