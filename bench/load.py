@@ -171,8 +171,15 @@ def _wrk_script(target: Target) -> str:
 def _wrk(target: Target, script: Path, connections: int, seconds: float) -> str:
     threads = max(1, min(connections, os.cpu_count() or 1))
     cmd = [
-        "wrk", f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
-        "--latency", f"--timeout={int(REQUEST_TIMEOUT_S)}s", "-s", str(script), target.url,
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+        f"--timeout={int(REQUEST_TIMEOUT_S)}s",
+        "-s",
+        str(script),
+        target.url,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30, check=False)
     if done.returncode != 0:
@@ -392,12 +399,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     headers = dict(h.split(":", 1) for h in args.header)
     target = Target(
-        args.url, args.method.upper(), {k.strip(): v.strip() for k, v in headers.items()},
+        args.url,
+        args.method.upper(),
+        {k.strip(): v.strip() for k, v in headers.items()},
         args.body.encode() if args.body is not None else None,
     )
     result = run_load(
-        target, connections=args.connections, duration=args.duration, warmup=args.warmup,
-        tool=args.tool, processes=args.processes,
+        target,
+        connections=args.connections,
+        duration=args.duration,
+        warmup=args.warmup,
+        tool=args.tool,
+        processes=args.processes,
     )
     json.dump(result.as_dict(), sys.stdout, indent=2)
     print()

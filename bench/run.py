@@ -57,8 +57,14 @@ class Context:
     vars: dict[str, str] = field(default_factory=dict)
 
     def call(
-        self, service: str, method: str, path: str, *, headers: Mapping[str, str] | None = None,
-        body: bytes | None = None, expect: tuple[int, ...] = (200, 201),
+        self,
+        service: str,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        body: bytes | None = None,
+        expect: tuple[int, ...] = (200, 201),
     ) -> Any:
         """One setup request; its JSON answer, or :class:`BenchError` naming what went wrong."""
         parts = urlsplit(self.urls[service])
@@ -138,7 +144,10 @@ class BenchError(RuntimeError):
 def platform_token(ctx: Context, client_id: str, secret: str) -> str:
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     data = ctx.call(
-        "tenants", "POST", "/v1/oauth/token", body=b"grant_type=client_credentials",
+        "tenants",
+        "POST",
+        "/v1/oauth/token",
+        body=b"grant_type=client_credentials",
         headers={"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"},
         expect=(200,),
     )
@@ -148,7 +157,10 @@ def platform_token(ctx: Context, client_id: str, secret: str) -> str:
 def create_tenant(ctx: Context) -> str:
     body = {"slug": f"bench-{secrets.token_hex(4)}", "name": "Bench"}
     data = ctx.call(
-        "tenants", "POST", "/v1/tenants", body=json.dumps(body).encode(),
+        "tenants",
+        "POST",
+        "/v1/tenants",
+        body=json.dumps(body).encode(),
         headers={"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"},
         expect=(201,),
     )
@@ -225,8 +237,12 @@ def aerie_stack(services: list[str], state_dir: Path, echo: Callable[[str], None
     # so the other services' background work does not share the two cores with the load.
     names = service_order(list(dict.fromkeys([*KNOWN_SERVICES, *available])))
     stack = LocalStack(
-        REPO, state_dir, services=service_order(list(dict.fromkeys(["tenants", *services]))),
-        ports={n: free_port() for n in names}, redis_port=free_port(), echo=echo,
+        REPO,
+        state_dir,
+        services=service_order(list(dict.fromkeys(["tenants", *services]))),
+        ports={n: free_port() for n in names},
+        redis_port=free_port(),
+        echo=echo,
     )
     echo(f"stack: starting {', '.join(stack.services)} and Redis on free ports")
     with stack:
@@ -247,8 +263,15 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = ["scenario", "req/s", "p50 ms", "p99 ms", "max ms", "errors", "ratio", "target", "result"]
     body = [
         [
-            r["scenario"], f"{r['rps']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p99_ms']:.2f}", f"{r['max_ms']:.1f}",
-            str(r["errors"]), f"{r['ratio']:.1%}", r["target"], r["result"],
+            r["scenario"],
+            f"{r['rps']:.0f}",
+            f"{r['p50_ms']:.2f}",
+            f"{r['p99_ms']:.2f}",
+            f"{r['max_ms']:.1f}",
+            str(r["errors"]),
+            f"{r['ratio']:.1%}",
+            r["target"],
+            r["result"],
         ]
         for r in rows
     ]
@@ -321,12 +344,18 @@ def measure(
 
 
 def _measure(
-    args: argparse.Namespace, chosen: list[Scenario], tool: str, hello_url: str, env: Mapping[str, str],
-    logs: Mapping[str, Path], echo: Callable[[str], None],
+    args: argparse.Namespace,
+    chosen: list[Scenario],
+    tool: str,
+    hello_url: str,
+    env: Mapping[str, str],
+    logs: Mapping[str, Path],
+    echo: Callable[[str], None],
 ) -> tuple[list[Scenario], dict[str, LoadResult]]:
     urls = {
-        k[len("AERIE_"):-len("_URL")].lower(): v.rstrip("/")
-        for k, v in env.items() if k.startswith("AERIE_") and k.endswith("_URL")
+        k[len("AERIE_") : -len("_URL")].lower(): v.rstrip("/")
+        for k, v in env.items()
+        if k.startswith("AERIE_") and k.endswith("_URL")
     }
     ctx = Context({**urls, HELLO: hello_url})
     boot_id, boot_secret = env["AERIE_BOOTSTRAP_CLIENT_ID"], env["AERIE_BOOTSTRAP_CLIENT_SECRET"]
@@ -338,12 +367,21 @@ def _measure(
     finally:
         # A running stack (from the environment) keeps its data: leave no bench tenant behind.
         with contextlib.suppress(RuntimeError):
-            ctx.call("tenants", "DELETE", f"/v1/tenants/{ctx.vars['tenant_id']}", expect=(204, 404),
-                     headers={"Authorization": f"Bearer {ctx.vars['token']}"})
+            ctx.call(
+                "tenants",
+                "DELETE",
+                f"/v1/tenants/{ctx.vars['tenant_id']}",
+                expect=(204, 404),
+                headers={"Authorization": f"Bearer {ctx.vars['token']}"},
+            )
 
 
 def _run_scenarios(
-    args: argparse.Namespace, chosen: list[Scenario], tool: str, ctx: Context, logs: Mapping[str, Path],
+    args: argparse.Namespace,
+    chosen: list[Scenario],
+    tool: str,
+    ctx: Context,
+    logs: Mapping[str, Path],
     echo: Callable[[str], None],
 ) -> tuple[list[Scenario], dict[str, LoadResult]]:
     for s in chosen:
@@ -353,8 +391,10 @@ def _run_scenarios(
     targets = {s.name: s.target(ctx) for s in plan}
     closing = [s.name for s in plan if check_once(targets[s.name])]
     if closing:
-        echo(f"note: {', '.join(closing)} answer(s) with Connection: close (uWSGI http-socket), so every "
-             "request under load opens a new TCP connection; both sides of the ratio pay it")
+        echo(
+            f"note: {', '.join(closing)} answer(s) with Connection: close (uWSGI http-socket), so every "
+            "request under load opens a new TCP connection; both sides of the ratio pay it"
+        )
     results: dict[str, LoadResult] = {}
     for i, s in enumerate(plan):
         if i:
@@ -363,8 +403,12 @@ def _run_scenarios(
         log = logs.get(s.service)
         before = respawns(log) if log else 0
         r = run_load(
-            targets[s.name], connections=args.connections, duration=args.duration,
-            warmup=args.warmup, tool=tool, processes=args.processes,
+            targets[s.name],
+            connections=args.connections,
+            duration=args.duration,
+            warmup=args.warmup,
+            tool=tool,
+            processes=args.processes,
         )
         if log and (n := respawns(log) - before):
             r.notes.append(f"uWSGI replaced {n} worker(s) during warm-up and measurement (max-requests, or a crash)")
@@ -373,7 +417,11 @@ def _run_scenarios(
 
 
 def report(
-    args: argparse.Namespace, tool: str, started: datetime, plan: list[Scenario], results: dict[str, LoadResult],
+    args: argparse.Namespace,
+    tool: str,
+    started: datetime,
+    plan: list[Scenario],
+    results: dict[str, LoadResult],
     echo: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     baseline = results[BASELINE.name]
@@ -381,19 +429,35 @@ def report(
     for s in plan:
         r = results[s.name]
         ratio, result = verdict(s, r, baseline)
-        rows.append({
-            "scenario": s.name, "method": s.method, "path": s.path, "rps": r.rps, "p50_ms": r.p50_ms,
-            "p99_ms": r.p99_ms, "max_ms": r.max_ms, "errors": r.errors, "requests": r.requests,
-            "ratio": ratio, "target": "baseline" if s is BASELINE else s.describe_target(), "result": result,
-            "target_ratio": s.target_ratio, "target_p99_ms": s.target_p99_ms,
-        })
+        rows.append(
+            {
+                "scenario": s.name,
+                "method": s.method,
+                "path": s.path,
+                "rps": r.rps,
+                "p50_ms": r.p50_ms,
+                "p99_ms": r.p99_ms,
+                "max_ms": r.max_ms,
+                "errors": r.errors,
+                "requests": r.requests,
+                "ratio": ratio,
+                "target": "baseline" if s is BASELINE else s.describe_target(),
+                "result": result,
+                "target_ratio": s.target_ratio,
+                "target_p99_ms": s.target_p99_ms,
+            }
+        )
     echo("")
     echo(table(rows))
-    echo(f"\nload generator: {tool}. Ratios are to hello-world measured in this run; "
-         "on a shared 2-core machine expect run-to-run noise of 10-20%.")
+    echo(
+        f"\nload generator: {tool}. Ratios are to hello-world measured in this run; "
+        "on a shared 2-core machine expect run-to-run noise of 10-20%."
+    )
     if tool == "python":
-        echo("  the Python generator shares the two cores and may not saturate hello-world: "
-             "the ratio then reads high (install wrk for a truer baseline)")
+        echo(
+            "  the Python generator shares the two cores and may not saturate hello-world: "
+            "the ratio then reads high (install wrk for a truer baseline)"
+        )
     for s in plan:
         for note in results[s.name].notes:
             echo(f"  {s.name}: {note}")
@@ -402,17 +466,32 @@ def report(
 
     args.results_dir.mkdir(parents=True, exist_ok=True)
     out = args.results_dir / f"{started:%Y%m%dT%H%M%SZ}.json"
-    out.write_text(json.dumps({
-        "started": started.isoformat(),
-        "tool": tool,
-        "settings": {"connections": args.connections, "duration_s": args.duration, "warmup_s": args.warmup,
-                     "uwsgi_ini": "shared/uwsgi/base.ini"},
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                    "uwsgi": uwsgi_version(), "loadavg": os.getloadavg()},
-        "commit": git_commit(),
-        "rows": rows,
-        "raw": {s.name: results[s.name].as_dict() for s in plan},
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "started": started.isoformat(),
+                "tool": tool,
+                "settings": {
+                    "connections": args.connections,
+                    "duration_s": args.duration,
+                    "warmup_s": args.warmup,
+                    "uwsgi_ini": "shared/uwsgi/base.ini",
+                },
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": platform.python_version(),
+                    "platform": platform.platform(),
+                    "uwsgi": uwsgi_version(),
+                    "loadavg": os.getloadavg(),
+                },
+                "commit": git_commit(),
+                "rows": rows,
+                "raw": {s.name: results[s.name].as_dict() for s in plan},
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     shown = out.relative_to(REPO) if out.is_relative_to(REPO) else out
     echo(f"results: {shown} (uWSGI logs beside it in {shown.stem}-logs/)")
     return rows
@@ -431,8 +510,10 @@ def main(argv: list[str] | None = None) -> int:
     def echo(msg: str) -> None:
         print(msg, flush=True)
 
-    echo(f"load generator: {tool} ({why}); {args.connections} connections, "
-         f"{args.warmup:g}s warm-up + {args.duration:g}s measured per scenario, 127.0.0.1 only")
+    echo(
+        f"load generator: {tool} ({why}); {args.connections} connections, "
+        f"{args.warmup:g}s warm-up + {args.duration:g}s measured per scenario, 127.0.0.1 only"
+    )
     started = datetime.now(UTC)
     logs_out = args.results_dir / f"{started:%Y%m%dT%H%M%SZ}-logs"
     try:

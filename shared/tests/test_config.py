@@ -38,8 +38,9 @@ def config_error(fn: Any, *args: Any) -> str:
 
 
 def test_p_redis_binding_with_host_port_password() -> None:
-    services = vcap(p_redis=[binding("cache", {"host": "10.0.0.5", "port": 6380, "password": "s3cret"},
-                                     tags=["pivotal", "redis"])])
+    services = vcap(
+        p_redis=[binding("cache", {"host": "10.0.0.5", "port": 6380, "password": "s3cret"}, tags=["pivotal", "redis"])]
+    )
     assert redis_url_from_env({"VCAP_SERVICES": services}) == "redis://:s3cret@10.0.0.5:6380/0"
 
 
@@ -111,8 +112,9 @@ def test_binding_wins_over_redis_url() -> None:
 
 def test_password_with_special_characters_is_url_quoted() -> None:
     password = "p@ss:w/rd#?%& x"
-    services = vcap(p_redis=[binding("cache", {"host": "h.internal", "port": 6379, "password": password},
-                                     tags=["redis"])])
+    services = vcap(
+        p_redis=[binding("cache", {"host": "h.internal", "port": 6379, "password": password}, tags=["redis"])]
+    )
     url = redis_url_from_env({"VCAP_SERVICES": services})
     parts = urlsplit(url)
     assert parts.hostname == "h.internal"
@@ -140,8 +142,9 @@ def test_settings_from_a_minimal_environment() -> None:
 
 
 def test_settings_read_cloud_foundry_variables() -> None:
-    services = vcap(p_redis=[binding("cache", {"host": "10.0.0.5", "port": 6379, "password": "pw"},
-                                     tags=["pivotal", "redis"])])
+    services = vcap(
+        p_redis=[binding("cache", {"host": "10.0.0.5", "port": 6379, "password": "pw"}, tags=["pivotal", "redis"])]
+    )
     env = {
         "VCAP_SERVICES": services,
         "VCAP_APPLICATION": json.dumps({"instance_index": 1, "application_name": "aerie-demo"}),
@@ -266,8 +269,16 @@ def test_bad_redis_timeouts(name: str, value: str) -> None:
 # --- exit_on_config_error ----------------------------------------------------------------------
 
 CONFIG_VARIABLES = (
-    "VCAP_SERVICES", "VCAP_APPLICATION", "CF_INSTANCE_INDEX", "PORT", "REDIS_URL", "AERIE_ISSUER",
-    "AERIE_TENANTS_URL", "AERIE_JWKS_URL", "AERIE_REDIS_SERVICE", "AERIE_LOG_LEVEL",
+    "VCAP_SERVICES",
+    "VCAP_APPLICATION",
+    "CF_INSTANCE_INDEX",
+    "PORT",
+    "REDIS_URL",
+    "AERIE_ISSUER",
+    "AERIE_TENANTS_URL",
+    "AERIE_JWKS_URL",
+    "AERIE_REDIS_SERVICE",
+    "AERIE_LOG_LEVEL",
 )
 
 

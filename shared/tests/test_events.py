@@ -32,7 +32,16 @@ from aerie.redis import RedisProvider
 pytestmark = pytest.mark.timeout(60)
 
 ENVELOPE_FIELDS = {
-    "id", "type", "version", "occurred_at", "tenant_id", "actor", "request_id", "ip", "user_agent", "data",
+    "id",
+    "type",
+    "version",
+    "occurred_at",
+    "tenant_id",
+    "actor",
+    "request_id",
+    "ip",
+    "user_agent",
+    "data",
 }
 CTX = EventContext(
     actor={"type": "client", "id": "sub-1", "client_id": "cli-1"},

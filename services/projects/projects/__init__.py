@@ -1,0 +1,1 @@
+"""Aerie projects service."""
