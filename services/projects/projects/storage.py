@@ -159,12 +159,7 @@ class ProjectRepository:
         result: dict[str, Any] = {}
 
         def write(pipe: Any) -> None:
-            raw = pipe.get(key)
-            if raw is None:
-                raise errors.not_found()
-            project = json.loads(raw)
-            if if_match is not None and project["version"] != if_match:
-                raise errors.precondition_failed()
+            project = _load_at_version(pipe, key, if_match)
             changed = {k: v for k, v in changes.items() if project.get(k) != v}
             if "slug" in changed and pipe.exists(self._slug_key(changed["slug"])):
                 raise errors.conflict(f"The slug {changed['slug']!r} is taken.")
@@ -193,12 +188,7 @@ class ProjectRepository:
         key = self._doc_key(project_id)
 
         def write(pipe: Any) -> None:
-            raw = pipe.get(key)
-            if raw is None:
-                raise errors.not_found()
-            project = json.loads(raw)
-            if if_match is not None and project["version"] != if_match:
-                raise errors.precondition_failed()
+            project = _load_at_version(pipe, key, if_match)
             pipe.multi()
             pipe.delete(key, self._slug_key(project["slug"]))
             pipe.zrem(self._index, project_id)
@@ -260,3 +250,14 @@ class UnsafeAllTenants:
         if batch:
             removed += r.unlink(*batch)
         return removed
+
+
+def _load_at_version(pipe: Any, key: str, if_match: int | None) -> dict[str, Any]:
+    """The project at ``key`` (read on a WATCHing pipeline): 404 if absent, 412 if stale."""
+    raw = pipe.get(key)
+    if raw is None:
+        raise errors.not_found()
+    project: dict[str, Any] = json.loads(raw)
+    if if_match is not None and project["version"] != if_match:
+        raise errors.precondition_failed()
+    return project
