@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import redis
 
 from aerie.events import EventContext, EventPublisher, new_event
+from aerie.testing.polling import wait_for
 from projects.cascade import GROUP, TenantCascade
 from projects.storage import ProjectRepository, UnsafeAllTenants
 
@@ -25,15 +24,6 @@ def _keys(redis_url: str, tenant_id: str) -> list[str]:
     """The tenant's project keys (the deletion tombstone is not project data)."""
     r = redis.Redis.from_url(redis_url, decode_responses=True)
     return [k for k in r.scan_iter(match=f"projects:{{{tenant_id}}}:*") if not k.endswith(":deleted")]
-
-
-def _wait(predicate, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
 
 
 def test_deletion_published_before_the_consumer_started_is_handled(settings, signing_key, tenant_status, redis_url):
@@ -55,7 +45,7 @@ def test_deletion_published_before_the_consumer_started_is_handled(settings, sig
     svc = build(settings, infra, tenant_status)
     try:
         svc.background.ensure_started()  # what the worker does on start, /ready and any request
-        assert _wait(lambda: not _keys(redis_url, TEN_A))
+        assert wait_for(lambda: not _keys(redis_url, TEN_A))
         assert repo_b.require(kept["id"]) == kept
         groups = redis.Redis.from_url(redis_url, decode_responses=True).xinfo_groups("aerie:events")
         assert [g["name"] for g in groups] == [GROUP]
@@ -67,7 +57,7 @@ def test_live_deletion_via_first_request(api, client, service, redis_url):
     api.create("Doomed")
     client.simulate_get("/v1/projects", headers=api.headers())  # first request starts the consumer
     _delete_tenant(redis_url, TEN_A)
-    assert _wait(lambda: not _keys(redis_url, TEN_A))
+    assert wait_for(lambda: not _keys(redis_url, TEN_A))
     assert client.simulate_get("/v1/projects", headers=api.headers()).json["items"] == []
 
 
