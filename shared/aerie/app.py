@@ -18,6 +18,7 @@ import orjson
 
 from aerie.auth.revocation import RevocationList
 from aerie.auth.tokens import JWKSKeySource, KeySource, TokenVerifier
+from aerie.background import Background
 from aerie.config import ConfigError, Settings
 from aerie.docs import DocsAssetResource, DocsResource
 from aerie.endpoints import responders_of
@@ -49,6 +50,8 @@ class Infrastructure:
     subscriber: Subscriber
     revocations: RevocationList
     verifier: TokenVerifier
+    #: Threads each worker runs (consumers, refreshers); see :mod:`aerie.background`.
+    background: Background
 
     @classmethod
     def from_settings(cls, settings: Settings, keys: KeySource | None = None) -> Infrastructure:
@@ -62,10 +65,11 @@ class Infrastructure:
         verifier = TokenVerifier(
             keys, issuer=settings.issuer, audience=settings.audience, is_revoked=revocations.is_revoked
         )
-        return cls(settings, redis_provider, subscriber, revocations, verifier)
+        return cls(settings, redis_provider, subscriber, revocations, verifier, Background())
 
     def close(self) -> None:
         """Stop background threads (tests build many apps in one process)."""
+        self.background.stop()
         self.subscriber.stop()
 
 
@@ -78,18 +82,20 @@ def create_service_app(
 ) -> falcon.App:
     """A ``falcon.App`` with the standard middleware, system routes and the service's routes.
 
-    Refuses to build if any responder lacks an ``@endpoint`` declaration.
+    Refuses to build if any responder lacks an ``@endpoint`` declaration. When the service
+    registered workers on ``infra.background``, every request and ``/ready`` probe makes sure
+    they run in this process (the service's ``get_app()`` starts them after the fork).
     """
     settings = infra.settings
-    app = falcon.App(
-        media_type=JSON_UTF8,
-        middleware=[
-            RequestContextMiddleware(AccessLog(settings.service, settings.instance_index)),
-            AuthMiddleware(infra.verifier, infra.subscriber),
-            BodyMiddleware(),
-            IdempotencyMiddleware(infra.redis),
-        ],
-    )
+    middleware: list[object] = [
+        RequestContextMiddleware(AccessLog(settings.service, settings.instance_index)),
+        AuthMiddleware(infra.verifier, infra.subscriber),
+        BodyMiddleware(),
+        IdempotencyMiddleware(infra.redis),
+    ]
+    if infra.background:
+        middleware.insert(0, BackgroundMiddleware(infra.background))
+    app = falcon.App(media_type=JSON_UTF8, middleware=middleware)
     # orjson: the same JSON (UTF-8, no ASCII escaping, non-string keys made strings as
     # json.dumps does), about ten times cheaper to produce.
     json_handler = falcon.media.JSONHandler(dumps=_dumps_json, loads=orjson.loads)
@@ -98,6 +104,8 @@ def create_service_app(
     install_error_handling(app)
 
     checks: dict[str, ReadyCheck] = {"redis": infra.redis.ping}
+    if infra.background:
+        checks["background"] = infra.background.ensure_started
     checks.update(ready_checks or {})
     system: list[Route] = [
         ("/health", HealthResource()),
@@ -117,6 +125,16 @@ def create_service_app(
     for path, resource in [*all_routes, *docs_routes]:
         app.add_route(path, resource)
     return app
+
+
+class BackgroundMiddleware:
+    """Starts this worker's background threads if a fork left it without them."""
+
+    def __init__(self, background: Background) -> None:
+        self._background = background
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._background.ensure_started()
 
 
 def _check_declarations(routes: Sequence[Route]) -> None:

@@ -9,11 +9,11 @@ import falcon
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import ConfigError, Settings
 from aerie.events import EventPublisher, StreamConsumer
-from projects.cascade import GROUP, Background, TenantCascade
+from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
+from projects.cascade import GROUP, TenantCascade
 from projects.event_stream import EventStream, StreamLimits
 from projects.resources.events import ProjectEvents
 from projects.resources.projects import ProjectBatchUpdate, ProjectCollection, ProjectItem, Scope
-from projects.tenant_status import HttpTenantStatus, TenantStatusSource, WriteGuard
 
 __all__ = ["ProjectsService", "build", "create_app", "get_app"]
 
@@ -24,29 +24,27 @@ class ProjectsService:
 
     app: falcon.App
     infra: Infrastructure
-    background: Background
-    status: TenantStatusSource
+    status: TenantSource
 
     def close(self) -> None:
-        self.background.stop()
         self.infra.close()
 
 
 def build(
     settings: Settings,
     infra: Infrastructure | None = None,
-    status: TenantStatusSource | None = None,
+    status: TenantSource | None = None,
 ) -> ProjectsService:
     infra = infra or Infrastructure.from_settings(settings)
     if status is None:
         if not (settings.tenants_url and settings.client_id and settings.client_secret):
             raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
-        status = HttpTenantStatus.from_settings(settings, infra.subscriber)
+        status = TenantDirectory.from_settings(settings, infra.subscriber)
     forget = getattr(status, "clear", None)
     cascade = TenantCascade(infra.redis, on_deleted=(lambda _tid: forget()) if forget else None)
-    background = Background(lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade))
+    infra.background.add("cascade", lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade))
     events = EventPublisher()
-    scope = Scope(infra.redis, events, WriteGuard(status), on_request=background.ensure_started)
+    scope = Scope(infra.redis, events, WriteGuard(status))
     routes: list[Route] = [
         ("/v1/projects", ProjectCollection(scope)),
         ("/v1/projects/batch-update", ProjectBatchUpdate(scope)),
@@ -56,15 +54,13 @@ def build(
     app = create_service_app(
         infra,
         routes,
-        # /ready also (re)starts this worker's cascade consumer: probes reach idle workers too.
-        ready_checks={"cascade": background.ensure_started},
         description="Each tenant's projects; removes a deleted tenant's projects.",
     )
-    return ProjectsService(app, infra, background, status)
+    return ProjectsService(app, infra, status)
 
 
 def create_app(
-    settings: Settings, infra: Infrastructure | None = None, status: TenantStatusSource | None = None
+    settings: Settings, infra: Infrastructure | None = None, status: TenantSource | None = None
 ) -> falcon.App:
     return build(settings, infra, status).app
 
@@ -73,7 +69,7 @@ def get_app() -> falcon.App | None:
     def make(settings: Settings) -> falcon.App:
         service = build(settings)
         # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
-        service.background.ensure_started()
+        service.infra.background.ensure_started()
         return service.app
 
     return exit_on_config_error("projects", make)

@@ -4,26 +4,19 @@ It reads the stream as consumer group ``projects`` (created from the stream's be
 a deletion that happened while this service was down, or before it first ran, is still
 handled). Purging is idempotent, so a redelivered event does no harm.
 
-Starting: the consumer thread must run in each uWSGI worker, after the fork (threads do not
-survive a fork). ``base.ini`` sets ``lazy-apps``, so ``projects.wsgi`` is imported in each
-worker after it forked, and :meth:`Background.ensure_started` is called there; it is also
-called on every request and every ``/ready`` probe, and notices a fork by its pid, so a
-worker never runs without its consumer for longer than one request.
+It runs in every worker as one of ``infra.background``'s workers (:mod:`aerie.background`).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import threading
 from collections.abc import Callable
 from typing import Any
 
-from aerie.events import StreamConsumer
 from aerie.redis import RedisProvider
 from projects.storage import UnsafeAllTenants
 
-__all__ = ["GROUP", "Background", "TenantCascade"]
+__all__ = ["GROUP", "TenantCascade"]
 
 log = logging.getLogger("projects.cascade")
 
@@ -48,30 +41,3 @@ class TenantCascade:
         log.info("tenant's projects removed", extra={"tenant_id": tenant_id, "keys": removed})
         if self._on_deleted is not None:
             self._on_deleted(tenant_id)
-
-
-class Background:
-    """This process's stream consumer, started lazily and restarted after a fork."""
-
-    def __init__(self, make_consumer: Callable[[], StreamConsumer]) -> None:
-        self._make_consumer = make_consumer
-        self._lock = threading.Lock()
-        self._pid: int | None = None
-        self.consumer: StreamConsumer | None = None
-
-    def ensure_started(self) -> bool:
-        if self._pid == os.getpid():
-            return True
-        with self._lock:
-            if self._pid != os.getpid():
-                self.consumer = self._make_consumer()
-                self.consumer.start()
-                self._pid = os.getpid()
-        return True
-
-    def stop(self) -> None:
-        with self._lock:
-            if self.consumer is not None and self._pid == os.getpid():
-                self.consumer.stop()
-            self.consumer = None
-            self._pid = None

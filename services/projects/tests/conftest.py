@@ -9,32 +9,14 @@ from falcon import testing
 from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
-from aerie.http_client import PeerUnavailable
 from aerie.testing.keys import TestKey, make_claims
+from aerie.testing.tenants import FakeTenants
 from projects.app import ProjectsService, build
 
 pytest_plugins = ["aerie.testing.fixtures"]
 
 ISSUER = "http://tenants.test"
 TEN_A, TEN_B = "ten_A", "ten_B"
-
-
-class FakeTenantStatus:
-    """The tenant-status dependency, set by the test; ``None`` means tenants is unreachable."""
-
-    def __init__(self) -> None:
-        self.statuses: dict[str, str | None] = {}
-        self.calls = 0
-
-    def status(self, tenant_id: str) -> str:
-        self.calls += 1
-        status = self.statuses.get(tenant_id, "active")
-        if status is None:
-            raise PeerUnavailable("tenants")
-        return status
-
-    def clear(self) -> None:
-        pass
 
 
 @pytest.fixture(scope="session")
@@ -48,12 +30,12 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def tenant_status() -> FakeTenantStatus:
-    return FakeTenantStatus()
+def tenant_status() -> FakeTenants:
+    return FakeTenants()
 
 
 @pytest.fixture
-def service(settings: Settings, signing_key: TestKey, tenant_status: FakeTenantStatus) -> Iterator[ProjectsService]:
+def service(settings: Settings, signing_key: TestKey, tenant_status: FakeTenants) -> Iterator[ProjectsService]:
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
     svc = build(settings, infra, tenant_status)
     yield svc

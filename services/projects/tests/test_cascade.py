@@ -44,7 +44,7 @@ def test_deletion_published_before_the_consumer_started_is_handled(settings, sig
 
     svc = build(settings, infra, tenant_status)
     try:
-        svc.background.ensure_started()  # what the worker does on start, /ready and any request
+        svc.infra.background.ensure_started()  # what the worker does on start, /ready and any request
         assert wait_for(lambda: not _keys(redis_url, TEN_A))
         assert repo_b.require(kept["id"]) == kept
         groups = redis.Redis.from_url(redis_url, decode_responses=True).xinfo_groups("aerie:events")

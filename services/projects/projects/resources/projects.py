@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import falcon
 
 from aerie.endpoints import endpoint
 from aerie.events import EventContext, EventPublisher
 from aerie.pagination import page_schema
 from aerie.redis import RedisProvider
+from aerie.tenant_directory import WriteGuard
 from aerie.versioning import expected_version, set_etag
 from projects import schemas
 from projects.storage import ProjectRepository
-from projects.tenant_status import WriteGuard
 
 READ = ("projects:read",)
 WRITE = ("projects:write",)
@@ -27,15 +25,12 @@ class Scope:
         redis_provider: RedisProvider,
         events: EventPublisher,
         guard: WriteGuard,
-        on_request: Callable[[], object] = lambda: None,
     ) -> None:
         self._redis = redis_provider
         self._events = events
         self._guard = guard
-        self._on_request = on_request
 
     def reader(self, req: falcon.Request) -> ProjectRepository:
-        self._on_request()
         return ProjectRepository(self._redis, req.context.principal.tenant_id, self._events)
 
     def writer(self, req: falcon.Request) -> ProjectRepository:

@@ -1,14 +1,15 @@
-"""Is the caller's tenant allowed to write? Asked of the tenants service, cached here.
+"""What the other services know of a tenant: asked of the tenants service, cached here.
 
-The status comes from ``GET /v1/tenants/{id}`` with this service's own platform:read token.
+A tenant comes from ``GET /v1/tenants/{id}`` with this service's own platform:read token.
 Answers are cached per process and kept fresh by ``tenant.*`` events on pub/sub (each
-carries the tenant document), so a suspension bites within the pub/sub delay instead of a
-cache TTL. While the subscriber is not connected, events may be missed, so the cache is
-trusted only for ``unsubscribed_ttl_s``. When tenants cannot be reached and nothing usable
-is cached, the write is refused with 503: a write is never let through unchecked.
+carries the tenant document), so a suspension or a plan change bites within the pub/sub
+delay instead of a cache TTL. While the subscriber is not connected, events may be missed,
+so the cache is trusted only for ``unsubscribed_ttl_s``. When tenants cannot be reached and
+nothing usable is cached, :class:`~aerie.http_client.PeerUnavailable` (a 503) is raised:
+callers never act on a guess.
 
-The source is a dependency of the app (:class:`TenantStatusSource`), so unit tests pass a
-fake and service tests the real HTTP one.
+Services take a :class:`TenantSource` as a dependency, so unit tests pass a fake and service
+tests the real :class:`TenantDirectory`.
 """
 
 from __future__ import annotations
@@ -17,29 +18,35 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from aerie import errors
 from aerie.http_client import ClientCredentials, PeerUnavailable, ServiceClient
 from aerie.pubsub import Subscriber
 
-__all__ = ["TENANT_EVENTS", "HttpTenantStatus", "TenantStatusSource", "WriteGuard"]
+__all__ = ["TENANT_EVENTS", "TenantDirectory", "TenantSource", "WriteGuard"]
 
-log = logging.getLogger("projects.tenant_status")
+log = logging.getLogger("aerie.tenant_directory")
 
 TENANT_EVENTS = "aerie:event:tenant.*"
-#: What a tenant that the tenants service does not know counts as.
+#: The status of a tenant that the tenants service does not know.
 MISSING = "deleted"
 
+Tenant = Mapping[str, Any]
 
-class TenantStatusSource(Protocol):
+
+class TenantSource(Protocol):
+    def get(self, tenant_id: str) -> Tenant | None:
+        """The tenant document, or None when tenants does not know it; PeerUnavailable when unknown."""
+        ...
+
     def status(self, tenant_id: str) -> str:
         """``active``, ``suspended`` or ``deleted``; raises PeerUnavailable when unknown."""
         ...
 
 
-class HttpTenantStatus:
+class TenantDirectory:
     def __init__(
         self,
         client: ServiceClient,
@@ -55,25 +62,30 @@ class HttpTenantStatus:
         self._unsubscribed_ttl_s = unsubscribed_ttl_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[str, float]] = {}
+        self._cache: dict[str, tuple[Tenant | None, float]] = {}
         #: Bumped by every event and reset; a fetch that raced one is not cached (it may be older).
         self._generation = 0
+        self._listeners: list[Callable[[str], None]] = []
         if subscriber is not None:
             subscriber.on(TENANT_EVENTS, self._on_event)
             subscriber.on_connect(self.clear)
 
     @classmethod
-    def from_settings(cls, settings: object, subscriber: Subscriber | None) -> HttpTenantStatus:
+    def from_settings(cls, settings: Any, subscriber: Subscriber | None) -> TenantDirectory:
         tenants_url = getattr(settings, "tenants_url", None)
         if not tenants_url:
-            raise ValueError("AERIE_TENANTS_URL is needed to ask for tenant status")
+            raise ValueError("AERIE_TENANTS_URL is needed to ask the tenants service")
         provider = ClientCredentials.from_settings(settings, scope="platform:read")
         client = ServiceClient(
-            tenants_url, token_provider=provider, service_name=getattr(settings, "service", "projects"), peer="tenants"
+            tenants_url, token_provider=provider, service_name=getattr(settings, "service", "aerie"), peer="tenants"
         )
         return cls(client, subscriber)
 
-    def status(self, tenant_id: str) -> str:
+    def on_change(self, listener: Callable[[str], None]) -> None:
+        """Call ``listener(tenant_id)`` after a ``tenant.*`` event changed what is cached."""
+        self._listeners.append(listener)
+
+    def get(self, tenant_id: str) -> Tenant | None:
         now = self._clock()
         with self._lock:
             hit = self._cache.get(tenant_id)
@@ -84,7 +96,7 @@ class HttpTenantStatus:
         with self._lock:
             generation = self._generation
         try:
-            status = self._fetch(tenant_id)
+            tenant = self._fetch(tenant_id)
         except PeerUnavailable:
             # Only a fresh-enough answer may stand in for tenants; nothing known is a 503.
             if hit is not None and now - hit[1] < self._subscribed_ttl_s and connected:
@@ -92,23 +104,31 @@ class HttpTenantStatus:
             raise
         with self._lock:
             if generation == self._generation:
-                self._cache[tenant_id] = (status, self._clock())
-        return status
+                self._cache[tenant_id] = (tenant, self._clock())
+        return tenant
 
-    def _fetch(self, tenant_id: str) -> str:
+    def status(self, tenant_id: str) -> str:
+        tenant = self.get(tenant_id)
+        if tenant is None:
+            return MISSING
+        return str(tenant.get("status", MISSING))
+
+    def _fetch(self, tenant_id: str) -> Tenant | None:
         response = self._client.get(f"/v1/tenants/{tenant_id}")
         with response:
             if response.status_code == 404:
-                return MISSING
+                return None
             if response.status_code != 200:
                 # Our own credentials refused (401/403) is an outage of ours, not the caller's fault.
-                log.error("tenant status refused", extra={"status": response.status_code})
+                log.error("tenant lookup refused", extra={"status": response.status_code})
                 raise PeerUnavailable("tenants")
             try:
-                status = response.json()["status"]
+                tenant = response.json()
+                if not isinstance(tenant, dict) or not isinstance(tenant["status"], str):
+                    raise TypeError("not a tenant")
             except (ValueError, KeyError, TypeError):
                 raise PeerUnavailable("tenants") from None
-        return str(status)
+        return tenant
 
     def clear(self) -> None:
         with self._lock:
@@ -116,25 +136,32 @@ class HttpTenantStatus:
             self._cache.clear()
 
     def _on_event(self, channel: str, message: str) -> None:
-        """A ``tenant.*`` event: take the status it carries, or forget the tenant."""
+        """A ``tenant.*`` event: take the tenant it carries, or forget the tenant."""
         try:
             event = json.loads(message)
             tenant_id = event["tenant_id"]
         except (ValueError, KeyError, TypeError):
             return
+        if not isinstance(tenant_id, str):
+            return
         tenant = (event.get("data") or {}).get("tenant") if isinstance(event, dict) else None
         with self._lock:
             self._generation += 1
             if isinstance(tenant, dict) and isinstance(tenant.get("status"), str):
-                self._cache[tenant_id] = (tenant["status"], self._clock())
+                self._cache[tenant_id] = (tenant, self._clock())
             else:
                 self._cache.pop(tenant_id, None)
+        for listener in self._listeners:
+            try:
+                listener(tenant_id)
+            except Exception:
+                log.exception("tenant change listener failed")
 
 
 class WriteGuard:
     """Refuses writes of a tenant that is not active (403 tenant_suspended)."""
 
-    def __init__(self, source: TenantStatusSource) -> None:
+    def __init__(self, source: TenantSource) -> None:
         self._source = source
 
     def require_active(self, tenant_id: str) -> None:
