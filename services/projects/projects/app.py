@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import ConfigError, Settings
-from aerie.events import EventPublisher, StreamConsumer
+from aerie.events import StreamConsumer
+from aerie.system import ReadyCheck
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from projects.cascade import GROUP, TenantCascade
-from projects.event_stream import EventStream, StreamLimits
+from projects.event_positions import EventPositions, PositionedPublisher
+from projects.event_stream import LiveProjectEvents, ProjectEventStream, StreamLimits
+from projects.readiness import TenantsReachable
 from projects.resources.events import ProjectEvents
 from projects.resources.projects import ProjectBatchUpdate, ProjectCollection, ProjectItem, Scope
+from projects.sse import uwsgi_threads
 
 __all__ = ["ProjectsService", "build", "create_app", "get_app"]
 
@@ -34,29 +38,59 @@ def build(
     settings: Settings,
     infra: Infrastructure | None = None,
     status: TenantSource | None = None,
+    *,
+    threads: int | None = None,
 ) -> ProjectsService:
-    infra = infra or Infrastructure.from_settings(settings)
+    """The service from its dependencies; what is not given is made from ``settings``.
+
+    ``threads`` is the uWSGI threads of a worker: open event streams are capped below it,
+    and the Redis pool sized above it. ``/ready`` also checks the tenants service whenever
+    it is configured (it always is in production: tenant status comes from it); unit tests
+    pass a fake ``status`` instead.
+    """
+    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, threads))
     if status is None:
         if not (settings.tenants_url and settings.client_id and settings.client_secret):
             raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
         status = TenantDirectory.from_settings(settings, infra.subscriber)
+    ready_checks: dict[str, ReadyCheck] = {}
+    if settings.tenants_url:
+        ready_checks["tenants"] = TenantsReachable.at(settings.tenants_url, settings.service)
+
+    events = PositionedPublisher()
     forget = getattr(status, "clear", None)
-    cascade = TenantCascade(infra.redis, on_deleted=(lambda _tid: forget()) if forget else None)
+    cascade = TenantCascade(infra.redis, events, on_deleted=(lambda _tid: forget()) if forget else None)
     infra.background.add("cascade", lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade))
-    events = EventPublisher()
+
+    limits = StreamLimits.from_env(settings.extra).for_threads(threads)
+    stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
     scope = Scope(infra.redis, events, WriteGuard(status))
     routes: list[Route] = [
         ("/v1/projects", ProjectCollection(scope)),
         ("/v1/projects/batch-update", ProjectBatchUpdate(scope)),
-        ("/v1/projects/events", ProjectEvents(scope, EventStream(infra.redis, StreamLimits.from_env(settings.extra)))),
+        ("/v1/projects/events", ProjectEvents(scope, stream)),
         ("/v1/projects/{project_id}", ProjectItem(scope)),
     ]
     app = create_service_app(
         infra,
         routes,
+        ready_checks=ready_checks,
         description="Each tenant's projects; removes a deleted tenant's projects.",
     )
     return ProjectsService(app, infra, status)
+
+
+def pool_for_threads(settings: Settings, threads: int | None) -> Settings:
+    """``settings`` with a Redis pool of at least one connection per thread, and some to spare.
+
+    Every thread may hold a connection at once (many streams opening together, each
+    replaying, beside API requests); the shared pool refuses connections beyond its size
+    rather than waiting, which a request would see as Redis being down.
+    """
+    wanted = (threads or 0) + 8
+    if settings.redis.max_connections >= wanted:
+        return settings
+    return replace(settings, redis=replace(settings.redis, max_connections=wanted))
 
 
 def create_app(
@@ -67,7 +101,7 @@ def create_app(
 
 def get_app() -> falcon.App | None:
     def make(settings: Settings) -> falcon.App:
-        service = build(settings)
+        service = build(settings, threads=uwsgi_threads())
         # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
         service.infra.background.ensure_started()
         return service.app

@@ -2,7 +2,11 @@
 
 It reads the stream as consumer group ``projects`` (created from the stream's beginning, so
 a deletion that happened while this service was down, or before it first ran, is still
-handled). Purging is idempotent, so a redelivered event does no harm.
+handled). Each removed project gets its ``project.deleted`` event, in the transaction that
+removes it, so the audit trail and open event streams see every project go, not only the
+tenant. The events carry the deletion's actor and request id (whoever deleted the tenant
+deleted its projects) and ``data.cause`` names the ``tenant.deleted`` event. A redelivered
+event publishes nothing more: projects already gone have no event.
 
 It runs in every worker as one of ``infra.background``'s workers (:mod:`aerie.background`).
 """
@@ -13,6 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from aerie.events import EventContext, EventPublisher
 from aerie.redis import RedisProvider
 from projects.storage import UnsafeAllTenants
 
@@ -26,8 +31,13 @@ GROUP = "projects"
 class TenantCascade:
     """The stream handler: the only caller of :class:`UnsafeAllTenants`."""
 
-    def __init__(self, redis_provider: RedisProvider, on_deleted: Callable[[str], None] | None = None) -> None:
-        self._unsafe = UnsafeAllTenants(redis_provider)
+    def __init__(
+        self,
+        redis_provider: RedisProvider,
+        events: EventPublisher,
+        on_deleted: Callable[[str], None] | None = None,
+    ) -> None:
+        self._unsafe = UnsafeAllTenants(redis_provider, events)
         self._on_deleted = on_deleted
 
     def __call__(self, event: dict[str, Any]) -> None:
@@ -37,7 +47,19 @@ class TenantCascade:
         if not isinstance(tenant_id, str) or not tenant_id:
             log.error("tenant.deleted without a tenant id skipped", extra={"event_id": event.get("id")})
             return
-        removed = self._unsafe.purge_tenant(tenant_id)
-        log.info("tenant's projects removed", extra={"tenant_id": tenant_id, "keys": removed})
+        actor = event.get("actor")
+        ctx = EventContext(
+            actor=actor if isinstance(actor, dict) else EventContext.system("projects").actor,
+            request_id=_text(event.get("request_id")),
+            ip=_text(event.get("ip")),
+            user_agent=_text(event.get("user_agent")),
+        )
+        cause = {"type": "tenant.deleted", "event_id": event.get("id")}
+        removed = self._unsafe.purge_tenant(tenant_id, ctx, cause)
+        log.info("tenant's projects removed", extra={"tenant_id": tenant_id, "projects": removed})
         if self._on_deleted is not None:
             self._on_deleted(tenant_id)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None

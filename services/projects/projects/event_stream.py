@@ -1,53 +1,75 @@
-"""Server-Sent Events of one tenant's ``project.*`` events, tailed from the durable stream.
+"""``GET /v1/projects/events``: one tenant's ``project.*`` events, replayed, then live.
 
-Design (and where it departs from "replay, then pub/sub"):
+Each frame's ``id:`` is the event id and its ``data:`` the event envelope, byte for byte as
+published. A stream:
 
-- Each SSE ``id:`` is the event's **stream entry id** (``<ms>-<seq>``); the envelope, with its
-  ``evt_`` id, is the ``data:``. A reconnecting client sends ``Last-Event-ID`` and the tail
-  resumes exactly after that entry, from the durable stream.
-- Live events are read from the same stream with a blocking ``XREAD`` rather than from
-  pub/sub. Replaying and then switching to pub/sub has a hand-off window in which an event
-  can be missed or sent twice; tailing one ordered log has none. The cost is that each open
-  stream reads every event of every tenant and filters on the entry's ``tenant_id`` and
-  ``type`` fields (no JSON decoding for other tenants' entries), which is cheap at this
-  service's scale and bounded by the stream cap below.
-- Threads: every open stream holds one uWSGI thread. A per-process semaphore caps open
-  streams (``AERIE_SSE_MAX_STREAMS``, default 4) and ``uwsgi.ini`` gives this service 8
-  threads per worker, so at least 4 threads per worker always serve the API; a stream over
-  the cap is refused with 503 and ``Retry-After``.
-- Lifetime: uWSGI's ``harakiri`` (30 s) kills a worker whose request runs longer, so a
-  stream ends after ``AERIE_SSE_MAX_SECONDS`` (default 25 s) with a ``retry:`` hint; browsers'
-  EventSource reconnect by themselves and resume by ``Last-Event-ID``, so nothing is lost.
-  This also re-checks the token on every reconnect.
-- A heartbeat comment is sent every ``AERIE_SSE_HEARTBEAT_SECONDS`` (default 15 s) without events.
+1. reads, atomically, the durable stream's last entry and the tenant's newest event id
+   (:mod:`projects.event_positions`), *then* starts listening to this worker's pub/sub
+   fan-out for the tenant;
+2. sends an id-only frame with that newest event id (EventSource records it without
+   dispatching anything), so a client that reconnects before any event arrived still
+   resumes from where it joined instead of missing what happened in between;
+3. replays from the durable stream every event of the tenant after ``Last-Event-ID``'s
+   position (or after the last entry of step 1), up to the stream's current end;
+4. switches to the live events from pub/sub, dropping those already sent. Pub/sub delivers
+   in commit order, so duplicates (an event committed during the replay, or one committed
+   just before step 1 and dispatched just after) can only lead the live queue: they are
+   dropped by id (the replayed ids, plus the tenant's newest :data:`DEDUP_WINDOW` ids),
+   and once one new event has passed, the check stops.
+
+Nothing is lost between replay and live: listening starts before the replay reads, and a
+write and its publication are one transaction. If pub/sub reconnects (messages published
+meanwhile are gone) or a client reads too slowly, the stream simply ends; the client
+reconnects with ``Last-Event-ID`` and resumes from the durable stream.
+
+**Unknown ``Last-Event-ID``**: a well-formed event id that is not one of the tenant's
+resumable events (never existed, another tenant's, older than the newest
+:data:`~projects.event_positions.KEEP` events, or trimmed from the durable stream) cannot
+be resumed from. The stream then starts live, and its first event is
+``event: reset`` (``data: {"reason": "last_event_id_unknown"}``) carrying the tenant's
+newest event id as its ``id:``: events may have been missed, so the client should re-read
+``GET /v1/projects``. A malformed one is 400.
+
+Streams and threads: each open stream holds a uWSGI thread but no Redis connection (it
+waits on its own queue, the GIL released). :class:`StreamLimits` caps the streams of a
+worker below its threads, so API requests always find threads; ``uwsgi.ini`` gives this
+service many threads for that. A stream ends after ``AERIE_SSE_MAX_SECONDS`` (default
+25 s, under uWSGI's 30 s ``harakiri``); EventSource reconnects by itself, which also
+re-checks the token. A heartbeat comment goes out after ``AERIE_SSE_HEARTBEAT_SECONDS``
+(default 15 s) without events.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
-import select
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from aerie import errors
 from aerie.config import ConfigError
-from aerie.events import STREAM_KEY
-from aerie.redis import RedisProvider
+from aerie.events import EVENT_CHANNEL_PREFIX
+from aerie.pubsub import Subscriber
+from projects.event_positions import EventPositions
+from projects.sse import HEARTBEAT, RETRY, Fanout, Listener, SSEBody, StreamSlots, frame, id_only
 
-__all__ = ["EventStream", "StreamLimits", "parse_last_event_id"]
+__all__ = ["LiveProjectEvents", "ProjectEventStream", "StreamLimits", "parse_last_event_id"]
 
-_ENTRY_ID = re.compile(r"^\d{1,20}-\d{1,20}$")
+log = logging.getLogger("projects.event_stream")
+
+_EVENT_ID = re.compile(r"^evt_[0-9A-HJKMNP-TV-Z]{26}$")
+#: How many of the tenant's newest event ids guard the hand-over from replay to live.
+DEDUP_WINDOW = 1000
+_PAGE = 500
 
 
 @dataclass(frozen=True)
 class StreamLimits:
-    max_streams: int = 4
+    max_streams: int = 72
     max_seconds: float = 25.0
     heartbeat_seconds: float = 15.0
-    block_ms: int = 1000
 
     @classmethod
     def from_env(cls, extra: Mapping[str, str]) -> StreamLimits:
@@ -64,132 +86,153 @@ class StreamLimits:
             return value
 
         return cls(
-            max_streams=int(number("AERIE_SSE_MAX_STREAMS", 4, 1, 64)),
-            max_seconds=number("AERIE_SSE_MAX_SECONDS", 25, 1, 28),
-            heartbeat_seconds=number("AERIE_SSE_HEARTBEAT_SECONDS", 15, 0.1, 60),
+            max_streams=int(number("AERIE_SSE_MAX_STREAMS", cls.max_streams, 1, 256)),
+            max_seconds=number("AERIE_SSE_MAX_SECONDS", cls.max_seconds, 1, 28),
+            heartbeat_seconds=number("AERIE_SSE_HEARTBEAT_SECONDS", cls.heartbeat_seconds, 0.1, 60),
         )
+
+    def for_threads(self, threads: int | None) -> StreamLimits:
+        """Capped so a quarter of the worker's threads (at least 4) always serve the API."""
+        if threads is None:
+            return self
+        allowed = max(1, threads - max(4, threads // 4))
+        if self.max_streams <= allowed:
+            return self
+        log.warning("open streams capped by uWSGI threads", extra={"max_streams": allowed, "threads": threads})
+        return StreamLimits(allowed, self.max_seconds, self.heartbeat_seconds)
 
 
 def parse_last_event_id(raw: str | None) -> str | None:
     if raw is None or not raw.strip():
         return None
     value = raw.strip()
-    if not _ENTRY_ID.match(value):
-        raise errors.bad_request("Last-Event-ID must be an id this stream sent.")
+    if not _EVENT_ID.match(value):
+        raise errors.bad_request("Last-Event-ID must be an event id this stream sent (evt_...).")
     return value
 
 
-class EventStream:
-    def __init__(self, redis_provider: RedisProvider, limits: StreamLimits, stream: str = STREAM_KEY) -> None:
-        self._redis = redis_provider
+class ProjectEventStream:
+    def __init__(self, positions: EventPositions, live: LiveProjectEvents, limits: StreamLimits) -> None:
+        self._positions = positions
+        self._live = live
         self.limits = limits
-        self._stream = stream
-        self._slots = threading.BoundedSemaphore(limits.max_streams)
+        self._slots = StreamSlots(limits.max_streams)
 
-    def open(
-        self, tenant_id: str, last_event_id: str | None, gone: Callable[[], bool] = lambda: False
-    ) -> Iterator[bytes]:
-        """Take a slot (or 503) and return the body iterator; the slot is freed when it closes."""
-        if not self._slots.acquire(blocking=False):
-            raise errors.unavailable("Too many open event streams; reconnect shortly.", retry_after=2)
-        release = _ReleaseOnce(self._slots)
+    def open(self, tenant_id: str, last_event_id: str | None, gone: Callable[[], bool] = lambda: False) -> SSEBody:
+        """Take a slot (or 503), start listening and find where to replay from; the body."""
+        release = self._slots.take()
         try:
-            start = last_event_id or self._last_entry_id()
+            if not self._live.ready(2.0):
+                raise errors.unavailable("Live events are not available right now; reconnect shortly.")
+            start = self._positions.start(tenant_id)
+            listener = self._live.fanout.listen(tenant_id)
         except BaseException:
             release()
             raise
-        return _Body(self._body(tenant_id, start, gone), release)
 
-    def _last_entry_id(self) -> str:
-        last = self._redis.client.xrevrange(self._stream, "+", "-", count=1)
-        return last[0][0] if last else "0-0"
+        def close() -> None:
+            listener.close()
+            release()
 
-    def _body(self, tenant_id: str, after: str, gone: Callable[[], bool]) -> Iterator[bytes]:
+        try:
+            seen = set(self._positions.recent(tenant_id, DEDUP_WINDOW))
+            after, head = start.last_entry, [id_only(start.newest_event)] if start.newest_event else []
+            if last_event_id is not None:
+                entry = self._positions.entry_of(tenant_id, last_event_id)
+                if entry is not None:
+                    after, head = entry, []
+                else:
+                    reset = json.dumps({"reason": "last_event_id_unknown"})
+                    head = [frame(reset, event_id=start.newest_event or "", event="reset")]
+        except BaseException:
+            close()
+            raise
+        body = self._frames(tenant_id, after, head, seen, listener, gone)
+        return SSEBody(body, close)
+
+    def _frames(
+        self,
+        tenant_id: str,
+        after: str,
+        head: list[bytes],
+        seen: set[str],
+        listener: Listener[LiveEvent],
+        gone: Callable[[], bool],
+    ) -> Iterator[bytes]:
         limits = self.limits
-        yield f"retry: 1000\n: stream of {tenant_id} project events\n\n".encode()
         started = last_sent = time.monotonic()
-        r = self._redis.client
-        while time.monotonic() - started < limits.max_seconds and not gone():
-            read = r.xread({self._stream: after}, count=100, block=limits.block_ms)
-            for _name, entries in read or ():
-                for entry_id, fields in entries:
-                    after = entry_id
-                    if fields.get("tenant_id") != tenant_id or not fields.get("type", "").startswith("project."):
-                        continue
-                    yield _frame(entry_id, fields)
-                    last_sent = time.monotonic()
-            if time.monotonic() - last_sent >= limits.heartbeat_seconds:
-                yield b": heartbeat\n\n"
+        yield RETRY
+        yield from head
+        for event_id, replayed in self._replay(tenant_id, after, gone):
+            seen.add(event_id)
+            yield replayed
+            last_sent = time.monotonic()
+        while not gone():
+            remaining = limits.max_seconds - (time.monotonic() - started)
+            if remaining <= 0:
+                return
+            live = listener.get(timeout=min(1.0, remaining))
+            if listener.broken:
+                return  # pub/sub reconnected or we fell behind: the client resumes from the stream
+            if live is not None and seen:
+                if live.event_id in seen:
+                    continue
+                seen.clear()  # live events arrive in commit order: the rest are all new
+            if live is not None:
+                yield live.frame
+                last_sent = time.monotonic()
+            elif time.monotonic() - last_sent >= limits.heartbeat_seconds:
+                yield HEARTBEAT
                 last_sent = time.monotonic()
 
+    def _replay(self, tenant_id: str, after: str, gone: Callable[[], bool]) -> Iterator[tuple[str, bytes]]:
+        """The tenant's project events in the durable stream after entry ``after``, in order."""
+        r = self._positions.client
+        while not gone():
+            entries = r.xrange(self._positions.stream, f"({after}", "+", count=_PAGE)
+            for entry_id, fields in entries:
+                after = entry_id
+                type_ = fields.get("type", "")
+                if fields.get("tenant_id") != tenant_id or not type_.startswith("project."):
+                    continue
+                try:
+                    event_id = json.loads(fields["event"])["id"]
+                except (KeyError, TypeError, ValueError):
+                    continue
+                yield event_id, frame(fields["event"], event_id=event_id, event=type_)
+            if len(entries) < _PAGE:
+                return
 
-class _ReleaseOnce:
-    def __init__(self, slots: threading.BoundedSemaphore) -> None:
-        self._slots = slots
-        self._lock = threading.Lock()
-        self._done = False
 
-    def __call__(self) -> None:
-        with self._lock:
-            if not self._done:
-                self._done = True
-                self._slots.release()
+@dataclass(frozen=True)
+class LiveEvent:
+    event_id: str
+    frame: bytes
 
 
-class _Body:
-    """The WSGI body: frees the stream slot when the server closes it or it runs out.
+class LiveProjectEvents:
+    """This worker's ``project.*`` events from pub/sub, fanned out by tenant to open streams."""
 
-    A plain generator would not do: one closed before its first ``next()`` (a client gone
-    before the first byte) never runs its ``finally``, and the slot would leak for good.
-    """
+    PATTERN = EVENT_CHANNEL_PREFIX + "project.*"
 
-    def __init__(self, frames: Iterator[bytes], release: _ReleaseOnce) -> None:
-        self._frames = frames
-        self._release = release
+    def __init__(self, subscriber: Subscriber) -> None:
+        self._subscriber = subscriber
+        self.fanout: Fanout[LiveEvent] = Fanout()
+        subscriber.on(self.PATTERN, self._on_message)
+        subscriber.on_connect(self.fanout.break_all)
 
-    def __iter__(self) -> _Body:
-        return self
+    def ready(self, timeout: float) -> bool:
+        self._subscriber.ensure_started()
+        return self._subscriber.wait_connected(timeout)
 
-    def __next__(self) -> bytes:
+    def _on_message(self, _channel: str, message: str) -> None:
+        if not self.fanout:
+            return
         try:
-            return next(self._frames)
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        try:
-            close = getattr(self._frames, "close", None)
-            if close is not None:
-                close()
-        finally:
-            self._release()
-
-
-def client_gone_probe() -> Callable[[], bool]:
-    """Under uWSGI, a check that the client of this request hung up; elsewhere, never.
-
-    A server only notices a closed connection when it writes, which for an idle stream is
-    the next heartbeat: polling the socket for a hang-up each second frees the thread (and
-    the stream slot) within a second of the client leaving instead.
-    """
-    try:
-        import uwsgi  # type: ignore[import-not-found]  # present only inside uWSGI workers
-
-        fd = uwsgi.connection_fd()
-    except Exception:
-        return lambda: False
-    hangup = select.POLLHUP | select.POLLERR | select.POLLNVAL | getattr(select, "POLLRDHUP", 0)
-
-    def gone() -> bool:
-        poller = select.poll()
-        poller.register(fd, hangup)
-        return any(events & hangup for _fd, events in poller.poll(0))
-
-    return gone
-
-
-def _frame(entry_id: str, fields: Mapping[str, str]) -> bytes:
-    # The envelope is one line of JSON (no raw newlines), so it fits one ``data:`` line.
-    payload = json.dumps(json.loads(fields["event"]), separators=(",", ":"), ensure_ascii=False)
-    return f"id: {entry_id}\nevent: {fields['type']}\ndata: {payload}\n\n".encode()
+            event = json.loads(message)
+            tenant_id, event_id, type_ = event["tenant_id"], event["id"], event["type"]
+        except (ValueError, KeyError, TypeError):
+            log.error("malformed project event on pub/sub skipped")
+            return
+        if self.fanout.wants(tenant_id):
+            self.fanout.deliver(tenant_id, LiveEvent(event_id, frame(message, event_id=event_id, event=type_)))

@@ -14,6 +14,8 @@ slot and its multi-key transactions stay legal):
 - ``projects:{<tenant>}:index``          sorted set of the tenant's project ids, score 0:
   ordered by id, and ids are ULIDs, so by creation time; cursors hold the last id seen
 - ``projects:{<tenant>}:status:<status>`` the same, per status, for ``?status=``
+- ``projects:{<tenant>}:events``         the tenant's newest event ids, scored by stream
+  position, for resuming event streams (written by :mod:`projects.event_positions`)
 - ``projects:{<tenant>}:deleted``        tombstone of a deleted tenant, set before its other
   keys are removed; creates WATCH and check it, so none can slip in during or after a purge
 
@@ -24,21 +26,23 @@ conflict. Every write queues its ``project.*`` event on the same MULTI pipeline.
 
 from __future__ import annotations
 
-import json
+import hashlib
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import redis
 from ulid import ULID
 
 from aerie import errors
 from aerie.events import EventContext, EventPublisher, new_event, utcnow
-from aerie.pagination import Page, decode_cursor, encode_cursor
+from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from projects.domain import slugify
 
-__all__ = ["ProjectRepository", "UnsafeAllTenants", "tenant_prefix"]
+__all__ = ["JsonPage", "ProjectRepository", "UnsafeAllTenants", "tenant_prefix"]
 
 TOMBSTONE = "deleted"
 
@@ -50,10 +54,6 @@ def tenant_prefix(tenant_id: str) -> str:
     if not _TENANT_ID.match(tenant_id):
         raise ValueError("not a tenant id")
     return f"projects:{{{tenant_id}}}:"
-
-
-def _dump(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
 
 class ProjectRepository:
@@ -92,7 +92,7 @@ class ProjectRepository:
 
     def get(self, project_id: str) -> dict[str, Any] | None:
         raw = self._r.get(self._doc_key(project_id))
-        return json.loads(raw) if raw else None
+        return orjson.loads(raw) if raw else None
 
     def require(self, project_id: str) -> dict[str, Any]:
         project = self.get(project_id)
@@ -100,17 +100,20 @@ class ProjectRepository:
             raise errors.not_found()
         return project
 
-    def list(self, *, status: str | None, limit: int, cursor: str | None) -> Page:
-        """A page by id; the cursor is only a position inside this tenant's own index."""
+    def list(self, *, status: str | None, limit: int, cursor: str | None) -> JsonPage:
+        """A page by id; the cursor is only a position inside this tenant's own index.
+
+        One round trip (a script reads the index and the documents), and the documents stay
+        the JSON they are stored as: a page of 50 is the hot path, and decoding 50 documents
+        only to encode them again cost as much as the rest of the request.
+        """
         index = self._status_index(status) if status else self._index
         after = decode_cursor(cursor, "after") if cursor else None
         start = f"({after}" if after else "-"
-        ids = self._r.zrangebylex(index, start, "+", start=0, num=limit + 1)
+        ids, docs = _PAGE(self._r, [index], [start, limit + 1, self._doc_key("")])
         more = len(ids) > limit
-        ids = ids[:limit]
-        docs = self._r.mget([self._doc_key(i) for i in ids]) if ids else []
-        items = [json.loads(d) for d in docs if d]
-        return Page(items, encode_cursor({"after": ids[-1]}) if more and ids else None)
+        items = [d for d in docs[:limit] if d]
+        return JsonPage(items, encode_cursor({"after": ids[limit - 1]}) if more else None)
 
     # -- writes -----------------------------------------------------------------------
 
@@ -190,12 +193,49 @@ class ProjectRepository:
         def write(pipe: Any) -> None:
             project = _load_at_version(pipe, key, if_match)
             pipe.multi()
-            pipe.delete(key, self._slug_key(project["slug"]))
-            pipe.zrem(self._index, project_id)
-            pipe.zrem(self._status_index(project["status"]), project_id)
-            self._events.add(pipe, new_event("project.deleted", self.tenant_id, {"project": project}, ctx))
+            self._queue_removal(pipe, project, ctx)
 
         self._r.transaction(write, key)
+
+    def delete_many(self, ids: list[str], ctx: EventContext, cause: Mapping[str, Any]) -> int:
+        """Remove these projects in one transaction, each with its ``project.deleted`` event.
+
+        For the tenant-deletion cascade: ids whose project is already gone only leave the
+        index, without an event, so running it again after a crash publishes nothing twice.
+        Returns how many projects were removed.
+        """
+        keys = [self._doc_key(i) for i in ids]
+        removed = 0
+
+        def write(pipe: Any) -> None:
+            nonlocal removed
+            docs = pipe.mget(keys)
+            pipe.multi()
+            removed = 0
+            for project_id, raw in zip(ids, docs, strict=True):
+                pipe.zrem(self._index, project_id)
+                if raw is not None:
+                    self._queue_removal(pipe, orjson.loads(raw), ctx, cause=cause)
+                    removed += 1
+
+        self._r.transaction(write, *keys)
+        return removed
+
+    def _queue_removal(
+        self, pipe: Any, project: dict[str, Any], ctx: EventContext, cause: Mapping[str, Any] | None = None
+    ) -> None:
+        """Queue a project's removal and its event on a ``MULTI`` pipeline."""
+        pipe.delete(self._doc_key(project["id"]), self._slug_key(project["slug"]))
+        pipe.zrem(self._index, project["id"])
+        pipe.zrem(self._status_index(project["status"]), project["id"])
+        data: dict[str, Any] = {"project": project}
+        if cause is not None:
+            data["cause"] = dict(cause)
+        self._events.add(pipe, new_event("project.deleted", self.tenant_id, data, ctx))
+
+    def ids(self, count: int) -> list[str]:
+        """The first ``count`` project ids of this tenant, by id."""
+        return self._r.zrange(self._index, 0, count - 1)
 
     def batch_update(
         self, ids: list[str], changes: Mapping[str, Any], ctx: EventContext
@@ -224,31 +264,33 @@ class UnsafeAllTenants:
     event on the durable stream (written by the tenants service), never from a request.
     """
 
-    def __init__(self, redis_provider: RedisProvider) -> None:
+    def __init__(self, redis_provider: RedisProvider, events: EventPublisher, batch: int = 100) -> None:
         self._redis = redis_provider
+        self._events = events
+        self._batch = batch
 
-    def purge_tenant(self, tenant_id: str) -> int:
-        """Remove every project key of ``tenant_id``; idempotent. Returns how many were removed.
+    def purge_tenant(self, tenant_id: str, ctx: EventContext, cause: Mapping[str, Any]) -> int:
+        """Remove every project of ``tenant_id``, each with its ``project.deleted`` event.
+
+        Idempotent: projects already gone publish nothing. Returns how many were removed.
 
         The tombstone goes first: a create racing the purge (a worker that has not yet heard
-        of the deletion) either committed before it, and its keys are found by the scan, or
-        has the tombstone it WATCHes change under it and is retried into a refusal.
+        of the deletion) either committed before it, and its project is in the index, or
+        has the tombstone it WATCHes change under it and is retried into a refusal. The
+        projects go in batches, each batch and its events one transaction; then whatever
+        else the tenant left (slugs, indexes, event positions) is swept away.
         """
         r = self._redis.client
         prefix = tenant_prefix(tenant_id)
         tombstone = prefix + TOMBSTONE
         r.set(tombstone, "1")
+        repo = ProjectRepository(self._redis, tenant_id, self._events)
         removed = 0
-        batch: list[str] = []
-        for key in r.scan_iter(match=prefix + "*", count=500):
-            if key == tombstone:
-                continue
-            batch.append(key)
-            if len(batch) >= 500:
-                removed += r.unlink(*batch)
-                batch = []
-        if batch:
-            removed += r.unlink(*batch)
+        while ids := repo.ids(self._batch):
+            removed += repo.delete_many(ids, ctx, cause)
+        leftovers = [key for key in r.scan_iter(match=prefix + "*", count=500) if key != tombstone]
+        for start in range(0, len(leftovers), 500):
+            r.unlink(*leftovers[start : start + 500])
         return removed
 
 
@@ -257,7 +299,50 @@ def _load_at_version(pipe: Any, key: str, if_match: int | None) -> dict[str, Any
     raw = pipe.get(key)
     if raw is None:
         raise errors.not_found()
-    project: dict[str, Any] = json.loads(raw)
+    project: dict[str, Any] = orjson.loads(raw)
     if if_match is not None and project["version"] != if_match:
         raise errors.precondition_failed()
     return project
+
+
+def _dump(doc: Mapping[str, Any]) -> str:
+    return orjson.dumps(doc).decode()
+
+
+@dataclass(frozen=True)
+class JsonPage:
+    """A page of stored documents, kept as the JSON they are stored as."""
+
+    items: list[str]
+    next_cursor: str | None
+
+    def body(self) -> bytes:
+        """``{"items": [...], "next_cursor": ...}``, the contract's list body, as UTF-8 JSON."""
+        return (
+            b'{"items":[' + ",".join(self.items).encode() + b'],"next_cursor":' + orjson.dumps(self.next_cursor) + b"}"
+        )
+
+
+class _Script:
+    """A Lua script run by its SHA, loaded on first use (and again after a Redis restart)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()  # what Redis names scripts by
+
+    def __call__(self, r: redis.Redis, keys: list[str], args: list[Any]) -> Any:
+        try:
+            return r.evalsha(self.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return r.eval(self.source, len(keys), *keys, *args)
+
+
+#: A page: ids from the index (KEYS[1]) after ARGV[1], at most ARGV[2], and their documents
+#: (ARGV[3] is the tenant's document key prefix: the same hash slot as the index).
+_PAGE = _Script("""
+local ids = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, ARGV[2])
+if #ids == 0 then return {ids, {}} end
+local keys = {}
+for i, id in ipairs(ids) do keys[i] = ARGV[3] .. id end
+return {ids, redis.call('MGET', unpack(keys))}
+""")

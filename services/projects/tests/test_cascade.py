@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import redis
 
 from aerie.events import EventContext, EventPublisher, new_event
 from aerie.testing.polling import wait_for
 from projects.cascade import GROUP, TenantCascade
+from projects.event_positions import PositionedPublisher
 from projects.storage import ProjectRepository, UnsafeAllTenants
 
 TEN_A, TEN_B = "ten_A", "ten_B"
@@ -61,16 +64,49 @@ def test_live_deletion_via_first_request(api, client, service, redis_url):
     assert client.simulate_get("/v1/projects", headers=api.headers()).json["items"] == []
 
 
-def test_purge_is_idempotent_and_ignores_other_events(redis_provider, redis_url):
-    repo = ProjectRepository(redis_provider, TEN_A, EventPublisher())
-    repo.create({"name": "X"}, EventContext.system("test"))
-    cascade = TenantCascade(redis_provider)
+def _project_events(redis_url: str) -> list[dict]:
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    return [json.loads(f["event"]) for _id, f in r.xrange("aerie:events") if f["type"].startswith("project.")]
+
+
+def test_each_removed_project_gets_its_deleted_event_once(redis_provider, redis_url):
+    events = PositionedPublisher()
+    repo = ProjectRepository(redis_provider, TEN_A, events)
+    made = [repo.create({"name": f"P{i}"}, EventContext.system("test")) for i in range(5)]
+    other = ProjectRepository(redis_provider, TEN_B, events).create({"name": "B"}, EventContext.system("test"))
+    deletion = {
+        "id": "evt_01JD0000000000000000000000",
+        "type": "tenant.deleted",
+        "tenant_id": TEN_A,
+        "actor": {"type": "client", "id": "admin", "client_id": "admin"},
+        "request_id": "req-1",
+    }
+    cascade = TenantCascade(redis_provider, events)
     cascade({"type": "tenant.suspended", "tenant_id": TEN_A})
     assert _keys(redis_url, TEN_A)
-    cascade({"type": "tenant.deleted", "tenant_id": TEN_A})
-    cascade({"type": "tenant.deleted", "tenant_id": TEN_A})
+    UnsafeAllTenants(redis_provider, events, batch=2).purge_tenant(
+        TEN_A, EventContext.system("test"), {"type": "tenant.deleted"}
+    )  # batches smaller than the tenant: every batch is handled
     assert not _keys(redis_url, TEN_A)
-    assert UnsafeAllTenants(redis_provider).purge_tenant(TEN_A) == 0
+    deleted = [e for e in _project_events(redis_url) if e["type"] == "project.deleted"]
+    assert sorted(e["data"]["project"]["id"] for e in deleted) == sorted(p["id"] for p in made)
+    assert {e["tenant_id"] for e in deleted} == {TEN_A}
+    cascade(deletion)  # redelivered: the projects are gone, so nothing more is published
+    cascade(deletion)
+    assert len([e for e in _project_events(redis_url) if e["type"] == "project.deleted"]) == 5
+    assert ProjectRepository(redis_provider, TEN_B, events).require(other["id"]) == other
+
+
+def test_cascade_events_carry_the_deletion(redis_provider, redis_url):
+    events = PositionedPublisher()
+    kept = ProjectRepository(redis_provider, TEN_A, events).create({"name": "X"}, EventContext.system("test"))
+    actor = {"type": "client", "id": "admin", "client_id": "admin"}
+    deletion = {"id": "evt_01JD0000000000000000000001", "type": "tenant.deleted", "tenant_id": TEN_A}
+    TenantCascade(redis_provider, events)({**deletion, "actor": actor, "request_id": "req-1"})
+    [event] = [e for e in _project_events(redis_url) if e["type"] == "project.deleted"]
+    assert event["data"] == {"project": kept, "cause": {"type": "tenant.deleted", "event_id": deletion["id"]}}
+    assert event["actor"] == actor and event["request_id"] == "req-1"
+    assert UnsafeAllTenants(redis_provider, events).purge_tenant(TEN_A, EventContext.system("t"), {}) == 0
 
 
 def test_no_create_slips_in_after_a_purge(redis_provider, redis_url):
@@ -79,7 +115,7 @@ def test_no_create_slips_in_after_a_purge(redis_provider, redis_url):
 
     repo = ProjectRepository(redis_provider, TEN_A, EventPublisher())
     repo.create({"name": "Before"}, EventContext.system("test"))
-    TenantCascade(redis_provider)({"type": "tenant.deleted", "tenant_id": TEN_A})
+    TenantCascade(redis_provider, EventPublisher())({"type": "tenant.deleted", "tenant_id": TEN_A})
     with pytest.raises(Problem) as refused:
         repo.create({"name": "After"}, EventContext.system("test"))
     assert refused.value.problem_code == "tenant_suspended"

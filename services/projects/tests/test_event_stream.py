@@ -1,24 +1,32 @@
-"""GET /v1/projects/events: only the caller's project events, resumable, bounded, capped."""
+"""GET /v1/projects/events: event ids, resuming, the replay-to-live hand-over, the cap."""
 
 from __future__ import annotations
 
 import json
 import threading
 import time
+from collections.abc import Iterator
 
 import pytest
 import redis
+from falcon import testing
 
 from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
+from aerie.events import EventContext
+from aerie.pubsub import Subscriber
 from aerie.testing.http import assert_problem
 from projects.app import build
+from projects.event_positions import EventPositions, PositionedPublisher
+from projects.event_stream import LiveProjectEvents, ProjectEventStream, StreamLimits
+from projects.storage import ProjectRepository
 
 TEN_A, TEN_B = "ten_A", "ten_B"
 
 
 def frames(text: str) -> list[dict[str, str]]:
+    """The stream's frames (comments left out) as field -> value."""
     out = []
     for block in text.split("\n\n"):
         fields: dict[str, str] = {}
@@ -26,9 +34,30 @@ def frames(text: str) -> list[dict[str, str]]:
             if line and not line.startswith(":"):
                 name, _, value = line.partition(": ")
                 fields[name] = value
-        if "id" in fields:
+        if "id" in fields or "data" in fields:
             out.append(fields)
     return out
+
+
+def events_of(text: str) -> list[dict]:
+    """The project events a stream sent, each checked to carry its event id as ``id:``."""
+    out = []
+    for f in frames(text):
+        if f.get("event", "").startswith("project."):
+            event = json.loads(f["data"])
+            assert f["id"] == event["id"] and f["event"] == event["type"]
+            out.append(event)
+    return out
+
+
+def stream_event_ids(redis_url: str, tenant_id: str) -> list[str]:
+    """The tenant's project event ids in durable stream order."""
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    return [
+        json.loads(f["event"])["id"]
+        for _id, f in r.xrange("aerie:events")
+        if f["tenant_id"] == tenant_id and f["type"].startswith("project.")
+    ]
 
 
 @pytest.fixture
@@ -38,61 +67,155 @@ def short_settings(redis_url: str) -> Settings:
         "AERIE_ISSUER": "http://tenants.test",
         "AERIE_SSE_MAX_SECONDS": "1.5",
         "AERIE_SSE_HEARTBEAT_SECONDS": "0.5",
-        "AERIE_SSE_MAX_STREAMS": "1",
+        "AERIE_SSE_MAX_STREAMS": "2",
     }
     return Settings.from_env("projects", env)
 
 
 @pytest.fixture
-def sse(short_settings, signing_key, tenant_status):
-    from falcon import testing
-
+def sse(short_settings, signing_key, tenant_status) -> Iterator[testing.TestClient]:
     infra = Infrastructure.from_settings(short_settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
     svc = build(short_settings, infra, tenant_status)
     yield testing.TestClient(svc.app)
     svc.close()
 
 
-def test_resume_from_last_event_id_only_own_project_events(api, sse, redis_url):
-    a1 = api.create("A one")
+def in_background(fn) -> tuple[threading.Thread, dict]:
+    result: dict = {}
+    t = threading.Thread(target=lambda: result.update(r=fn()))
+    t.start()
+    return t, result
+
+
+def test_resume_from_an_event_id_replays_only_own_later_events(api, sse, redis_url):
+    api.create("A one")
     api.create("B one", tenant_id=TEN_B)
     redis.Redis.from_url(redis_url).xadd("aerie:events", {"event": "{}", "type": "tenant.updated", "tenant_id": TEN_A})
-    a2 = api.create("A two")
-    first_id = redis.Redis.from_url(redis_url, decode_responses=True).xrange("aerie:events", count=1)[0][0]
-    r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": first_id})
+    a2, a3 = api.create("A two"), api.create("A three")
+    first, *_ = stream_event_ids(redis_url, TEN_A)
+    r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": first})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
-    got = frames(r.text)
-    assert [json.loads(f["data"])["data"]["project"]["id"] for f in got] == [a2["id"]]
-    assert got[0]["event"] == "project.created"
-    r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": "0-0"})
-    ids = [json.loads(f["data"])["data"]["project"]["id"] for f in frames(r.text)]
-    assert ids == [a1["id"], a2["id"]]
-    assert ": heartbeat" in r.text
+    assert [e["data"]["project"]["id"] for e in events_of(r.text)] == [a2["id"], a3["id"]]
+    assert ": heartbeat" in r.text and r.text.startswith("retry: 1000\n\n")
+    newest = stream_event_ids(redis_url, TEN_A)[-1]
+    r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": newest})
+    assert events_of(r.text) == []
 
 
-def test_live_events_and_the_stream_cap(api, sse):
-    result: dict = {}
-
-    def listen() -> None:
-        result["r"] = sse.simulate_get("/v1/projects/events", headers=api.headers(scope="projects:read"))
-
-    t = threading.Thread(target=listen)
-    t.start()
-    time.sleep(0.3)
-    r = sse.simulate_get("/v1/projects/events", headers=api.headers())
-    assert_problem(r, 503, "unavailable")  # cap of 1 open stream
-    created = api.create("Live")
+def test_a_new_stream_marks_its_start_and_delivers_live_events(api, sse, redis_url):
+    api.create("Before")
+    newest = stream_event_ids(redis_url, TEN_A)[-1]
+    t, result = in_background(lambda: sse.simulate_get("/v1/projects/events", headers=api.headers()))
+    time.sleep(0.4)
+    live = api.create("Live")
     api.create("Other tenant", tenant_id=TEN_B)
     t.join(5)
-    events = [json.loads(f["data"]) for f in frames(result["r"].text)]
-    assert [e["data"]["project"]["id"] for e in events] == [created["id"]]
-    # the slot is free again once the stream ended
+    got = frames(result["r"].text)
+    assert got[0] == {"id": newest}  # id only: a reconnect resumes from here, nothing is dispatched
+    assert [e["data"]["project"]["id"] for e in events_of(result["r"].text)] == [live["id"]]
+
+
+def test_no_gap_and_no_duplicate_while_events_pour_in(api, sse, redis_url):
+    """Writes keep coming while a stream resumes: it must send each later event exactly once."""
+    api.create("Start")
+    resume_from = stream_event_ids(redis_url, TEN_A)[-1]
+
+    def write() -> None:
+        repo = ProjectRepository(
+            _provider(redis_url), TEN_A, PositionedPublisher()
+        )  # straight to storage: fast enough to overlap the replay and the switch to live
+        for i in range(60):
+            repo.create({"name": f"Pour {i}"}, EventContext.system("test"))
+            if i % 10 == 0:
+                time.sleep(0.02)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": resume_from})
+    writer.join()
+    sent = [e["id"] for e in events_of(r.text)]
+    expected = stream_event_ids(redis_url, TEN_A)
+    assert sent == expected[expected.index(resume_from) + 1 :]
+    assert len(sent) == 60
+
+
+def test_events_committed_while_a_stream_opens_are_sent_once(redis_provider, redis_url):
+    """Writes land after the stream listens but before it replays: both paths see them."""
+    repo = ProjectRepository(redis_provider, TEN_A, PositionedPublisher())
+    ctx = EventContext.system("test")
+
+    class WritesWhileOpening(EventPositions):
+        def recent(self, tenant_id: str, count: int) -> list[str]:
+            for i in range(3):  # committed after listen(), before the replay reads
+                repo.create({"name": f"Racing {i}"}, ctx)
+            return super().recent(tenant_id, count)
+
+    subscriber = Subscriber(redis_provider)
+    stream = ProjectEventStream(
+        WritesWhileOpening(redis_provider),
+        LiveProjectEvents(subscriber),
+        StreamLimits(max_streams=1, max_seconds=1.0, heartbeat_seconds=5),
+    )
+    try:
+        body = stream.open(TEN_A, None)
+        later = threading.Timer(0.3, lambda: repo.create({"name": "Later"}, ctx))
+        later.start()
+        text = b"".join(body).decode()
+        later.join()
+    finally:
+        subscriber.stop()
+    assert [e["id"] for e in events_of(text)] == stream_event_ids(redis_url, TEN_A)
+    assert len(events_of(text)) == 4
+
+
+def test_unknown_last_event_id_starts_live_with_a_reset(api, sse, redis_url):
+    api.create("Known")
+    newest = stream_event_ids(redis_url, TEN_A)[-1]
+    unknown = "evt_01JD0000000000000000000000"
+    t, result = in_background(
+        lambda: sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": unknown})
+    )
+    time.sleep(0.4)
+    live = api.create("After reset")
+    t.join(5)
+    first = frames(result["r"].text)[0]
+    assert first["event"] == "reset" and first["id"] == newest
+    assert json.loads(first["data"]) == {"reason": "last_event_id_unknown"}
+    assert [e["data"]["project"]["id"] for e in events_of(result["r"].text)] == [live["id"]]
+    # another tenant's event id is as unknown as a made-up one
+    api.create("B", tenant_id=TEN_B)
+    b_event = stream_event_ids(redis_url, TEN_B)[-1]
+    r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": b_event})
+    assert frames(r.text)[0]["event"] == "reset" and events_of(r.text) == []
+
+
+def test_only_the_newest_events_are_resumable(redis_provider):
+    publisher = PositionedPublisher(keep=3)
+    repo = ProjectRepository(redis_provider, TEN_A, publisher)
+    for i in range(5):
+        repo.create({"name": f"P{i}"}, EventContext.system("test"))
+    r = redis_provider.client
+    entries = [(entry_id, json.loads(f["event"])["id"]) for entry_id, f in r.xrange("aerie:events")]
+    positions = EventPositions(redis_provider)
+    assert [positions.entry_of(TEN_A, eid) for _entry, eid in entries] == [None, None] + [e for e, _ in entries[2:]]
+    assert positions.entry_of(TEN_B, entries[-1][1]) is None
+    start = positions.start(TEN_A)
+    assert start.last_entry == entries[-1][0] and start.newest_event == entries[-1][1]
+
+
+def test_the_stream_cap_and_its_release(api, sse):
+    threads = [in_background(lambda: sse.simulate_get("/v1/projects/events", headers=api.headers())) for _ in range(2)]
+    time.sleep(0.3)
+    assert_problem(sse.simulate_get("/v1/projects/events", headers=api.headers()), 503, "unavailable")
+    for t, _ in threads:
+        t.join(5)
     assert sse.simulate_get("/v1/projects/events", headers=api.headers()).status_code == 200
 
 
 def test_bad_last_event_id_and_auth(api, sse):
-    r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": "evt_nope"})
-    assert_problem(r, 400, "bad_request")
+    for bad in ("1700000000000-0", "evt_nope", "evt_01JD000000000000000000000U"):
+        r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": bad})
+        assert_problem(r, 400, "bad_request")
     platform = api.headers(tenant_id=None, scope="platform:admin")
     assert_problem(sse.simulate_get("/v1/projects/events", headers=platform), 403, "tenant_required")
     assert_problem(
@@ -100,15 +223,18 @@ def test_bad_last_event_id_and_auth(api, sse):
     )
 
 
-def test_a_stream_closed_before_its_first_byte_frees_its_slot(redis_provider):
-    from projects.event_stream import EventStream, StreamLimits
+def _provider(redis_url: str):
+    from aerie.config import RedisSettings
+    from aerie.redis import RedisProvider
 
-    stream = EventStream(redis_provider, StreamLimits(max_streams=1))
-    body = stream.open(TEN_A, None)
-    from aerie.errors import Problem
+    return RedisProvider(RedisSettings(url=redis_url))
 
-    with pytest.raises(Problem) as refused:
-        stream.open(TEN_A, None)
-    assert refused.value.problem_code == "unavailable"
-    body.close()  # what the server does when the client went away before the first chunk
-    stream.open(TEN_A, None).close()
+
+def test_streams_are_capped_below_the_threads_and_the_pool_above_them(short_settings):
+    from projects.app import pool_for_threads
+
+    assert StreamLimits(max_streams=72).for_threads(96).max_streams == 72  # 24 threads left for the API
+    assert StreamLimits(max_streams=72).for_threads(8).max_streams == 4
+    assert StreamLimits(max_streams=72).for_threads(None).max_streams == 72  # not under uWSGI
+    assert pool_for_threads(short_settings, 96).redis.max_connections == 104
+    assert pool_for_threads(short_settings, None) is short_settings

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from aerie.app import JSON_UTF8
 from aerie.endpoints import endpoint
 from aerie.events import EventContext, EventPublisher
 from aerie.pagination import page_schema
@@ -70,7 +71,8 @@ class ProjectCollection:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = req.context.query
         page = self._scope.reader(req).list(status=q.get("status"), limit=q["limit"], cursor=q.get("cursor"))
-        resp.media = page.as_body()
+        resp.content_type = JSON_UTF8
+        resp.data = page.body()
 
 
 class ProjectItem:
