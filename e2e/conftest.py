@@ -4,14 +4,23 @@ The suite reads only the ``AERIE_*`` variables of API.md ("Running it"). With no
 starts an isolated local stack on free ports and stops it afterwards. Everything a run
 creates is removed again, newest first, even when a test fails, so it can run against a
 shared staging space again and again.
+
+What a run prints, for whoever reads a failed deploy's log: the environment it tested (the
+URLs, and whether it started a local stack), one line per journey with its result, and for
+a failed journey the call it failed at (service, request id, status, response body), with
+the calls before it in the test's report.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +31,12 @@ from aerie.testing.http import basic_auth
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("tenants", "projects", "flags", "audit")
+#: What a cleanup call may answer: done, or already gone (a journey deleted it itself).
+CLEANED = {200, 202, 204, 404, 409}
+#: Never printed in a report.
+SECRET_FIELDS = {"access_token", "client_secret", "refresh_token"}
+_ENVIRONMENT = pytest.StashKey[str]()
+_JOURNEYS = pytest.StashKey[list[tuple[str, str, str]]]()
 
 
 def _configured() -> dict[str, str] | None:
@@ -30,10 +45,15 @@ def _configured() -> dict[str, str] | None:
     return env if all(env.get(k) for k in needed) else None
 
 
+def _urls(env: dict[str, str]) -> str:
+    return ", ".join(f"{s}={env.get(f'AERIE_{s.upper()}_URL') or '-'}" for s in SERVICES)
+
+
 @pytest.fixture(scope="session")
-def stack_env() -> Iterator[dict[str, str]]:
+def stack_env(pytestconfig: pytest.Config) -> Iterator[dict[str, str]]:
     configured = _configured()
     if configured is not None:
+        pytestconfig.stash[_ENVIRONMENT] = f"the AERIE_* variables: {_urls(configured)}"
         yield configured
         return
     from aerie.local.stack import LocalStack
@@ -41,7 +61,42 @@ def stack_env() -> Iterator[dict[str, str]]:
     with tempfile.TemporaryDirectory(prefix="aerie-e2e-") as state:
         stack = LocalStack.isolated(REPO, Path(state))
         with stack:
-            yield stack.env()
+            env = stack.env()
+            described = f"a local stack started for this run ({', '.join(stack.services)}): {_urls(env)}"
+            pytestconfig.stash[_ENVIRONMENT] = described
+            reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+            capture = pytestconfig.pluginmanager.get_plugin("capturemanager")
+            if reporter is not None:
+                with capture.global_and_fixture_disabled() if capture is not None else contextlib.nullcontext():
+                    reporter.write_line(f"\naerie e2e: testing {described}")
+            yield env
+
+
+@dataclass
+class Call:
+    """One HTTP call a journey made, as a failure report shows it."""
+
+    method: str
+    service: str
+    path: str
+    status: int | None
+    request_id: str | None
+    body: str
+
+    def __str__(self) -> str:
+        status = self.status if self.status is not None else "no answer"
+        return f"{self.method} {self.service} {self.path} -> {status} request_id={self.request_id} body={self.body}"
+
+
+def _redacted(r: requests.Response) -> str:
+    """The start of a response body for the report, with tokens and client secrets masked (CI logs are read widely)."""
+    try:
+        body = r.json()
+    except ValueError:
+        return r.text[:300]
+    if isinstance(body, dict) and SECRET_FIELDS & body.keys():
+        body = {k: "***" if k in SECRET_FIELDS else v for k, v in body.items()}
+    return json.dumps(body, separators=(",", ":"))[:300]
 
 
 class Aerie:
@@ -51,7 +106,7 @@ class Aerie:
         self.env = env
         self.run_id = run_id
         self.http = requests.Session()
-        self.calls: list[str] = []
+        self.calls: list[Call] = []
         self._cleanup: list[tuple[str, Callable[[], object]]] = []
         self.admin_token = self.token(env["AERIE_BOOTSTRAP_CLIENT_ID"], env["AERIE_BOOTSTRAP_CLIENT_SECRET"])
 
@@ -72,20 +127,26 @@ class Aerie:
         headers: dict[str, str] | None = None,
         **kw: Any,
     ) -> requests.Response:
-        all_headers = {"X-Request-ID": f"e2e-{self.run_id}-{uuid.uuid4().hex[:8]}", **(headers or {})}
+        sent_id = f"e2e-{self.run_id}-{uuid.uuid4().hex[:8]}"
+        all_headers = {"X-Request-ID": sent_id, **(headers or {})}
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        r = self.http.request(method, self.url(service) + path, json=json, headers=all_headers, timeout=10, **kw)
-        request_id = r.headers.get("X-Request-ID")
-        self.calls.append(f"{method} {service}{path} -> {r.status_code} request_id={request_id} body={r.text[:300]}")
+        try:
+            r = self.http.request(method, self.url(service) + path, json=json, headers=all_headers, timeout=10, **kw)
+        except requests.RequestException as exc:
+            self.calls.append(Call(method, service, path, None, sent_id, f"{type(exc).__name__}: {exc}"[:300]))
+            raise
+        body = "(stream)" if kw.get("stream") else _redacted(r)
+        self.calls.append(Call(method, service, path, r.status_code, r.headers.get("X-Request-ID"), body))
         return r
 
     def token(self, client_id: str, secret: str, **form: str) -> str:
-        r = self.http.post(
-            self.url("tenants") + "/v1/oauth/token",
+        r = self.call(
+            "POST",
+            "tenants",
+            "/v1/oauth/token",
             data={"grant_type": "client_credentials", **form},
             headers={"Authorization": basic_auth(client_id, secret)},
-            timeout=10,
         )
         assert r.status_code == 200, f"token for {client_id}: {r.status_code} {r.text[:300]}"
         return r.json()["access_token"]
@@ -94,12 +155,16 @@ class Aerie:
         self._cleanup.append((what, action))
 
     def cleanup(self) -> list[str]:
+        """Undo what the test made, newest first; what could not be undone, described."""
         failures = []
-        for what, action in reversed(self._cleanup):  # newest first
+        for what, action in reversed(self._cleanup):
             try:
-                action()
+                result = action()
             except Exception as exc:
                 failures.append(f"{what}: {exc}")
+                continue
+            if isinstance(result, requests.Response) and result.status_code not in CLEANED:
+                failures.append(f"{what}: {result.status_code} {result.text[:200]}")
         self._cleanup.clear()
         return failures
 
@@ -133,6 +198,19 @@ class Aerie:
         )
         return client
 
+    def tenant_with_token(self, scopes: list[str], **fields: Any) -> tuple[dict[str, Any], str]:
+        """A new tenant and a token of a client of its own with ``scopes``."""
+        tenant = self.create_tenant(**fields)
+        client = self.create_client(tenant["id"], scopes)
+        return tenant, self.token(client["client_id"], client["client_secret"])
+
+    def eventually(self, check: Callable[[], bool], within: float, what: str, interval: float = 0.05) -> None:
+        """Poll ``check`` until it holds; fail naming ``what`` (the last call shows where) after ``within`` s."""
+        deadline = time.monotonic() + within
+        while not check():
+            assert time.monotonic() < deadline, f"{what} did not happen within {within}s"
+            time.sleep(interval)
+
 
 @pytest.fixture
 def aerie(stack_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[Aerie]:
@@ -146,14 +224,39 @@ def aerie(stack_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator
 def pytest_report_header(config: pytest.Config) -> list[str]:
     configured = _configured()
     if configured is None:
-        return ["aerie e2e: no AERIE_* variables set; testing an isolated local stack started for this run"]
-    return ["aerie e2e: testing " + ", ".join(f"{s}={configured.get(f'AERIE_{s.upper()}_URL', '-')}" for s in SERVICES)]
+        return ["aerie e2e: no AERIE_* variables set; an isolated local stack is started for this run"]
+    return [f"aerie e2e: testing {_urls(configured)}"]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_JOURNEYS] = []
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     report = yield
-    calls = getattr(item, "aerie_calls", None)
+    calls: list[Call] | None = getattr(item, "aerie_calls", None)
     if report.failed and calls:
-        report.sections.append(("aerie calls (service, request id, response)", "\n".join(calls[-10:])))
+        title = "aerie calls, oldest first (service, request id, response)"
+        report.sections.append((title, "\n".join(map(str, calls[-12:]))))
+    journeys = item.config.stash.get(_JOURNEYS, None)
+    if journeys is not None and (report.when == "call" or report.outcome != "passed"):
+        where = ""
+        if report.failed:
+            stage = "" if report.when == "call" else f" (in {report.when})"
+            crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "").splitlines()
+            why = f" ({crash[0][:200]})" if crash else ""
+            where = f"{stage}{why} failed at: {calls[-1]}" if calls else f"{stage}{why} before any call"
+        journeys.append((item.nodeid, report.outcome.upper(), where))
     return report
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    journeys = config.stash.get(_JOURNEYS, [])
+    if not journeys:
+        return
+    terminalreporter.section("aerie e2e")
+    environment = config.stash.get(_ENVIRONMENT, None) or "(no stack was reached)"
+    terminalreporter.write_line(f"environment: {environment}")
+    for nodeid, outcome, where in journeys:
+        terminalreporter.write_line(f"{outcome:<8} {nodeid}{where}")
