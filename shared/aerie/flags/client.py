@@ -1,0 +1,258 @@
+"""The Python flags client: local evaluation of the caller tenant's flags, kept current.
+
+Declare flags where they are used, so ``grep NEW_DASHBOARD`` finds every check::
+
+    NEW_DASHBOARD = Flag("new-dashboard", default=False)
+
+    flags = FlagsClient(os.environ["AERIE_FLAGS_URL"], ClientCredentials(...))
+    if flags.is_enabled(NEW_DASHBOARD, user_id=user.id):
+        ...
+
+The client fetches its tenant's snapshot (``GET /v1/flags/snapshot``) and evaluates with
+:mod:`aerie.flags.evaluation`, the very code the service runs, so an answer here is the
+service's answer without a network round trip. :mod:`aerie.flags.sync` keeps the snapshot
+current in background threads.
+
+An evaluation never raises and never blocks on the network, because a flag check sits in
+the middle of the caller's request:
+
+* an unknown flag, or a service never reached, answers the *declared* default with reason
+  ``ERROR`` (the code's default is the safe one, the service's may not be known);
+* a service that went away after a successful fetch answers from the last known state with
+  reason ``STALE`` (rule kept), until a fetch succeeds again.
+
+Fork safety: threads do not survive ``fork``. A client made before uWSGI forks its workers
+(or in any parent process) starts its threads lazily, in the process that first evaluates;
+after a fork the child keeps the inherited snapshot (still the last known state) and starts
+its own threads and HTTP session on its first evaluation.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from aerie.flags.evaluation import ERROR, STALE, Evaluation, error_evaluation
+from aerie.flags.snapshot import Snapshot
+from aerie.flags.sync import Syncer
+from aerie.http_client import ServiceClient
+
+__all__ = ["Flag", "FlagsClient"]
+
+log = logging.getLogger("aerie.flags.client")
+
+
+@dataclass(frozen=True, slots=True)
+class Flag:
+    """A flag as code declares it: its key and the default served when no answer can be had."""
+
+    key: str
+    default: Any
+
+
+class _Tokens:
+    """Adapts "anything with ``.token()``" to :class:`~aerie.http_client.TokenProvider`."""
+
+    def __init__(self, provider: Any) -> None:
+        self._provider = provider
+
+    def token(self) -> str:
+        return self._provider.token()
+
+    def invalidate(self, token: str) -> None:
+        invalidate = getattr(self._provider, "invalidate", None)
+        if invalidate is not None:
+            invalidate(token)
+
+
+class FlagsClient:
+    """Evaluates one tenant's flags locally; safe to share between threads and across forks.
+
+    ``token_provider`` is :class:`aerie.http_client.ClientCredentials` or anything with a
+    ``token()`` method returning a bearer token with ``flags:read`` for the tenant (``None``
+    sends no token, for tests against an open server). Intervals are in seconds; the defaults
+    suit production (the stream carries changes within a second; polling is the fallback).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        token_provider: Any,
+        *,
+        poll_interval_s: float = 30.0,
+        safety_poll_s: float = 300.0,
+        debounce_s: float = 0.1,
+        reconnect_delay_s: float = 1.0,
+        backoff_initial_s: float = 0.5,
+        backoff_max_s: float = 30.0,
+        stream_read_timeout_s: float = 45.0,
+        connect_timeout_s: float = 2.0,
+        read_timeout_s: float = 5.0,
+        stream: bool = True,
+        service_name: str = "flags-client",
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._tokens = _Tokens(token_provider) if token_provider is not None else None
+        self._timeouts = (connect_timeout_s, read_timeout_s)
+        self._service_name = service_name
+        self._sync_options: dict[str, Any] = {
+            "poll_interval_s": poll_interval_s,
+            "safety_poll_s": safety_poll_s,
+            "debounce_s": debounce_s,
+            "reconnect_delay_s": reconnect_delay_s,
+            "backoff_initial_s": backoff_initial_s,
+            "backoff_max_s": backoff_max_s,
+            "stream_read_timeout_s": stream_read_timeout_s,
+            "connect_timeout_s": connect_timeout_s,
+            "stream": stream,
+        }
+        #: The last snapshot fetched (any process's: a forked child inherits it). Replaced as a
+        #: whole, so readers need no lock.
+        self._snapshot: Snapshot | None = None
+        #: True while the service cannot be reached after a snapshot was had.
+        self._stale = False
+        self._closed = False
+        self._reset_process_state()
+        _CLIENTS.add(self)
+
+    def _reset_process_state(self) -> None:
+        """What belongs to one process: threads, their events, the lock and the HTTP session."""
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        if self._snapshot is not None:
+            self._ready.set()
+        self._syncer: Syncer | None = None
+        self._http: ServiceClient | None = None
+        self._started = False
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout_s: float | None = None) -> bool:
+        """Start syncing in this process; with ``timeout_s``, wait that long for a first snapshot.
+
+        Returns whether a snapshot is at hand. Starting is optional (the first evaluation
+        starts it too); waiting is what a service does at start-up so that its first requests
+        see real flags rather than defaults.
+        """
+        self._ensure_started()
+        if timeout_s is not None:
+            return self._ready.wait(timeout_s)
+        return self._ready.is_set()
+
+    def close(self) -> None:
+        """Stop this process's threads and close its connections; evaluations then answer from
+        the last known state, marked ``STALE``."""
+        with self._lock:
+            self._closed = True
+            syncer, http = self._syncer, self._http
+            self._syncer = None
+            self._http = None
+            self._started = False
+        if self._snapshot is not None:
+            self._stale = True
+        if syncer is not None:
+            syncer.stop()
+        if http is not None:
+            http.close()
+
+    def __enter__(self) -> FlagsClient:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def syncer(self) -> Syncer | None:
+        """This process's syncer (tests and health checks look at its counters)."""
+        return self._syncer
+
+    @property
+    def revision(self) -> int | None:
+        snapshot = self._snapshot
+        return snapshot.revision if snapshot is not None else None
+
+    @property
+    def stale(self) -> bool:
+        return self._stale
+
+    def _ensure_started(self) -> None:
+        if self._started or self._closed:
+            return
+        with self._lock:
+            if self._started or self._closed:
+                return
+            self._http = ServiceClient(
+                self.base_url,
+                token_provider=self._tokens,
+                connect_timeout=self._timeouts[0],
+                read_timeout=self._timeouts[1],
+                retries=1,
+                service_name=self._service_name,
+                peer="flags",
+            )
+            self._syncer = Syncer(self._http, self._tokens, self._set_snapshot, self._set_failed, **self._sync_options)
+            self._syncer.start()
+            self._started = True
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's threads are gone and its locks may have been held mid-fork.
+        self._reset_process_state()
+
+    def _set_snapshot(self, snapshot: Snapshot) -> None:
+        self._snapshot = snapshot
+        self._stale = False
+        self._ready.set()
+
+    def _set_failed(self) -> None:
+        if self._snapshot is not None:
+            self._stale = True
+
+    # -- evaluation ---------------------------------------------------------------------
+
+    def evaluate(self, flag: Flag, /, **context: Any) -> Evaluation:
+        """``flag``'s evaluation for ``context`` (``user_id=``, ``session_id=``, ``ip=``, any
+        attribute); never raises. ``tenant`` and ``tenant_id`` come from the snapshot."""
+        try:
+            if not self._started:
+                self._ensure_started()
+            snapshot = self._snapshot
+            if snapshot is None:
+                return error_evaluation(flag.default)
+            result = snapshot.evaluate(flag.key, context)
+            if result is None or result.reason == ERROR:
+                return error_evaluation(flag.default)
+            if self._stale:
+                return Evaluation(result.value, result.variant, STALE, result.rule)
+            return result
+        except Exception:
+            log.warning("flag evaluation failed", extra={"flag": getattr(flag, "key", None)}, exc_info=True)
+            return error_evaluation(getattr(flag, "default", None))
+
+    def value(self, flag: Flag, /, **context: Any) -> Any:
+        """The value ``flag`` serves for ``context``; never raises."""
+        return self.evaluate(flag, **context).value
+
+    def is_enabled(self, flag: Flag, /, **context: Any) -> bool:
+        """Whether ``flag`` serves ``True`` for ``context`` (only ``True`` counts: a variant
+        name or a truthy object is not "enabled"); never raises."""
+        return self.evaluate(flag, **context).value is True
+
+    def __repr__(self) -> str:
+        return f"FlagsClient({self.base_url!r}, revision={self.revision}, stale={self._stale})"
+
+
+#: Every live client, so that a forked child can reset them (weak: a dropped client goes away).
+_CLIENTS: weakref.WeakSet[FlagsClient] = weakref.WeakSet()
+
+
+def _reset_clients_after_fork() -> None:
+    for client in list(_CLIENTS):
+        client._after_fork_in_child()
+
+
+os.register_at_fork(after_in_child=_reset_clients_after_fork)

@@ -1,0 +1,327 @@
+"""The one flag evaluation that the flags service and the Python client both run.
+
+The server answers ``POST /v1/evaluate`` with it and the client evaluates its tenant's
+snapshot locally with it, so the two cannot disagree: there is no second implementation to
+drift. The order and the bucket formula are API.md's:
+
+    disabled -> user override -> tenant override -> first matching rule -> rollout -> default
+
+* ``enabled: false`` serves ``default`` (reason ``DISABLED``): the kill switch beats
+  everything, overrides included.
+* A user override counts only when ``allow_overrides`` is ``"user"``, a tenant override when
+  it is ``"tenant"`` or ``"user"`` (reason ``TARGETING_MATCH``, rule ``override:user`` /
+  ``override:tenant``). Overrides are passed in, not looked up here: where they live (Redis on
+  the server, the snapshot in the client) is the caller's business.
+* The first rule whose conditions all match serves its ``serve`` (rule ``rules[<index>]``).
+* Rollout: the stickiness attribute, stringified, is hashed with :func:`bucket`; the user is in
+  when ``bucket < percentage * 100`` (reason ``SPLIT``, rule ``rollout``). Because the bucket
+  does not depend on the percentage, raising it only ever moves users in. With ``variants``
+  the user gets the variant that ``bucket(f"{key}:variant", value)`` falls in over the
+  cumulative weights (weight ``w`` covers ``w * 100`` buckets, in list order); a different
+  salt than the rollout's, so who is in and which variant they see are independent. Without
+  variants a rollout serves ``True``.
+* Otherwise ``default`` (reason ``DEFAULT``).
+
+:func:`compile_flag` does all parsing once; :meth:`CompiledFlag.evaluate` then does a few
+dict lookups, the predicates of :mod:`aerie.flags.operators` and at most two SHA-256 hashes.
+It never raises: a malformed flag or context gives the flag's default with reason ``ERROR``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from bisect import bisect_right
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from hashlib import sha256
+from typing import Any, Final
+
+from aerie.flags.operators import Predicate, compile_condition
+
+__all__ = [
+    "ABSENT",
+    "DEFAULT",
+    "DISABLED",
+    "ERROR",
+    "REASONS",
+    "SPLIT",
+    "STALE",
+    "STICKINESS",
+    "TARGETING_MATCH",
+    "CompiledFlag",
+    "Evaluation",
+    "bucket",
+    "compile_flag",
+    "evaluate",
+]
+
+log = logging.getLogger("aerie.flags")
+
+DISABLED: Final = "DISABLED"
+TARGETING_MATCH: Final = "TARGETING_MATCH"
+SPLIT: Final = "SPLIT"
+DEFAULT: Final = "DEFAULT"
+ERROR: Final = "ERROR"
+#: Client only: the last known state, served while the flags service cannot be reached.
+STALE: Final = "STALE"
+REASONS: Final = frozenset({DISABLED, TARGETING_MATCH, SPLIT, DEFAULT, ERROR, STALE})
+
+STICKINESS: Final = frozenset({"user_id", "tenant_id", "session_id", "ip"})
+BUCKETS: Final = 10_000
+
+RULE_USER_OVERRIDE: Final = "override:user"
+RULE_TENANT_OVERRIDE: Final = "override:tenant"
+RULE_ROLLOUT: Final = "rollout"
+
+
+class _Absent:
+    """The type of :data:`ABSENT`: "no override", distinct from every JSON value (null too)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "ABSENT"  # pickles as the module singleton, so ``is ABSENT`` survives a copy
+
+
+ABSENT: Final = _Absent()
+
+
+@dataclass(frozen=True, slots=True)
+class Evaluation:
+    """One flag's answer: what to serve, and why (``reason``, and the ``rule`` that decided)."""
+
+    value: Any
+    variant: str | None
+    reason: str
+    rule: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The per-key object of ``POST /v1/evaluate``."""
+        return {"value": self.value, "variant": self.variant, "reason": self.reason, "rule": self.rule}
+
+
+def bucket(key: str, value: str) -> int:
+    """The rollout bucket (0..9999) of ``value`` for flag ``key``, exactly as API.md fixes it."""
+    return int.from_bytes(sha256(f"{key}:{value}".encode()).digest()[:4], "big") % BUCKETS
+
+
+def _sticky(value: Any) -> str | None:
+    """The stickiness value as hashed, or None when there is none to hash.
+
+    Strings are used as they are and integers (not bools) as their decimal digits; an empty
+    string, ``None`` and any other type count as "no value", since hashing ``str()`` of a
+    float, an object or ``True`` would bucket users by Python's repr, which no other client
+    could reproduce.
+    """
+    kind = type(value)
+    if kind is str:
+        return value or None
+    if kind is int:
+        return str(value)
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+class CompiledFlag:
+    """A flag document, parsed once, ready to be evaluated many times."""
+
+    __slots__ = (
+        "_allow_tenant",
+        "_allow_user",
+        "_default_eval",
+        "_disabled_eval",
+        "_enabled",
+        "_rollout_eval",
+        "_rollout_threshold",
+        "_rules",
+        "_stickiness",
+        "_variant_bounds",
+        "_variant_evals",
+        "_variant_key",
+        "_variant_names",
+        "default",
+        "doc",
+        "key",
+    )
+
+    def __init__(self, doc: Mapping[str, Any]) -> None:
+        self.doc = doc
+        key = doc.get("key")
+        self.key: str = key if type(key) is str else ""
+        self.default: Any = doc.get("default")
+        self._enabled = doc.get("enabled", True) is not False
+        allow = doc.get("allow_overrides", "none")
+        self._allow_user = allow == "user"
+        self._allow_tenant = allow in ("tenant", "user")
+
+        self._variant_names, self._variant_bounds, self._variant_evals = _compile_variants(doc.get("variants"))
+        self._variant_key = f"{self.key}:variant"
+        self._disabled_eval = self._served(self.default, DISABLED, None)
+        self._default_eval = self._served(self.default, DEFAULT, None)
+        self._rules: tuple[tuple[tuple[Predicate, ...], Evaluation], ...] = tuple(
+            _compile_rules(doc.get("rules"), self._served)
+        )
+
+        self._stickiness: str | None = None
+        self._rollout_threshold = 0.0
+        rollout = doc.get("rollout")
+        if isinstance(rollout, Mapping):
+            percentage = rollout.get("percentage")
+            stickiness = rollout.get("stickiness", "user_id")
+            usable = _is_number(percentage) and not math.isnan(percentage)
+            if usable and type(stickiness) is str and stickiness in STICKINESS:
+                self._stickiness = stickiness
+                self._rollout_threshold = percentage * 100
+        self._rollout_eval = Evaluation(True, None, SPLIT, RULE_ROLLOUT)
+
+    def _served(self, value: Any, reason: str, rule: str | None) -> Evaluation:
+        """An evaluation serving ``value``, naming the variant when the value is one."""
+        variant = value if type(value) is str and value in self._variant_names else None
+        return Evaluation(value, variant, reason, rule)
+
+    def evaluate(
+        self,
+        context: Mapping[str, Any],
+        *,
+        tenant_override: Any = ABSENT,
+        user_override: Any = ABSENT,
+    ) -> Evaluation:
+        """This flag's evaluation for ``context``; never raises (``ERROR`` instead)."""
+        if type(context) is not dict and not isinstance(context, Mapping):
+            return error_evaluation(self.default)
+        try:
+            if not self._enabled:
+                return self._disabled_eval
+            if user_override is not ABSENT and self._allow_user:
+                return self._served(user_override, TARGETING_MATCH, RULE_USER_OVERRIDE)
+            if tenant_override is not ABSENT and self._allow_tenant:
+                return self._served(tenant_override, TARGETING_MATCH, RULE_TENANT_OVERRIDE)
+            for predicates, served in self._rules:
+                for predicate in predicates:
+                    if not predicate(context):
+                        break
+                else:
+                    return served
+            stickiness = self._stickiness
+            if stickiness is None:
+                return self._default_eval
+            value = _sticky(context.get(stickiness))
+            if value is None or bucket(self.key, value) >= self._rollout_threshold:
+                return self._default_eval
+            if not self._variant_names:
+                return self._rollout_eval
+            index = bisect_right(self._variant_bounds, bucket(self._variant_key, value))
+            if index >= len(self._variant_evals):
+                return self._default_eval  # weights summing to less than 100 leave a gap
+            return self._variant_evals[index]
+        except Exception:
+            # Unreachable for a dict context; kept because a flag check must never take the
+            # caller's request down (a context whose ``get`` raises, say).
+            log.warning("flag evaluation failed", extra={"flag": self.key}, exc_info=True)
+            return error_evaluation(self.default)
+
+    def __repr__(self) -> str:
+        return f"CompiledFlag({self.key!r})"
+
+
+def _compile_variants(raw: Any) -> tuple[frozenset[str], tuple[float, ...], tuple[Evaluation, ...]]:
+    """Variant names, the cumulative upper bounds of their bucket ranges, and their evaluations.
+
+    A variant that is malformed (no string name, a weight that is not a non-negative number)
+    is dropped; the service validates definitions, this only keeps garbage from raising.
+    """
+    if not isinstance(raw, list | tuple):
+        return frozenset(), (), ()
+    names: list[str] = []
+    bounds: list[float] = []
+    total = 0.0
+    for variant in raw:
+        if not isinstance(variant, Mapping):
+            continue
+        name = variant.get("name")
+        weight = variant.get("weight")
+        if type(name) is not str or not _is_number(weight) or not math.isfinite(weight) or weight < 0:
+            continue
+        total += weight * 100
+        names.append(name)
+        bounds.append(total)
+    # bisect_right over the upper bounds: bucket b goes to the first variant whose bound > b.
+    return frozenset(names), tuple(bounds), tuple(Evaluation(n, n, SPLIT, RULE_ROLLOUT) for n in names)
+
+
+def _compile_rules(
+    raw: Any, served: Callable[[Any, str, str | None], Evaluation]
+) -> list[tuple[tuple[Predicate, ...], Evaluation]]:
+    if not isinstance(raw, list | tuple):
+        return []
+    rules = []
+    for index, rule in enumerate(raw):
+        if not isinstance(rule, Mapping) or "serve" not in rule:
+            continue  # keeps the index of the rules after it: rules[i] is the i-th in the document
+        conditions = rule.get("conditions", [])
+        if not isinstance(conditions, list | tuple):
+            continue
+        predicates = tuple(compile_condition(condition) for condition in conditions)
+        rules.append((predicates, served(rule["serve"], TARGETING_MATCH, f"rules[{index}]")))
+    return rules
+
+
+def error_evaluation(default: Any) -> Evaluation:
+    """The declared default, with reason ``ERROR``: what a check gets when no answer can be had."""
+    return Evaluation(default, None, ERROR, None)
+
+
+class _BrokenFlag(CompiledFlag):
+    """What a document that cannot be compiled at all becomes: always its default, ``ERROR``."""
+
+    __slots__ = ()
+
+    def __init__(self, doc: Any) -> None:  # deliberately skips the parsing
+        self.doc = doc
+        self.key = ""
+        self.default = None
+        if isinstance(doc, Mapping):
+            key = doc.get("key")
+            self.key = key if type(key) is str else ""
+            self.default = doc.get("default")
+
+    def evaluate(
+        self, context: Mapping[str, Any], *, tenant_override: Any = ABSENT, user_override: Any = ABSENT
+    ) -> Evaluation:
+        return error_evaluation(self.default)
+
+
+def compile_flag(doc: Mapping[str, Any]) -> CompiledFlag:
+    """Parse a flag document (as the API returns it) once; never raises.
+
+    A document that is not an object, or whose parts cannot be parsed, compiles to a flag
+    that always answers its ``default`` with reason ``ERROR`` and logs why once, here.
+    """
+    if not isinstance(doc, Mapping):
+        return _BrokenFlag(doc)
+    try:
+        return CompiledFlag(doc)
+    except Exception:
+        log.warning("flag document cannot be compiled", extra={"flag": str(doc.get("key"))}, exc_info=True)
+        return _BrokenFlag(doc)
+
+
+def evaluate(
+    doc: Mapping[str, Any],
+    context: Mapping[str, Any],
+    *,
+    tenant_override: Any = ABSENT,
+    user_override: Any = ABSENT,
+) -> Evaluation:
+    """Compile and evaluate in one go (tests, one-off checks); hot paths keep the compiled flag."""
+    return compile_flag(doc).evaluate(context, tenant_override=tenant_override, user_override=user_override)

@@ -1,0 +1,92 @@
+"""A tenant's flags as the client holds them: ``GET /v1/flags/snapshot``, parsed and compiled.
+
+The body is everything the server itself evaluates with for the caller's tenant: every flag
+document, the tenant's overrides, the tenant's attributes and id. :func:`parse_snapshot`
+compiles each flag once, so an evaluation in the client is as cheap as in the server, and
+builds an immutable :class:`Snapshot` that the client swaps in as a whole: readers never see
+half of an update and never take a lock. (Its mappings are plain dicts that nothing writes
+to after parsing: a read-only proxy would cost a tenth of an evaluation's time.)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any
+
+from aerie.flags.evaluation import ABSENT, CompiledFlag, Evaluation, compile_flag
+
+__all__ = ["Snapshot", "parse_snapshot"]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    flags: Mapping[str, CompiledFlag]
+    tenant_overrides: Mapping[str, Any]
+    user_overrides: Mapping[str, Mapping[str, Any]]
+    tenant: Mapping[str, Any]
+    tenant_id: str | None
+    revision: int | None
+
+    def evaluate(self, key: str, context: dict[str, Any]) -> Evaluation | None:
+        """``key``'s evaluation exactly as the server makes it, or None for an unknown flag.
+
+        ``context`` is the caller's and is changed in place: ``tenant`` and ``tenant_id`` are
+        set from the snapshot, as the server sets them from the token (a caller cannot spoof
+        them). The user override is looked up by ``user_id`` the way the service does (a
+        string, or an integer as its decimal digits).
+        """
+        flag = self.flags.get(key)
+        if flag is None:
+            return None
+        context["tenant"] = self.tenant
+        context["tenant_id"] = self.tenant_id
+        user_override: Any = ABSENT
+        per_user = self.user_overrides.get(key)
+        if per_user:
+            user_id = context.get("user_id")
+            kind = type(user_id)
+            if kind is str or kind is int:
+                user_override = per_user.get(str(user_id), ABSENT)
+        return flag.evaluate(
+            context, tenant_override=self.tenant_overrides.get(key, ABSENT), user_override=user_override
+        )
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if value is None:
+        return _EMPTY
+    if not isinstance(value, Mapping):
+        raise ValueError(f"snapshot: {what} is not an object")
+    return value
+
+
+def parse_snapshot(body: Any) -> Snapshot:
+    """The snapshot in a response body; ValueError when the body is not one.
+
+    A malformed body is refused as a whole (the client then keeps what it had) rather than
+    half applied. Inside a well-formed body, a malformed flag document still compiles (to a
+    flag answering ``ERROR``): one bad flag must not freeze every other flag's updates.
+    """
+    if not isinstance(body, Mapping):
+        raise ValueError("snapshot: the body is not an object")
+    docs = body.get("flags")
+    if not isinstance(docs, Mapping):
+        raise ValueError("snapshot: flags is missing or not an object")
+    overrides = _mapping(body.get("overrides"), "overrides")
+    users = _mapping(overrides.get("users"), "overrides.users")
+    tenant_id = body.get("tenant_id")
+    revision = body.get("revision")
+    return Snapshot(
+        flags={str(key): compile_flag(doc) for key, doc in docs.items()},
+        tenant_overrides=dict(_mapping(overrides.get("tenant"), "overrides.tenant")),
+        user_overrides={
+            str(key): dict(_mapping(per_user, f"overrides.users.{key}")) for key, per_user in users.items()
+        },
+        tenant=dict(_mapping(body.get("tenant"), "tenant")),
+        tenant_id=tenant_id if isinstance(tenant_id, str) else None,
+        revision=revision if type(revision) is int else None,
+    )
