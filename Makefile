@@ -6,6 +6,8 @@
 #   make test    lint, unit, service and e2e through tox
 #   make lint    ruff
 #   make bench   the benchmarks
+#   make stage   each service as a self-contained cf push folder in build/stage/ (offline vendor/)
+#   make deploy ENV=staging   Redis if missing, a rolling cf push of each app, the smoke tests (DRY_RUN=1 prints)
 #   make clean   forget the local stack's state (.aerie/: secrets, Redis data, logs)
 
 SHELL := /bin/bash
@@ -30,7 +32,7 @@ TOX_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install run test lint bench clean distclean
+.PHONY: help install run test lint bench stage deploy clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -39,7 +41,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python $(INSTALL_INPUTS)
-	$(BIN)/python -m pip install --quiet -e 'shared[local]' $(addprefix -e ,$(SERVICE_DIRS)) $(DEV_TOOLS)
+	$(BIN)/python -m pip install --quiet -e 'shared[local,cf]' $(addprefix -e ,$(SERVICE_DIRS)) $(DEV_TOOLS)
 	@touch $@
 
 install: $(STAMP)
@@ -59,6 +61,19 @@ bench: $(STAMP)
 	else \
 		echo "no benchmarks yet (bench/run.py)"; \
 	fi
+
+# Cloud Foundry (README, "Deploying to Cloud Foundry"). ENV names manifests/vars/$(ENV).yml;
+# secrets come from manifests/vars/$(ENV).secrets.yml or $$AERIE_SECRETS_VARS_FILE.
+# SERVICES limits both to some apps (default: all); ARGS goes to the deploy alone.
+ENV ?= staging
+DRY_RUN ?=
+SERVICES ?=
+
+stage: $(STAMP)
+	$(BIN)/python -m aerie.cf.stage $(SERVICES)
+
+deploy: stage
+	DRY_RUN=$(DRY_RUN) $(BIN)/python -m aerie.cf.deploy $(ENV) $(SERVICES) $(ARGS)
 
 # Only what the stack and the tools generate; the venv and tox envs stay (see distclean).
 # Refuses while a stack runs on this state: its Redis data would vanish under it.

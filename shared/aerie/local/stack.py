@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from aerie.cf.version import describe
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.local.secrets import LocalSecrets, load_or_create, write_private_file
 
@@ -270,7 +271,11 @@ class LocalStack:
     @property
     def version(self) -> str:
         if self._version is None:
-            self._version = _git(self.repo_root, "describe", "--tags", "--always") or "0.0.0+local"
+            # The same version a deploy gives every manifest (aerie.cf.version), from git tags.
+            try:
+                self._version = describe(self.repo_root).version
+            except (OSError, subprocess.SubprocessError, ValueError):
+                self._version = "0.0.0+local"
         return self._version
 
     @property

@@ -1,0 +1,241 @@
+"""``make deploy ENV=staging``: the Redis service, a rolling push of each app, then the smoke tests.
+
+A multi-app manifest cannot be pushed with ``--strategy rolling``, so every service has
+its own manifest and is pushed on its own, in dependency order (tenants, the issuer,
+first). Before anything runs, every staged manifest is interpolated with the environment's
+vars and checked against the Cloud Foundry manifest schema, so a missing variable fails
+the deploy before the first app changes, not halfway through.
+
+``DRY_RUN=1`` (or ``--dry-run``) prints the exact commands instead of running them;
+secrets are never printed, only the vars file that holds them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aerie.cf.manifest import (
+    SCHEMA_RELATIVE_PATH,
+    ManifestError,
+    interpolate,
+    load_manifest,
+    load_vars,
+    manifest_vars,
+    validate_manifest,
+)
+from aerie.cf.secrets import is_secret_var
+from aerie.cf.version import GitVersion, describe
+from aerie.local.stack import KNOWN_SERVICES, find_repo_root, service_order
+
+__all__ = ["DeployError", "Step", "main", "plan", "run"]
+
+_SMOKE_SECRETS = ("bootstrap_client_id", "bootstrap_client_secret")
+
+
+class DeployError(RuntimeError):
+    """The deploy cannot go on; the message says why."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One command; with ``unless``, it runs only when that check command fails."""
+
+    argv: tuple[str, ...]
+    unless: tuple[str, ...] | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    #: Names in ``env`` whose values are secret: shown as a reference, never as the value.
+    secret_env: Mapping[str, str] = field(default_factory=dict)
+
+    def shell(self) -> str:
+        """The step as one shell line, as DRY_RUN prints it."""
+        assigns = [f"{k}={shlex.quote(self.secret_env.get(k, v))}" for k, v in sorted(self.env.items())]
+        line = " ".join([*assigns, shlex.join(self.argv)])
+        if self.unless:
+            return f"{shlex.join(self.unless)} >/dev/null 2>&1 || {line}"
+        return line
+
+
+@dataclass(frozen=True)
+class Target:
+    environment: str
+    vars_files: tuple[Path, ...]
+    variables: Mapping[str, Any]
+    version: GitVersion
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+def plan(
+    repo_root: Path,
+    target: Target,
+    services: Sequence[str],
+    stage_root: Path,
+    *,
+    smoke: bool = True,
+    placeholder_secrets: bool = False,
+) -> list[Step]:
+    """The commands of a deploy; validates every staged manifest first.
+
+    ``placeholder_secrets`` lets a dry run without the secrets file check the manifests
+    (each missing secret, and only a secret, stands in as a placeholder string).
+    """
+    variables = {**target.variables, "version": target.version.version, "commit": target.version.commit}
+    for name in ("redis_service", "redis_offering", "redis_plan"):
+        if not variables.get(name):
+            raise DeployError(f"{name} is not set in {', '.join(str(p) for p in target.vars_files)}")
+    for service in services:
+        manifest_path = stage_root / service / "manifest.yml"
+        if not manifest_path.is_file():
+            raise DeployError(f"{_rel(manifest_path, repo_root)} is missing: run `make stage` first")
+        manifest = load_manifest(manifest_path)
+        values = dict(variables)
+        if placeholder_secrets:
+            values.update({n: f"<{n}>" for n in manifest_vars(manifest) if n not in values and is_secret_var(n)})
+        try:
+            validate_manifest(interpolate(manifest, values), repo_root / SCHEMA_RELATIVE_PATH)
+        except ManifestError as exc:
+            raise DeployError(f"{_rel(manifest_path, repo_root)}: {exc}") from None
+
+    redis = variables["redis_service"]
+    steps = [
+        Step(
+            ("cf", "create-service", variables["redis_offering"], variables["redis_plan"], redis, "--wait"),
+            unless=("cf", "service", redis),
+        )
+    ]
+    vars_args = [arg for path in target.vars_files for arg in ("--vars-file", _rel(path, repo_root))]
+    for service in services:
+        app_dir = stage_root / service
+        app = load_manifest(app_dir / "manifest.yml")["applications"][0]["name"]
+        steps.append(
+            Step(
+                (
+                    "cf",
+                    "push",
+                    app,
+                    "-f",
+                    _rel(app_dir / "manifest.yml", repo_root),
+                    "-p",
+                    _rel(app_dir, repo_root),
+                    *vars_args,
+                    "--var",
+                    f"version={target.version.version}",
+                    "--var",
+                    f"commit={target.version.commit}",
+                    "--strategy",
+                    "rolling",
+                )
+            )
+        )
+    if smoke:
+        env = {f"AERIE_{s.upper()}_URL": str(variables[f"{s}_url"]) for s in services if variables.get(f"{s}_url")}
+        secret_file = _rel(target.vars_files[-1], repo_root)
+        secret_env: dict[str, str] = {}
+        for name in _SMOKE_SECRETS:
+            key = f"AERIE_{name.upper()}"
+            env[key] = str(variables.get(name, ""))
+            secret_env[key] = f"<{name} from {secret_file}>"
+        steps.append(
+            Step(
+                (
+                    _rel(Path(sys.executable), repo_root),
+                    "-m",
+                    "pytest",
+                    "e2e",
+                    "-m",
+                    "smoke",
+                    "-q",
+                    "-p",
+                    "no:cacheprovider",
+                ),
+                env=env,
+                secret_env=secret_env,
+            )
+        )
+    return steps
+
+
+def run(steps: Sequence[Step], cwd: Path, echo: Callable[[str], None] = print) -> None:
+    """Run ``steps`` in order; the first that fails stops the deploy."""
+    for step in steps:
+        echo(f"$ {step.shell()}")
+        if step.unless is not None:
+            check = subprocess.run(step.unless, cwd=cwd, capture_output=True)
+            if check.returncode == 0:
+                echo("  (exists; skipped)")
+                continue
+        result = subprocess.run(step.argv, cwd=cwd, env={**os.environ, **step.env})
+        if result.returncode != 0:
+            raise DeployError(f"{shlex.join(step.argv[:3])} failed with status {result.returncode}")
+
+
+def _git_version(repo: Path) -> GitVersion:
+    try:
+        return describe(repo)
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        raise DeployError(f"cannot read the version from git ({exc}); pass --version and --commit") from None
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = None) -> int:
+    env = os.environ if environ is None else environ
+    parser = argparse.ArgumentParser(prog="python -m aerie.cf.deploy", description=__doc__.split("\n\n")[0])
+    parser.add_argument("environment", help="a vars file under manifests/vars/ (staging, production)")
+    parser.add_argument("services", nargs="*", help=f"default: every staged one of {', '.join(KNOWN_SERVICES)}")
+    parser.add_argument("--dry-run", action="store_true", default=env.get("DRY_RUN", "") not in ("", "0"))
+    parser.add_argument("--no-smoke", dest="smoke", action="store_false", help="skip the smoke tests")
+    parser.add_argument("--stage", type=Path, help="the staged apps (default: <repo>/build/stage)")
+    parser.add_argument("--secrets", type=Path, help="default: $AERIE_SECRETS_VARS_FILE or <env>.secrets.yml")
+    parser.add_argument("--version", dest="version", help="override the version from git tags")
+    parser.add_argument("--commit", help="override the commit from git")
+    parser.add_argument("--repo", type=Path, help="the repository root (default: found from cwd)")
+    args = parser.parse_args(argv)
+
+    repo = (args.repo or find_repo_root()).resolve()
+    stage_root = (args.stage or repo / "build" / "stage").resolve()
+    vars_dir = repo / "manifests" / "vars"
+    public = vars_dir / f"{args.environment}.yml"
+    secrets = args.secrets or Path(env.get("AERIE_SECRETS_VARS_FILE") or vars_dir / f"{args.environment}.secrets.yml")
+    secrets = secrets if secrets.is_absolute() else repo / secrets
+    try:
+        if not public.is_file():
+            raise DeployError(f"no vars file {_rel(public, repo)} for environment {args.environment!r}")
+        have_secrets = secrets.is_file()
+        if not have_secrets and not args.dry_run:
+            raise DeployError(
+                f"{_rel(secrets, repo)} is missing: `python -m aerie.cf.secrets {args.environment}` makes one"
+            )
+        variables = load_vars([public, secrets] if have_secrets else [public])
+        found = GitVersion(args.version, args.commit) if args.version and args.commit else _git_version(repo)
+        version = GitVersion(args.version or found.version, args.commit or found.commit)
+        staged = [p.name for p in stage_root.iterdir() if (p / "manifest.yml").is_file()] if stage_root.is_dir() else []
+        services = service_order(args.services or staged)
+        if not services:
+            raise DeployError(f"nothing staged in {_rel(stage_root, repo)}: run `make stage` first")
+        target = Target(args.environment, (public, secrets), variables, version)
+        steps = plan(repo, target, services, stage_root, smoke=args.smoke, placeholder_secrets=not have_secrets)
+        if args.dry_run:
+            for step in steps:
+                print(step.shell())
+            return 0
+        run(steps, repo)
+    except (DeployError, ManifestError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,277 @@
+"""``make stage``: each service as a self-contained folder that ``cf push`` can take as it is.
+
+The Python buildpack sees only the pushed folder, so a staged service holds everything:
+
+- its package (from ``[tool.setuptools.packages.find]`` in its pyproject), without tests;
+- ``uwsgi.ini`` with the shared ``base.ini`` copied beside it (the repo's include points
+  at ``../../shared``, which is not pushed);
+- ``requirements.txt`` (detection and install), ``runtime.txt`` naming a Python line the
+  buildpack offers, ``.cfignore``, and ``manifest.yml``;
+- ``vendor/``: the shared library as a wheel and every dependency as a wheel for the
+  target Python on manylinux x86_64, so the buildpack runs
+  ``pip install -r requirements.txt --no-index --find-links=vendor`` with no index at all.
+
+Wheels are fetched once into a wheelhouse shared by all services; each service's
+``vendor/`` is then resolved from that wheelhouse alone (``--no-index``), which is the
+offline install the buildpack will do, so a missing wheel fails here and not on the platform.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+import shutil
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from aerie.local.stack import KNOWN_SERVICES, find_repo_root, service_order
+
+__all__ = [
+    "CFIGNORE",
+    "DEFAULT_PYTHON",
+    "Fetcher",
+    "PipFetcher",
+    "StageError",
+    "build_shared_wheel",
+    "main",
+    "manylinux_platforms",
+    "stage_all",
+    "stage_service",
+    "stageable_services",
+]
+
+#: The Python line staged apps run on: the oldest the project supports and the buildpack offers.
+DEFAULT_PYTHON = "3.11"
+#: cflinuxfs4 is Ubuntu 22.04 (glibc 2.35): any manylinux wheel up to that runs there.
+_GLIBC_MAX_MINOR = 35
+CFIGNORE = """\
+# Not pushed: the buildpack needs only the code, requirements, runtime.txt and vendor/.
+__pycache__/
+*.py[cod]
+tests/
+.pytest_cache/
+*.egg-info/
+.venv/
+*.secrets.yml
+"""
+_INCLUDE = re.compile(r"^(?P<key>\s*ini\s*=\s*)%d(?P<path>\S+)\s*$")
+
+
+class StageError(RuntimeError):
+    """A service cannot be staged; the message says which and why."""
+
+
+def manylinux_platforms(arch: str = "x86_64") -> list[str]:
+    """Every manylinux tag a wheel may carry and still run on cflinuxfs4, newest first.
+
+    pip expands only ``manylinux2014`` to older tags by itself, so the PEP 600 tags are listed.
+    """
+    return [f"manylinux_2_{minor}_{arch}" for minor in range(_GLIBC_MAX_MINOR, 16, -1)] + [f"manylinux2014_{arch}"]
+
+
+class Fetcher(Protocol):
+    """Fills a wheelhouse and a service's ``vendor/``; tests pass one that does not download."""
+
+    def fill_wheelhouse(self, requirements: Sequence[Path], wheelhouse: Path, python: str) -> None: ...
+
+    def vendor(self, requirements: Path, wheelhouse: Path, vendor: Path, python: str) -> None: ...
+
+
+@dataclass
+class PipFetcher:
+    """``pip download`` of binary wheels for the target Python and platform."""
+
+    pip: Sequence[str] = (sys.executable, "-m", "pip")
+    quiet: bool = True
+
+    def _download(self, args: Sequence[str], python: str) -> None:
+        platforms = [arg for tag in manylinux_platforms() for arg in ("--platform", tag)]
+        abi = "cp" + python.replace(".", "")
+        command = [
+            *self.pip,
+            "download",
+            "--disable-pip-version-check",
+            "--only-binary=:all:",
+            "--implementation",
+            "cp",
+            "--python-version",
+            python,
+            "--abi",
+            abi,
+            *platforms,
+            *(["--quiet"] if self.quiet else []),
+            *args,
+        ]
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise StageError(f"pip download failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
+
+    def fill_wheelhouse(self, requirements: Sequence[Path], wheelhouse: Path, python: str) -> None:
+        reqs = [arg for path in requirements for arg in ("-r", str(path))]
+        self._download([*reqs, "--find-links", str(wheelhouse), "--dest", str(wheelhouse)], python)
+
+    def vendor(self, requirements: Path, wheelhouse: Path, vendor: Path, python: str) -> None:
+        self._download(
+            ["-r", str(requirements), "--no-index", "--find-links", str(wheelhouse), "--dest", str(vendor)], python
+        )
+
+
+def stageable_services(repo_root: Path) -> list[str]:
+    """Services that can be pushed: a folder with a manifest, a uwsgi.ini and requirements."""
+    services = Path(repo_root) / "services"
+    needed = ("manifest.yml", "uwsgi.ini", "requirements.txt", "pyproject.toml")
+    found = [p.name for p in services.iterdir() if p.is_dir() and all((p / n).is_file() for n in needed)]
+    return service_order(found)
+
+
+def build_shared_wheel(repo_root: Path, out: Path) -> Path:
+    """The shared library as a wheel (``pip wheel --no-deps``), the one the services require."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("aerie_shared-*.whl"):
+        old.unlink()
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--wheel-dir",
+            str(out),
+            str(repo_root / "shared"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StageError(f"building the aerie-shared wheel failed:\n{result.stderr[-3000:]}")
+    wheels = list(out.glob("aerie_shared-*.whl"))
+    if len(wheels) != 1:
+        raise StageError(f"expected one aerie-shared wheel in {out}, found {len(wheels)}")
+    return wheels[0]
+
+
+def _packages(service_dir: Path) -> list[Path]:
+    """Top-level package folders the service's pyproject includes."""
+    config = tomllib.loads((service_dir / "pyproject.toml").read_text(encoding="utf-8"))
+    patterns = config.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {}).get("include")
+    if not patterns:
+        raise StageError(f"{service_dir}/pyproject.toml names no packages ([tool.setuptools.packages.find] include)")
+    found = [
+        p
+        for p in sorted(service_dir.iterdir())
+        if p.is_dir() and (p / "__init__.py").is_file() and any(fnmatch.fnmatch(p.name, pat) for pat in patterns)
+    ]
+    if not found:
+        raise StageError(f"{service_dir}: no package matches {patterns}")
+    return found
+
+
+def copy_ini(source: Path, dest: Path) -> None:
+    """Copy a uWSGI ini, pulling every ``ini = %d<path>`` include in beside it."""
+    lines = []
+    for line in source.read_text(encoding="utf-8").splitlines():
+        match = _INCLUDE.match(line)
+        if match:
+            included = (source.parent / match["path"]).resolve()
+            if not included.is_file():
+                raise StageError(f"{source}: included {included} does not exist")
+            target = dest.parent / included.name
+            if target == dest:
+                target = dest.parent / f"included-{included.name}"
+            copy_ini(included, target)
+            line = f"{match['key']}%d{target.name}"
+        lines.append(line)
+    dest.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def stage_service(
+    repo_root: Path, name: str, out_root: Path, *, wheelhouse: Path, fetcher: Fetcher, python: str = DEFAULT_PYTHON
+) -> Path:
+    """Stage ``services/<name>`` into ``out_root/<name>`` (replacing what was there)."""
+    source = Path(repo_root) / "services" / name
+    dest = Path(out_root) / name
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", "*.egg-info")
+    for package in _packages(source):
+        shutil.copytree(package, dest / package.name, ignore=ignore)
+    shutil.copy2(source / "manifest.yml", dest / "manifest.yml")
+    shutil.copy2(source / "requirements.txt", dest / "requirements.txt")
+    copy_ini(source / "uwsgi.ini", dest / "uwsgi.ini")
+    (dest / "runtime.txt").write_text(f"python-{python}.x\n", encoding="utf-8")
+    (dest / ".cfignore").write_text(CFIGNORE, encoding="utf-8")
+    vendor = dest / "vendor"
+    vendor.mkdir()
+    fetcher.vendor(dest / "requirements.txt", wheelhouse, vendor, python)
+    if not any(vendor.glob("aerie_shared-*.whl")):
+        raise StageError(f"{name}: vendor/ lacks the aerie-shared wheel; does requirements.txt name aerie-shared?")
+    strays = sorted(p.name for p in vendor.iterdir() if not p.name.endswith(".whl"))
+    if strays:
+        raise StageError(f"{name}: vendor/ holds non-wheels the buildpack would build: {', '.join(strays)}")
+    return dest
+
+
+def stage_all(
+    repo_root: Path,
+    out_root: Path,
+    *,
+    services: Sequence[str] | None = None,
+    fetcher: Fetcher | None = None,
+    python: str = DEFAULT_PYTHON,
+    echo: Callable[[str], None] = lambda _m: None,
+) -> list[Path]:
+    """Stage ``services`` (default: every stageable one) into ``out_root``; returns their folders."""
+    repo_root = Path(repo_root)
+    names = list(services) if services is not None else stageable_services(repo_root)
+    unknown = sorted(set(names) - set(stageable_services(repo_root)))
+    if unknown:
+        raise StageError(f"not stageable (no manifest.yml, uwsgi.ini, requirements.txt or pyproject.toml): {unknown}")
+    fetcher = fetcher or PipFetcher()
+    wheelhouse = Path(out_root) / ".wheelhouse"
+    if services is None and Path(out_root).is_dir():
+        # Staging everything: a folder of a service that no longer exists must not be deployed.
+        for stale in Path(out_root).iterdir():
+            if stale.is_dir() and stale.name not in names and stale != wheelhouse:
+                shutil.rmtree(stale)
+    started = time.monotonic()
+    build_shared_wheel(repo_root, wheelhouse)
+    fetcher.fill_wheelhouse([repo_root / "services" / n / "requirements.txt" for n in names], wheelhouse, python)
+    echo(f"wheelhouse ready in {time.monotonic() - started:.1f}s ({wheelhouse})")
+    staged = []
+    for name in names:
+        t0 = time.monotonic()
+        staged.append(stage_service(repo_root, name, out_root, wheelhouse=wheelhouse, fetcher=fetcher, python=python))
+        echo(f"staged {name} in {time.monotonic() - t0:.1f}s -> {staged[-1]}")
+    return staged
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m aerie.cf.stage", description=__doc__.split("\n\n")[0])
+    parser.add_argument("services", nargs="*", help=f"default: every stageable one of {', '.join(KNOWN_SERVICES)}")
+    parser.add_argument("--out", type=Path, help="default: <repo>/build/stage")
+    parser.add_argument("--python", default=DEFAULT_PYTHON, help="the Python line for runtime.txt and the wheels")
+    args = parser.parse_args(argv)
+    if not re.fullmatch(r"3\.\d+", args.python):
+        parser.error("--python takes a line like 3.11")
+    repo = find_repo_root()
+    out = args.out or repo / "build" / "stage"
+    try:
+        stage_all(repo, out, services=args.services or None, python=args.python, echo=print)
+    except StageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

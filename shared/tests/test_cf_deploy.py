@@ -1,0 +1,135 @@
+"""``make deploy``: the exact cf commands DRY_RUN prints, and the order a real run takes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aerie.cf.deploy import main
+from aerie.cf.secrets import secrets_vars
+
+REPO = Path(__file__).resolve().parents[2]
+SERVICES = ("tenants", "projects", "flags", "audit")
+
+
+@pytest.fixture
+def stage(tmp_path: Path) -> Path:
+    """Staged apps as far as deploy looks at them: each service's manifest in its folder."""
+    root = tmp_path / "stage"
+    for name in SERVICES:
+        (root / name).mkdir(parents=True)
+        shutil.copy(REPO / "services" / name / "manifest.yml", root / name / "manifest.yml")
+    return root
+
+
+def _python() -> str:
+    exe = Path(sys.executable)
+    return str(exe.relative_to(REPO)) if exe.is_relative_to(REPO) else str(exe)
+
+
+def test_dry_run_prints_the_exact_commands(stage, tmp_path, capsys):
+    secrets = tmp_path / "absent.secrets.yml"
+    argv = ["staging", "--repo", str(REPO), "--stage", str(stage), "--version", "1.4.0", "--commit", "0123abcd"]
+    assert main([*argv, "--secrets", str(secrets)], environ={"DRY_RUN": "1"}) == 0
+    common = f"--vars-file manifests/vars/staging.yml --vars-file {secrets} --var version=1.4.0 --var commit=0123abcd"
+    pushes = [
+        f"cf push aerie-{s} -f {stage}/{s}/manifest.yml -p {stage}/{s} {common} --strategy rolling" for s in SERVICES
+    ]
+    smoke = (
+        "AERIE_AUDIT_URL=https://aerie-audit.apps.staging.example.com"
+        f" AERIE_BOOTSTRAP_CLIENT_ID='<bootstrap_client_id from {secrets}>'"
+        f" AERIE_BOOTSTRAP_CLIENT_SECRET='<bootstrap_client_secret from {secrets}>'"
+        " AERIE_FLAGS_URL=https://aerie-flags.apps.staging.example.com"
+        " AERIE_PROJECTS_URL=https://aerie-projects.apps.staging.example.com"
+        " AERIE_TENANTS_URL=https://aerie-tenants.apps.staging.example.com"
+        f" {_python()} -m pytest e2e -m smoke -q -p no:cacheprovider"
+    )
+    assert capsys.readouterr().out.splitlines() == [
+        "cf service aerie-redis >/dev/null 2>&1 || cf create-service p.redis on-demand-cache aerie-redis --wait",
+        *pushes,
+        smoke,
+    ]
+
+
+def test_dry_run_never_prints_a_secret(stage, tmp_path, capsys):
+    secrets = tmp_path / "production.secrets.yml"
+    made = secrets_vars()
+    secrets.write_text(yaml.safe_dump(made))
+    argv = ["production", "tenants", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets)]
+    assert main([*argv, "--dry-run"], environ={}) == 0
+    out = capsys.readouterr().out
+    assert "cf push aerie-tenants" in out and "aerie-projects" not in out
+    assert "--var version=" in out
+    for name, value in made.items():
+        assert value not in out, name
+
+
+def test_a_missing_variable_stops_before_any_command(stage, tmp_path, capsys):
+    public = tmp_path / "repo"
+    shutil.copytree(REPO / "manifests", public / "manifests")
+    (public / "services").mkdir()
+    vars_file = public / "manifests" / "vars" / "staging.yml"
+    data = yaml.safe_load(vars_file.read_text())
+    del data["jwks_url"]
+    vars_file.write_text(yaml.safe_dump(data))
+    argv = ["staging", "--repo", str(public), "--stage", str(stage), "--version", "1", "--commit", "c"]
+    assert main([*argv, "--secrets", str(tmp_path / "none.yml")], environ={"DRY_RUN": "1"}) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "no value for ((jwks_url))" in captured.err
+
+
+def test_a_real_run_needs_the_secrets_file(stage, tmp_path, capsys):
+    argv = ["staging", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(tmp_path / "none.yml")]
+    assert main(argv, environ={}) == 1
+    assert "python -m aerie.cf.secrets staging" in capsys.readouterr().err
+
+
+def _fake_cf(tmp_path: Path, service_exists: bool) -> Path:
+    """A ``cf`` that records its arguments; ``cf service`` answers as told."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    cf = bin_dir / "cf"
+    status = 0 if service_exists else 1
+    cf.write_text(
+        "#!/bin/sh\n"
+        f'echo "$*" >> {tmp_path}/cf.log\n'
+        f'if [ "$1" = service ]; then exit {status}; fi\n'
+        'if [ "$1" = push ] && [ "$2" = aerie-flags ]; then exit 7; fi\n'
+        "exit 0\n"
+    )
+    cf.chmod(cf.stat().st_mode | stat.S_IXUSR)
+    return bin_dir
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_real_run_creates_redis_only_when_missing_and_pushes_in_order(stage, tmp_path, monkeypatch, exists):
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(secrets_vars()))
+    monkeypatch.setenv("PATH", f"{_fake_cf(tmp_path, exists)}{os.pathsep}{os.environ['PATH']}")
+    argv = ["staging", "tenants", "projects", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets)]
+    assert main([*argv, "--no-smoke", "--version", "2.0.0", "--commit", "feedbeef"], environ={}) == 0
+    calls = (tmp_path / "cf.log").read_text().splitlines()
+    assert calls[0] == "service aerie-redis"
+    pushes = calls[2:] if not exists else calls[1:]
+    if not exists:
+        assert calls[1] == "create-service p.redis on-demand-cache aerie-redis --wait"
+    assert [c.split()[1] for c in pushes] == ["aerie-tenants", "aerie-projects"]
+    assert all(c.startswith("push ") and c.endswith("--strategy rolling") for c in pushes)
+
+
+def test_a_failed_push_stops_the_deploy(stage, tmp_path, monkeypatch, capsys):
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(secrets_vars()))
+    monkeypatch.setenv("PATH", f"{_fake_cf(tmp_path, True)}{os.pathsep}{os.environ['PATH']}")
+    argv = ["staging", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets), "--no-smoke"]
+    assert main(argv, environ={}) == 1
+    pushed = [c.split()[1] for c in (tmp_path / "cf.log").read_text().splitlines() if c.startswith("push")]
+    assert pushed == ["aerie-tenants", "aerie-projects", "aerie-flags"], "audit is not pushed after flags failed"
+    assert "cf push aerie-flags failed with status 7" in capsys.readouterr().err
