@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -177,6 +177,7 @@ class StreamConsumer:
         processed_ttl_s: int = 7 * 24 * 3600,
         batch_handler: BatchHandler | None = None,
         max_version: int = ENVELOPE_VERSION,
+        types: Sequence[str] | None = None,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
@@ -191,6 +192,10 @@ class StreamConsumer:
         self._min_idle_ms = min_idle_ms
         self._processed_ttl_s = processed_ttl_s
         self._max_version = max_version
+        #: Per-event mode: only events whose type starts with one of these reach the handler;
+        #: the rest are acknowledged in one XACK per read, with no marker written. A consumer
+        #: that joins late (its group starts at the stream's beginning) catches up quickly.
+        self._types = tuple(types) if types is not None else None
         self._group_ready = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -229,14 +234,33 @@ class StreamConsumer:
             for _stream, entries in read or ():
                 handled += self._handle_batch(entries)
             return handled
-        for entry_id, fields in claimed[1]:
-            if fields:  # a trimmed entry comes back without fields
-                handled += self._handle(entry_id, fields)
+        handled = self._handle_each(claimed[1])
         read = r.xreadgroup(self.group, self.consumer, {self._stream: ">"}, count=self._batch, block=self._block_ms)
         for _stream, entries in read or ():
-            for entry_id, fields in entries:
-                handled += self._handle(entry_id, fields)
+            handled += self._handle_each(entries)
         return handled
+
+    def _handle_each(self, entries: list[tuple[str, Mapping[str, str] | None]]) -> int:
+        """Per-event mode; what needs no handling (trimmed, or a type not asked for) is acked at once."""
+        handled = 0
+        skipped: list[str] = []
+        for entry_id, fields in entries:
+            if not fields or not self._wanted(fields):
+                skipped.append(entry_id)
+            else:
+                handled += self._handle(entry_id, fields)
+        if skipped:
+            self._redis.client.xack(self._stream, self.group, *skipped)
+        return handled
+
+    def _wanted(self, fields: Mapping[str, str]) -> bool:
+        if self._types is None:
+            return True
+        try:
+            type_ = json.loads(fields["event"])["type"]
+        except (KeyError, TypeError, ValueError):
+            return True  # malformed: _handle logs and acknowledges it
+        return isinstance(type_, str) and type_.startswith(self._types)
 
     def _handle_batch(self, entries: list[tuple[str, Mapping[str, str] | None]]) -> int:
         if not entries:

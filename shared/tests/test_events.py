@@ -214,6 +214,18 @@ def test_duplicate_event_is_handled_once(redis_provider, r):
     assert pending(r) == 0
 
 
+def test_consumer_of_some_types_acks_the_rest_without_handling_or_markers(redis_provider, r):
+    wanted = event("tenant.deleted", id="ten-1")
+    for evt in [event(id="prj-1"), wanted, event("flag.updated", None, id="f")]:
+        EventPublisher().publish(r, evt)
+    seen: list[dict[str, Any]] = []
+    c = consumer(redis_provider, seen.append, group="cascade", types=("tenant.deleted",))
+    assert c.poll_once() == 1
+    assert seen == [wanted]
+    assert pending(r, "cascade") == 0
+    assert list(r.scan_iter(match="aerie:processed:cascade:*")) == [f"aerie:processed:cascade:{wanted['id']}"]
+
+
 def test_groups_are_independent(redis_provider, r):
     EventPublisher().publish(r, event())
     audit: list[str] = []

@@ -60,7 +60,9 @@ def build(
     events = PositionedPublisher()
     forget = getattr(status, "clear", None)
     cascade = TenantCascade(infra.redis, events, on_deleted=(lambda _tid: forget()) if forget else None)
-    infra.background.add("cascade", lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade))
+    infra.background.add(
+        "cascade", lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade, types=("tenant.deleted",))
+    )
 
     limits = StreamLimits.from_env(settings.extra).for_threads(threads)
     stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
