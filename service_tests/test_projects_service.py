@@ -162,15 +162,25 @@ def test_cascade_when_projects_was_stopped(
 
 
 def test_writes_are_503_when_tenants_is_down_and_nothing_cached(
-    http: Http, tenants: UwsgiService, projects: UwsgiService
+    http: Http, tenants: UwsgiService, projects: UwsgiService, redis_server: RedisServer
 ):
-    _tenant, headers = new_tenant(http)
+    tenant, headers = new_tenant(http)
     # Reads only: workers fetch the JWKS, but none asks for this tenant's status.
     assert all(requests.get(f"{projects.url}/v1/projects", headers=headers, timeout=5).ok for _ in range(10))
     tenants.stop()
     try:
-        r = requests.post(f"{projects.url}/v1/projects", json={"name": "Blind"}, headers=headers, timeout=10)
-        assert r.status_code == 503 and r.json()["code"] == "unavailable" and r.headers["Retry-After"]
+        # A worker subscribed when the tenant was created cached it from tenant.created, and
+        # rightly lets writes through. A tenant event without a document makes every worker
+        # forget the tenant: from then on nothing is cached and tenants is away.
+        r = redis.Redis(port=redis_server.port, password=redis_server.password)
+        r.publish("aerie:event:tenant.updated", json.dumps({"id": "evt-forget", "tenant_id": tenant["id"]}))
+
+        def write() -> requests.Response:
+            return requests.post(f"{projects.url}/v1/projects", json={"name": "Blind"}, headers=headers, timeout=10)
+
+        assert wait_for(lambda: write().status_code == 503, timeout=5)
+        for r in [write() for _ in range(4)]:
+            assert r.status_code == 503 and r.json()["code"] == "unavailable" and r.headers["Retry-After"]
         # Reads keep working where the worker holds the JWKS; a worker that never fetched it
         # (which worker takes a request is not ours to choose) answers 503, never 500.
         reads = [requests.get(f"{projects.url}/v1/projects", headers=headers, timeout=10) for _ in range(8)]
