@@ -49,6 +49,10 @@ class Endpoint:
     idempotent: bool = False
     description: str | None = None
     responses: Mapping[int, str] = field(default_factory=dict)
+    #: For the hottest routes only: a hand-written check equivalent to ``body`` (which still
+    #: documents the route), run instead of Cerberus (~100 us a request). It takes the parsed
+    #: JSON object and returns the normalized body, or raises the same 422 Cerberus would.
+    check: Callable[[dict[str, Any]], dict[str, Any]] | None = None
 
     @property
     def public(self) -> bool:
@@ -68,6 +72,7 @@ def endpoint(
     idempotent: bool = False,
     description: str | None = None,
     responses: Mapping[int, str] | None = None,
+    check: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Callable[[F], F]:
     """Declare a responder's contract. ``scopes`` is required: pass ``PUBLIC`` to open it."""
     if not isinstance(scopes, _Public) and not scopes:
@@ -84,6 +89,7 @@ def endpoint(
         idempotent=idempotent,
         description=description,
         responses=dict(responses or {}),
+        check=check,
     )
 
     def mark(fn: F) -> F:

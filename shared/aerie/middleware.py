@@ -197,7 +197,7 @@ class BodyMiddleware:
             if raw.strip():
                 try:
                     body = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
+                except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than json allows
                     raise errors.bad_request("The body is not valid JSON.") from None
         if spec.body is None:
             if body not in (None, {}):
@@ -207,7 +207,7 @@ class BodyMiddleware:
             body = {}
         if not isinstance(body, dict):
             raise errors.bad_request("The body must be a JSON object.")
-        req.context.body = validate(spec.body, body, location="body")
+        req.context.body = spec.check(body) if spec.check is not None else validate(spec.body, body, location="body")
 
 
 def _query_document(req: falcon.Request) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The flags service: definitions, overrides, evaluation from an in-process snapshot."""

@@ -1,0 +1,94 @@
+"""The flags service, wired: ``build(settings, ...)``, ``create_app`` and ``get_app()``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import falcon
+
+from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
+from aerie.config import ConfigError, Settings
+from aerie.event_feed import EventStream, StreamLimits
+from aerie.events import EventPublisher, StreamConsumer
+from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
+from flags.cascade import GROUP, TenantCascade
+from flags.evaluator import Evaluator
+from flags.resources.definitions import FlagCollection, FlagItem
+from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot, FlagStream
+from flags.resources.overrides import Overrides, TenantOverride, UserOverride
+from flags.snapshot import Snapshot
+from flags.storage import FlagStore
+
+__all__ = ["FlagsService", "build", "create_app", "get_app"]
+
+
+@dataclass
+class FlagsService:
+    """The app and what runs beside it, so tests (and wsgi) can start and stop it."""
+
+    app: falcon.App
+    infra: Infrastructure
+    tenants: TenantSource
+    snapshot: Snapshot
+
+    def close(self) -> None:
+        self.infra.close()
+
+
+def build(
+    settings: Settings,
+    infra: Infrastructure | None = None,
+    tenants: TenantSource | None = None,
+    *,
+    consumer_block_ms: int = 1000,
+) -> FlagsService:
+    """Wire the service. ``consumer_block_ms`` bounds how long stopping the cascade takes (tests)."""
+    infra = infra or Infrastructure.from_settings(settings)
+    if tenants is None:
+        if not (settings.tenants_url and settings.client_id and settings.client_secret):
+            raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
+        tenants = TenantDirectory.from_settings(settings, infra.subscriber)
+    events = EventPublisher()
+    store = FlagStore(infra.redis, events)
+    snapshot = Snapshot(store, infra.subscriber)
+    cascade = TenantCascade(store)
+    infra.background.add(
+        "cascade", lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade, block_ms=consumer_block_ms)
+    )
+    evaluator = Evaluator(snapshot, tenants)
+    overrides = Overrides(infra.redis, events, WriteGuard(tenants), snapshot)
+    stream = EventStream(infra.redis, StreamLimits.from_env(settings.extra))
+    routes: list[Route] = [
+        ("/v1/flags", FlagCollection(store)),
+        ("/v1/flags/snapshot", FlagSnapshot(evaluator, snapshot)),
+        ("/v1/flags/stream", FlagStream(stream)),
+        ("/v1/flags/{key}", FlagItem(store, snapshot)),
+        ("/v1/flags/{key}/evaluation", FlagEvaluation(evaluator, snapshot)),
+        ("/v1/flags/{key}/overrides/tenant", TenantOverride(overrides)),
+        ("/v1/flags/{key}/overrides/users/{user_id}", UserOverride(overrides)),
+        ("/v1/evaluate", Evaluate(evaluator)),
+    ]
+    app = create_service_app(
+        infra,
+        routes,
+        ready_checks={"flags": snapshot.ready},
+        description="Feature flags: definitions, per-tenant overrides, evaluation from an in-process snapshot.",
+    )
+    return FlagsService(app, infra, tenants, snapshot)
+
+
+def create_app(
+    settings: Settings, infra: Infrastructure | None = None, tenants: TenantSource | None = None
+) -> falcon.App:
+    return build(settings, infra, tenants).app
+
+
+def get_app() -> falcon.App | None:
+    def make(settings: Settings) -> falcon.App:
+        service = build(settings)
+        # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
+        service.infra.background.ensure_started()
+        service.infra.subscriber.ensure_started()
+        return service.app
+
+    return exit_on_config_error("flags", make)

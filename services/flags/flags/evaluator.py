@@ -1,0 +1,76 @@
+"""Evaluation for a request: the caller's context, the server's additions, the snapshot.
+
+Nothing here touches Redis: flags and overrides come from :class:`flags.snapshot.Snapshot`
+and tenant attributes from the (cached) tenant directory. The evaluation itself is the one
+shared with the Python client, :meth:`aerie.flags.evaluation.CompiledFlag.evaluate`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aerie.flags.evaluation import ABSENT, ERROR, Evaluation
+from aerie.tenant_directory import TenantSource
+from flags.snapshot import Snapshot, State
+
+__all__ = ["TENANT_ATTRIBUTES", "Evaluator"]
+
+#: What evaluation sees of the caller's tenant, as ``tenant.<name>``.
+TENANT_ATTRIBUTES = ("plan", "created_at", "language")
+_UNKNOWN_FLAG = Evaluation(None, None, ERROR, None)
+
+
+class Evaluator:
+    def __init__(self, snapshot: Snapshot, tenants: TenantSource) -> None:
+        self._snapshot = snapshot
+        self._tenants = tenants
+
+    def tenant_attributes(self, tenant_id: str) -> dict[str, Any]:
+        tenant = self._tenants.get(tenant_id) or {}
+        return {name: tenant.get(name) for name in TENANT_ATTRIBUTES}
+
+    def context(self, tenant_id: str, supplied: Mapping[str, Any]) -> dict[str, Any]:
+        """The caller's context with ``tenant_id`` and ``tenant`` set by the server (never spoofed)."""
+        return {**supplied, "tenant_id": tenant_id, "tenant": self.tenant_attributes(tenant_id)}
+
+    def evaluate(
+        self, tenant_id: str, supplied: Mapping[str, Any], keys: Iterable[str] | None = None
+    ) -> dict[str, Evaluation]:
+        """``{key: Evaluation}`` for ``keys`` (default: every flag); orjson writes each as
+        ``{"value", "variant", "reason", "rule"}`` (the dataclass's fields, in order).
+
+        A key that names no flag answers its ``ERROR`` evaluation (value null) rather than
+        failing the whole request: clients ask for many flags at once, and one removed flag
+        must not take the others down. This is the service's hot path, hence the plain loop
+        and the tenant's overrides looked up once.
+        """
+        state = self._snapshot.current()
+        context = self.context(tenant_id, supplied)
+        flags = state.flags
+        wanted = flags if keys is None else keys
+        overrides = state.overrides.get(tenant_id)
+        out: dict[str, Evaluation] = {}
+        if overrides is None:
+            for key in wanted:
+                flag = flags.get(key)
+                out[key] = _UNKNOWN_FLAG if flag is None else flag.evaluate(context)
+            return out
+        for key in wanted:
+            out[key] = self.one(state, tenant_id, key, context) or _UNKNOWN_FLAG
+        return out
+
+    @staticmethod
+    def one(state: State, tenant_id: str, key: str, context: Mapping[str, Any]) -> Evaluation | None:
+        """One flag's evaluation, or None when there is no such flag."""
+        flag = state.flags.get(key)
+        if flag is None:
+            return None
+        overrides = state.tenant(tenant_id)
+        user_override: Any = ABSENT
+        per_user = overrides.users.get(key)
+        if per_user:
+            user_id = context.get("user_id")
+            if isinstance(user_id, str | int) and not isinstance(user_id, bool):
+                user_override = per_user.get(str(user_id), ABSENT)
+        return flag.evaluate(context, tenant_override=overrides.tenant.get(key, ABSENT), user_override=user_override)

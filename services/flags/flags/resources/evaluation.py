@@ -1,0 +1,115 @@
+"""Evaluation for the caller's tenant: ``POST /v1/evaluate``, one flag, the snapshot, the stream."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import falcon
+
+from aerie import errors
+from aerie.endpoints import endpoint
+from aerie.event_feed import EventStream, client_gone_probe, respond
+from flags import schemas
+from flags.evaluator import Evaluator
+from flags.snapshot import Snapshot
+
+READ = ("flags:read",)
+
+
+class Evaluate:
+    def __init__(self, evaluator: Evaluator) -> None:
+        self._evaluator = evaluator
+
+    @endpoint(
+        "Evaluate flags for a context",
+        scopes=READ,
+        tenant=True,
+        body=schemas.EVALUATE,
+        check=schemas.check_evaluate,
+        response=schemas.EVALUATE_RESULT,
+        description="`context` is an object of attributes (`user_id`, `session_id`, `ip`, anything else), at "
+        "most 100 keys and 8 KiB as JSON. The server adds `tenant_id` (from the token) and `tenant` "
+        "(`plan`, `created_at`, `language` from the tenants service), replacing any sent. Without `keys`, "
+        "every flag is evaluated; a key that names no flag answers reason `ERROR` with value null.",
+    )
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = req.context.body
+        tenant_id = req.context.principal.tenant_id
+        resp.media = {"flags": self._evaluator.evaluate(tenant_id, body.get("context", {}), body.get("keys"))}
+
+
+class FlagEvaluation:
+    def __init__(self, evaluator: Evaluator, snapshot: Snapshot) -> None:
+        self._evaluator = evaluator
+        self._snapshot = snapshot
+
+    @endpoint(
+        "Evaluate one flag for a user (or session, or IP)",
+        scopes=READ,
+        tenant=True,
+        query=schemas.EVALUATION_QUERY,
+        response=schemas.EVALUATION,
+        responses={404: "There is no such flag"},
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        tenant_id = req.context.principal.tenant_id
+        state = self._snapshot.current()
+        context = self._evaluator.context(tenant_id, req.context.query)
+        result = self._evaluator.one(state, tenant_id, key, context)
+        if result is None:
+            raise errors.not_found(f"There is no flag {key!r}.")
+        resp.media = result
+
+
+class FlagSnapshot:
+    def __init__(self, evaluator: Evaluator, snapshot: Snapshot) -> None:
+        self._evaluator = evaluator
+        self._snapshot = snapshot
+
+    @endpoint(
+        "Everything a client needs to evaluate the caller tenant's flags locally",
+        scopes=READ,
+        tenant=True,
+        response=schemas.SNAPSHOT,
+        description="Not in API.md: the Python client (`aerie.flags.client`) evaluates this snapshot with the "
+        "same code as the server, and refetches it when `/v1/flags/stream` reports a change.",
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        tenant_id = req.context.principal.tenant_id
+        state = self._snapshot.current()
+        overrides = state.tenant(tenant_id)
+        resp.media = {
+            "flags": dict(state.docs),
+            "overrides": {"tenant": dict(overrides.tenant), "users": {k: dict(v) for k, v in overrides.users.items()}},
+            "tenant": self._evaluator.tenant_attributes(tenant_id),
+            "tenant_id": tenant_id,
+            "revision": state.revision,
+        }
+
+
+class FlagStream:
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
+
+    @endpoint(
+        "Server-Sent Events of flag definition changes and the caller tenant's override changes",
+        scopes=READ,
+        tenant=True,
+        description="`text/event-stream`: `id:` the event id, `event:` its type (`flag.created|updated|deleted`, "
+        "`flag.override.set|removed`), `data:` the event envelope. A change feed: it starts at the live end, "
+        "so a client (re)connects, then fetches `/v1/flags/snapshot`. Heartbeat comments keep idle "
+        "connections open; a connection ends after about 25 s (EventSource reconnects by itself); too many "
+        "open streams answer 503.",
+        responses={503: "Too many open streams"},
+    )
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        tenant_id = req.context.principal.tenant_id
+
+        def visible(fields: Mapping[str, str]) -> bool:
+            kind = fields.get("type", "")
+            if kind.startswith("flag.override."):
+                return fields.get("tenant_id") == tenant_id
+            return kind in ("flag.created", "flag.updated", "flag.deleted")
+
+        body = self._stream.open(visible, None, client_gone_probe(), banner=f"flag changes for {tenant_id}")
+        respond(resp, body)

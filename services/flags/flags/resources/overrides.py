@@ -1,0 +1,114 @@
+"""Overrides of the caller's tenant: for the whole tenant, or for one of its users."""
+
+from __future__ import annotations
+
+import re
+
+import falcon
+
+from aerie import errors
+from aerie.endpoints import endpoint
+from aerie.events import EventContext, EventPublisher
+from aerie.redis import RedisProvider
+from aerie.tenant_directory import WriteGuard
+from flags import schemas
+from flags.snapshot import Snapshot
+from flags.storage import TenantOverrides
+
+WRITE = ("flags:write",)
+#: A user id as clients send it: printable, no whitespace, bounded.
+_USER_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
+_RESPONSES = {
+    403: "The flag's allow_overrides does not admit this override, or the tenant is suspended",
+    404: "There is no such flag",
+}
+
+
+class Overrides:
+    """Hands each request the overrides of the token's tenant, and applies writes locally."""
+
+    def __init__(
+        self, redis_provider: RedisProvider, events: EventPublisher, guard: WriteGuard, snapshot: Snapshot
+    ) -> None:
+        self._redis = redis_provider
+        self._events = events
+        self._guard = guard
+        self._snapshot = snapshot
+
+    def writer(self, req: falcon.Request) -> TenantOverrides:
+        tenant_id = req.context.principal.tenant_id
+        self._guard.require_active(tenant_id)
+        return TenantOverrides(self._redis, tenant_id, self._events)
+
+    def set(self, req: falcon.Request, resp: falcon.Response, key: str, user_id: str | None) -> None:
+        override, event = self.writer(req).set(key, user_id, req.context.body["value"], EventContext.from_request(req))
+        self._snapshot.apply(event, local=True)
+        resp.media = override
+
+    def remove(self, req: falcon.Request, resp: falcon.Response, key: str, user_id: str | None) -> None:
+        event = self.writer(req).remove(key, user_id, EventContext.from_request(req))
+        if event is not None:
+            self._snapshot.apply(event, local=True)
+        resp.status = 204
+
+
+class TenantOverride:
+    def __init__(self, overrides: Overrides) -> None:
+        self._overrides = overrides
+
+    @endpoint(
+        "Set the caller tenant's override of a flag",
+        scopes=WRITE,
+        tenant=True,
+        body=schemas.OVERRIDE_PUT,
+        response=schemas.OVERRIDE,
+        description="Allowed when the flag's `allow_overrides` is `tenant` or `user`. The value must be one "
+        "the flag can serve: a variant's name, or a value of the default's type.",
+        responses=_RESPONSES,
+    )
+    def on_put(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        self._overrides.set(req, resp, key, None)
+
+    @endpoint(
+        "Remove the caller tenant's override of a flag",
+        scopes=WRITE,
+        tenant=True,
+        status=204,
+        responses=_RESPONSES,
+    )
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
+        self._overrides.remove(req, resp, key, None)
+
+
+class UserOverride:
+    def __init__(self, overrides: Overrides) -> None:
+        self._overrides = overrides
+
+    @endpoint(
+        "Set one user's override of a flag, in the caller's tenant",
+        scopes=WRITE,
+        tenant=True,
+        body=schemas.OVERRIDE_PUT,
+        response=schemas.OVERRIDE,
+        description="Allowed when the flag's `allow_overrides` is `user`. It applies to evaluations of the "
+        "caller's tenant whose context has this `user_id`.",
+        responses=_RESPONSES,
+    )
+    def on_put(self, req: falcon.Request, resp: falcon.Response, key: str, user_id: str) -> None:
+        self._overrides.set(req, resp, key, _user_id(user_id))
+
+    @endpoint(
+        "Remove one user's override of a flag, in the caller's tenant",
+        scopes=WRITE,
+        tenant=True,
+        status=204,
+        responses=_RESPONSES,
+    )
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, key: str, user_id: str) -> None:
+        self._overrides.remove(req, resp, key, _user_id(user_id))
+
+
+def _user_id(raw: str) -> str:
+    if not _USER_ID.match(raw):
+        raise errors.validation_error([{"field": "user_id", "message": "must be 1..256 printable characters"}])
+    return raw

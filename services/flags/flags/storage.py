@@ -1,0 +1,307 @@
+"""Flag definitions (global) and overrides (per tenant) in Redis, with their events.
+
+Redis is the record; evaluation never reads it (see :mod:`flags.snapshot`). Every write
+bumps one global revision in the same ``MULTI`` as the data and its event, and the event
+carries that revision in ``data.revision``. Writes are serialized by ``WATCH``-ing the
+revision, so revisions are gapless and in commit order: a process that has applied
+revision ``n`` knows the next event must be ``n + 1``, and anything else means it missed
+one and must reload.
+
+Key layout (a tenant's keys carry its id as a hash tag, like projects'):
+
+- ``flags:definitions``           hash: flag key -> the flag document (JSON, the API's representation)
+- ``flags:index``                 sorted set of flag keys, score 0, for paging by key
+- ``flags:revision``              the revision of the last write
+- ``flags:override-tenants``      set of tenant ids that have (or had) overrides
+- ``flags:{<tenant>}:keys``       set of the flag keys that tenant overrides
+- ``flags:{<tenant>}:o:<key>``    hash: ``tenant`` -> value, ``user:<user_id>`` -> value (JSON)
+
+Overrides are only reachable through :class:`TenantOverrides`, built with the tenant id of
+the verified token, so one tenant can never name another's keys. Deleting a flag removes
+its overrides in every tenant: a flag created again later under the same key starts clean.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+
+from aerie import errors
+from aerie.events import EventContext, EventPublisher, new_event, utcnow
+from aerie.pagination import Page, decode_cursor, encode_cursor
+from aerie.redis import RedisProvider
+from flags.domain import check_override_value
+
+__all__ = ["DEFINITIONS", "REVISION", "FlagStore", "Loaded", "TenantOverrides", "TenantState", "tenant_prefix"]
+
+DEFINITIONS = "flags:definitions"
+INDEX = "flags:index"
+REVISION = "flags:revision"
+OVERRIDE_TENANTS = "flags:override-tenants"
+USER_PREFIX = "user:"
+TENANT_FIELD = "tenant"
+
+_TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Fields of a stored document that a PUT body may carry but that the service owns.
+_READ_ONLY = ("key", "version", "created_at", "updated_at")
+
+
+def tenant_prefix(tenant_id: str) -> str:
+    if not _TENANT_ID.match(tenant_id):
+        raise ValueError("not a tenant id")
+    return f"flags:{{{tenant_id}}}:"
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _revision(pipe: Any) -> int:
+    return int(pipe.get(REVISION) or 0)
+
+
+@dataclass
+class TenantState:
+    """One tenant's overrides: ``tenant`` by flag key, ``users`` by flag key then user id."""
+
+    tenant: dict[str, Any] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def put(self, key: str, scope_field: str, value: Any) -> None:
+        if scope_field == TENANT_FIELD:
+            self.tenant[key] = value
+        elif scope_field.startswith(USER_PREFIX):
+            self.users.setdefault(key, {})[scope_field[len(USER_PREFIX) :]] = value
+
+    def as_body(self) -> dict[str, Any]:
+        return {"tenant": dict(self.tenant), "users": {k: dict(v) for k, v in self.users.items()}}
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """Everything, as of (at least) ``revision``: what a process reloads its snapshot from."""
+
+    revision: int
+    definitions: dict[str, dict[str, Any]]
+    overrides: dict[str, TenantState]
+
+
+class FlagStore:
+    """Definitions, and the reload of everything; the admin's view."""
+
+    def __init__(self, redis_provider: RedisProvider, events: EventPublisher) -> None:
+        self._redis = redis_provider
+        self._events = events
+
+    @property
+    def _r(self) -> redis.Redis:
+        return self._redis.client
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        raw = self._r.hget(DEFINITIONS, key)
+        return json.loads(raw) if raw else None
+
+    def require(self, key: str) -> dict[str, Any]:
+        doc = self.get(key)
+        if doc is None:
+            raise errors.not_found(f"There is no flag {key!r}.")
+        return doc
+
+    def list(self, *, limit: int, cursor: str | None) -> Page:
+        after = decode_cursor(cursor, "after") if cursor else None
+        keys = self._r.zrangebylex(INDEX, f"({after}" if after else "-", "+", start=0, num=limit + 1)
+        more = len(keys) > limit
+        keys = keys[:limit]
+        docs = self._r.hmget(DEFINITIONS, keys) if keys else []
+        items = [json.loads(d) for d in docs if d]
+        return Page(items, encode_cursor({"after": keys[-1]}) if more and keys else None)
+
+    def put(
+        self, key: str, fields: Mapping[str, Any], ctx: EventContext, *, if_match: int | None = None
+    ) -> tuple[dict[str, Any], bool, dict[str, Any]]:
+        """Create or replace a flag; (document, created, event). 412 on a stale ``if_match``."""
+        result: dict[str, Any] = {}
+
+        def write(pipe: Any) -> None:
+            raw = pipe.hget(DEFINITIONS, key)
+            old = json.loads(raw) if raw else None
+            if if_match is not None and (old is None or old["version"] != if_match):
+                raise errors.precondition_failed()
+            revision = _revision(pipe) + 1
+            now = utcnow()
+            doc = {k: v for k, v in fields.items() if k not in _READ_ONLY}
+            doc = {
+                "key": key,
+                **doc,
+                "version": old["version"] + 1 if old else 1,
+                "created_at": old["created_at"] if old else now,
+                "updated_at": now,
+            }
+            kind = "flag.updated" if old else "flag.created"
+            pipe.multi()
+            pipe.hset(DEFINITIONS, key, _dump(doc))
+            pipe.zadd(INDEX, {key: 0})
+            pipe.set(REVISION, revision)
+            event = new_event(kind, None, {"flag": doc, "revision": revision}, ctx)
+            self._events.add(pipe, event)
+            result.update(doc=doc, created=old is None, event=event)
+
+        self._r.transaction(write, DEFINITIONS, REVISION)
+        return result["doc"], result["created"], result["event"]
+
+    def delete(self, key: str, ctx: EventContext, *, if_match: int | None = None) -> dict[str, Any]:
+        """Remove a flag and every tenant's overrides of it; the ``flag.deleted`` event."""
+        result: dict[str, Any] = {}
+
+        def write(pipe: Any) -> None:
+            raw = pipe.hget(DEFINITIONS, key)
+            if raw is None:
+                raise errors.not_found(f"There is no flag {key!r}.")
+            doc = json.loads(raw)
+            if if_match is not None and doc["version"] != if_match:
+                raise errors.precondition_failed()
+            tenants = sorted(pipe.smembers(OVERRIDE_TENANTS))
+            revision = _revision(pipe) + 1
+            pipe.multi()
+            pipe.hdel(DEFINITIONS, key)
+            pipe.zrem(INDEX, key)
+            for tenant_id in tenants:
+                prefix = tenant_prefix(tenant_id)
+                pipe.delete(f"{prefix}o:{key}")
+                pipe.srem(f"{prefix}keys", key)
+            pipe.set(REVISION, revision)
+            event = new_event("flag.deleted", None, {"flag": doc, "revision": revision}, ctx)
+            self._events.add(pipe, event)
+            result["event"] = event
+
+        self._r.transaction(write, DEFINITIONS, REVISION, OVERRIDE_TENANTS)
+        return result["event"]
+
+    def load(self) -> Loaded:
+        """Everything, for a snapshot reload.
+
+        The revision is read first and the data after, so the data is at least that recent;
+        replaying events newer than the revision over it is harmless, because each event
+        carries the whole new state of what it changed.
+        """
+        r = self._r
+        revision = int(r.get(REVISION) or 0)
+        definitions = {k: json.loads(v) for k, v in r.hgetall(DEFINITIONS).items()}
+        tenants = sorted(r.smembers(OVERRIDE_TENANTS))
+        pipe = r.pipeline(transaction=False)
+        for tenant_id in tenants:
+            pipe.smembers(f"{tenant_prefix(tenant_id)}keys")
+        key_sets = pipe.execute() if tenants else []
+        pipe = r.pipeline(transaction=False)
+        wanted: list[tuple[str, str]] = []
+        for tenant_id, keys in zip(tenants, key_sets, strict=True):
+            for key in sorted(keys):
+                wanted.append((tenant_id, key))
+                pipe.hgetall(f"{tenant_prefix(tenant_id)}o:{key}")
+        overrides: dict[str, TenantState] = {}
+        for (tenant_id, key), stored in zip(wanted, pipe.execute() if wanted else [], strict=True):
+            state = overrides.setdefault(tenant_id, TenantState())
+            for scope_field, raw in stored.items():
+                state.put(key, scope_field, json.loads(raw))
+        return Loaded(revision, definitions, overrides)
+
+    def purge_tenant(self, tenant_id: str) -> int:
+        """Remove a deleted tenant's overrides (no events: nobody can evaluate for it any more)."""
+        r = self._r
+        prefix = tenant_prefix(tenant_id)
+        keys = r.smembers(f"{prefix}keys")
+        pipe = r.pipeline(transaction=True)
+        for key in keys:
+            pipe.delete(f"{prefix}o:{key}")
+        pipe.delete(f"{prefix}keys")
+        pipe.srem(OVERRIDE_TENANTS, tenant_id)
+        pipe.execute()
+        return len(keys)
+
+
+class TenantOverrides:
+    """One tenant's overrides. The tenant id is fixed at construction, from the token."""
+
+    def __init__(self, redis_provider: RedisProvider, tenant_id: str, events: EventPublisher) -> None:
+        self._redis = redis_provider
+        self.tenant_id = tenant_id
+        self._prefix = tenant_prefix(tenant_id)
+        self._events = events
+
+    def set(
+        self, key: str, user_id: str | None, value: Any, ctx: EventContext
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Set the tenant's (``user_id`` None) or one user's override; (the override, event).
+
+        404 when the flag does not exist, 403 when its ``allow_overrides`` does not admit
+        this kind of override, 422 when the value is not one the flag can serve.
+        """
+        scope = "tenant" if user_id is None else "user"
+        override = {"key": key, "scope": scope, **({"user_id": user_id} if user_id else {}), "value": value}
+        result: dict[str, Any] = {}
+        hash_key = f"{self._prefix}o:{key}"
+
+        def write(pipe: Any) -> None:
+            raw = pipe.hget(DEFINITIONS, key)
+            if raw is None:
+                raise errors.not_found(f"There is no flag {key!r}.")
+            doc = json.loads(raw)
+            allowed = ("user",) if scope == "user" else ("tenant", "user")
+            if doc.get("allow_overrides") not in allowed:
+                raise errors.forbidden(
+                    f"The flag {key!r} allows overrides by: {doc.get('allow_overrides')}; not {scope} overrides."
+                )
+            check_override_value(value, doc)
+            revision = _revision(pipe) + 1
+            pipe.multi()
+            pipe.hset(hash_key, TENANT_FIELD if user_id is None else USER_PREFIX + user_id, _dump(value))
+            pipe.sadd(f"{self._prefix}keys", key)
+            pipe.sadd(OVERRIDE_TENANTS, self.tenant_id)
+            pipe.set(REVISION, revision)
+            event = new_event("flag.override.set", self.tenant_id, {**override, "revision": revision}, ctx)
+            self._events.add(pipe, event)
+            result["event"] = event
+
+        self._r.transaction(write, DEFINITIONS, REVISION, hash_key)
+        return override, result["event"]
+
+    def remove(self, key: str, user_id: str | None, ctx: EventContext) -> dict[str, Any] | None:
+        """Remove an override; its event, or None when there was none to remove (404 if no such flag)."""
+        scope_field = TENANT_FIELD if user_id is None else USER_PREFIX + user_id
+        hash_key = f"{self._prefix}o:{key}"
+        result: dict[str, dict[str, Any] | None] = {"event": None}
+
+        def write(pipe: Any) -> None:
+            if not pipe.hexists(DEFINITIONS, key):
+                raise errors.not_found(f"There is no flag {key!r}.")
+            result["event"] = None
+            if not pipe.hexists(hash_key, scope_field):
+                return
+            revision = _revision(pipe) + 1
+            last = pipe.hlen(hash_key) == 1
+            pipe.multi()
+            pipe.hdel(hash_key, scope_field)
+            if last:
+                pipe.srem(f"{self._prefix}keys", key)
+            pipe.set(REVISION, revision)
+            data = {
+                "key": key,
+                "scope": "tenant" if user_id is None else "user",
+                **({"user_id": user_id} if user_id else {}),
+                "revision": revision,
+            }
+            event = new_event("flag.override.removed", self.tenant_id, data, ctx)
+            self._events.add(pipe, event)
+            result["event"] = event
+
+        self._r.transaction(write, DEFINITIONS, REVISION, hash_key)
+        return result["event"]
+
+    @property
+    def _r(self) -> redis.Redis:
+        return self._redis.client

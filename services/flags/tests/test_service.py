@@ -1,0 +1,49 @@
+"""The service as a whole: its OpenAPI document, and the tenant-deletion cascade."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis
+from flagtest import TEN_A, TEN_B
+
+from aerie.events import STREAM_KEY, EventPublisher
+from aerie.testing.polling import wait_for
+from flags.storage import FlagStore
+
+
+def test_the_openapi_document_is_valid_and_has_every_route(client):
+    validator = pytest.importorskip("openapi_spec_validator")
+    doc = client.simulate_get("/openapi.json").json
+    validator.validate(doc)
+    for path in (
+        "/v1/flags",
+        "/v1/flags/{key}",
+        "/v1/flags/{key}/overrides/tenant",
+        "/v1/flags/{key}/overrides/users/{user_id}",
+        "/v1/evaluate",
+        "/v1/flags/{key}/evaluation",
+        "/v1/flags/snapshot",
+        "/v1/flags/stream",
+    ):
+        assert path in doc["paths"], path
+    body = doc["paths"]["/v1/evaluate"]["post"]["requestBody"]["content"]
+    assert "context" in json.dumps(body)
+
+
+def test_a_deleted_tenants_overrides_are_removed(api, service, redis_url):
+    api.put_flag("c", 201, default=False, allow_overrides="user")
+    for tenant_id in (TEN_A, TEN_B):
+        r = api.c.simulate_put("/v1/flags/c/overrides/users/u1", json={"value": True}, headers=api.headers(tenant_id))
+        assert r.status_code == 200
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    event = {"id": "evt_1", "type": "tenant.deleted", "tenant_id": TEN_A, "data": {}}
+    r.xadd(STREAM_KEY, {"event": json.dumps(event), "type": "tenant.deleted", "tenant_id": TEN_A})
+    # The service's own consumer (a background worker, started by the first request) handles it.
+    assert service.infra.background.worker("cascade") is not None
+    assert wait_for(lambda: not r.keys("flags:{ten_A}:*"), 5.0)
+    assert r.keys("flags:{ten_B}:*")
+    assert r.smembers("flags:override-tenants") == {TEN_B}
+    loaded = FlagStore(service.infra.redis, EventPublisher()).load()
+    assert set(loaded.overrides) == {TEN_B} and loaded.overrides[TEN_B].users == {"c": {"u1": True}}
