@@ -14,6 +14,7 @@ the calls before it in the test's report.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -203,6 +204,53 @@ class Aerie:
         tenant = self.create_tenant(**fields)
         client = self.create_client(tenant["id"], scopes)
         return tenant, self.token(client["client_id"], client["client_secret"])
+
+    def platform_token_for(self, tenant_id: str) -> str:
+        """A token of the bootstrap (platform) client bound to ``tenant_id``: it acts as the tenant
+        without being one of its clients, so deleting the tenant does not revoke it, and an
+        offboarding journey can look at what every service still holds for the deleted tenant."""
+        return self.token(
+            self.env["AERIE_BOOTSTRAP_CLIENT_ID"], self.env["AERIE_BOOTSTRAP_CLIENT_SECRET"], tenant_id=tenant_id
+        )
+
+    def create_flag(self, name: str, **fields: Any) -> dict[str, Any]:
+        """A flag definition keyed ``e2e-<run>-<name>``, deleted at cleanup.
+
+        Definitions are global (platform:admin), and a shared staging holds other runs' and
+        real flags, so the key is unique to the run and the run removes exactly its own.
+        """
+        key = f"e2e-{self.run_id}-{name}"
+        r = self.call("PUT", "flags", f"/v1/flags/{key}", token=self.admin_token, json=fields)
+        assert r.status_code == 201, r.text
+        self.on_cleanup(f"flag {key}", lambda: self.call("DELETE", "flags", f"/v1/flags/{key}", token=self.admin_token))
+        return r.json()
+
+    def audit_trail(self, token: str, **params: str) -> list[dict[str, Any]]:
+        """A whole audit trail, oldest first: the NDJSON export is in chain order and unpaged.
+
+        Audit entries are append-only: a run's entries stay (that is the point of the trail),
+        so nothing here is registered for cleanup.
+        """
+        r = self.call("GET", "audit", "/v1/audit/export", token=token, params={"format": "ndjson", **params})
+        assert r.status_code == 200, r.text[:300]
+        return [json.loads(line) for line in r.text.splitlines() if line.strip()]
+
+    @staticmethod
+    def first_broken_link(entries: list[dict[str, Any]]) -> int | None:
+        """The seq of the first entry whose hash chain link does not hold, or None.
+
+        Recomputed here as API.md defines it, not taken from ``/v1/audit/verify``: a customer
+        checking their export must not have to trust the service that wrote it. A trail that
+        retention trimmed starts from its oldest kept entry's ``prev_hash``.
+        """
+        prev = "0" * 64 if not entries or entries[0]["seq"] == 1 else entries[0]["prev_hash"]
+        for entry in entries:
+            body = {k: v for k, v in entry.items() if k != "hash"}
+            canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+            if entry["prev_hash"] != prev or hashlib.sha256((prev + canonical).encode()).hexdigest() != entry["hash"]:
+                return int(entry["seq"])
+            prev = entry["hash"]
+        return None
 
     def eventually(self, check: Callable[[], bool], within: float, what: str, interval: float = 0.05) -> None:
         """Poll ``check`` until it holds; fail naming ``what`` (the last call shows where) after ``within`` s."""
