@@ -100,6 +100,25 @@ class EventContext:
         actor = {"type": "service", "id": service, "client_id": None}
         return cls(actor=actor, request_id=None, ip=None, user_agent=None)
 
+    @classmethod
+    def caused_by(cls, event: Mapping[str, Any], service: str) -> EventContext:
+        """The context of ``event``, for the events a consumer publishes because of it.
+
+        A cascade's events (a deleted tenant's projects, its flag overrides) then name the
+        admin and request that deleted the tenant, so the audit trail tells one story.
+        """
+
+        def text(value: object) -> str | None:
+            return value if isinstance(value, str) else None
+
+        actor = event.get("actor")
+        return cls(
+            actor=actor if isinstance(actor, Mapping) else cls.system(service).actor,
+            request_id=text(event.get("request_id")),
+            ip=text(event.get("ip")),
+            user_agent=text(event.get("user_agent")),
+        )
+
 
 def new_event(type_: str, tenant_id: str | None, data: Mapping[str, Any], ctx: EventContext) -> dict[str, Any]:
     return {

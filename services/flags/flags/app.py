@@ -8,16 +8,19 @@ import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import ConfigError, Settings
-from aerie.event_feed import EventStream, StreamLimits
 from aerie.events import EventPublisher, StreamConsumer
+from aerie.redis import pool_for_threads
+from aerie.sse import LiveStreams, StreamLimits, uwsgi_harakiri, uwsgi_threads
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from flags.cascade import GROUP, TenantCascade
 from flags.evaluator import Evaluator
 from flags.resources.definitions import FlagCollection, FlagItem
-from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot, FlagStream
+from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot
 from flags.resources.overrides import Overrides, TenantOverride, UserOverride
+from flags.resources.stream import FlagStream
 from flags.snapshot import Snapshot
 from flags.storage import FlagStore
+from flags.stream import DEFAULT_LIMITS, LONGEST_SECONDS, FlagChanges, live_flag_events
 
 __all__ = ["FlagsService", "build", "create_app", "get_app"]
 
@@ -41,9 +44,16 @@ def build(
     tenants: TenantSource | None = None,
     *,
     consumer_block_ms: int = 1000,
+    threads: int | None = None,
+    harakiri: int | None = None,
 ) -> FlagsService:
-    """Wire the service. ``consumer_block_ms`` bounds how long stopping the cascade takes (tests)."""
-    infra = infra or Infrastructure.from_settings(settings)
+    """Wire the service. ``consumer_block_ms`` bounds how long stopping the cascade takes (tests).
+
+    ``threads`` and ``harakiri`` are uWSGI's (None outside it): open streams are capped below
+    the threads, so evaluation always finds some, their lifetime below ``harakiri``, and the
+    Redis pool is sized above the threads.
+    """
+    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, threads))
     if tenants is None:
         if not (settings.tenants_url and settings.client_id and settings.client_secret):
             raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
@@ -53,15 +63,20 @@ def build(
     snapshot = Snapshot(store, infra.subscriber)
     cascade = TenantCascade(store)
     infra.background.add(
-        "cascade", lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade, block_ms=consumer_block_ms)
+        "cascade",
+        lambda: StreamConsumer(
+            infra.redis, group=GROUP, handler=cascade, block_ms=consumer_block_ms, types=("tenant.deleted",)
+        ),
     )
     evaluator = Evaluator(snapshot, tenants)
     overrides = Overrides(infra.redis, events, WriteGuard(tenants), snapshot)
-    stream = EventStream(infra.redis, StreamLimits.from_env(settings.extra))
+    limits = StreamLimits.from_env(settings.extra, DEFAULT_LIMITS, longest=LONGEST_SECONDS)
+    streams = LiveStreams(live_flag_events(infra.subscriber), limits.for_threads(threads).for_harakiri(harakiri))
+    changes = FlagChanges(streams, infra.revocations.is_revoked)
     routes: list[Route] = [
         ("/v1/flags", FlagCollection(store)),
         ("/v1/flags/snapshot", FlagSnapshot(evaluator, snapshot)),
-        ("/v1/flags/stream", FlagStream(stream)),
+        ("/v1/flags/stream", FlagStream(changes)),
         ("/v1/flags/{key}", FlagItem(store, snapshot)),
         ("/v1/flags/{key}/evaluation", FlagEvaluation(evaluator, snapshot)),
         ("/v1/flags/{key}/overrides/tenant", TenantOverride(overrides)),
@@ -85,7 +100,7 @@ def create_app(
 
 def get_app() -> falcon.App | None:
     def make(settings: Settings) -> falcon.App:
-        service = build(settings)
+        service = build(settings, threads=uwsgi_threads(), harakiri=uwsgi_harakiri())
         # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
         service.infra.background.ensure_started()
         service.infra.subscriber.ensure_started()

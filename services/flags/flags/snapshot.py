@@ -182,8 +182,10 @@ def _applied(state: State, event: Mapping[str, Any], revision: int) -> State:
         overrides = {t: _without_key(view, key) for t, view in overrides.items()}
     elif kind in ("flag.override.set", "flag.override.removed"):
         tenant_id = event["tenant_id"]
-        view = overrides.get(tenant_id, _NO_OVERRIDES)
-        overrides = {**overrides, tenant_id: _override_applied(view, kind, data)}
+        view = _override_applied(overrides.get(tenant_id, _NO_OVERRIDES), kind, data)
+        overrides = {t: v for t, v in overrides.items() if t != tenant_id}
+        if view.tenant or view.users:  # a deleted tenant's last override gone: forget it
+            overrides[tenant_id] = view
     return State(revision, docs, flags, overrides)
 
 

@@ -210,18 +210,42 @@ class FlagStore:
                 state.put(key, scope_field, json.loads(raw))
         return Loaded(revision, definitions, overrides)
 
-    def purge_tenant(self, tenant_id: str) -> int:
-        """Remove a deleted tenant's overrides (no events: nobody can evaluate for it any more)."""
-        r = self._r
+    def purge_tenant(self, tenant_id: str, ctx: EventContext, cause: Mapping[str, Any]) -> int:
+        """Remove a deleted tenant's overrides, each with its ``flag.override.removed`` event.
+
+        The events (in the same transaction, with consecutive revisions) are how every
+        process's snapshot forgets the overrides, and how audit records the removal. A
+        redelivered ``tenant.deleted`` finds nothing left and publishes nothing.
+        """
         prefix = tenant_prefix(tenant_id)
-        keys = r.smembers(f"{prefix}keys")
-        pipe = r.pipeline(transaction=True)
-        for key in keys:
-            pipe.delete(f"{prefix}o:{key}")
-        pipe.delete(f"{prefix}keys")
-        pipe.srem(OVERRIDE_TENANTS, tenant_id)
-        pipe.execute()
-        return len(keys)
+        removed: list[int] = [0]
+
+        def write(pipe: Any) -> None:
+            keys = sorted(pipe.smembers(f"{prefix}keys"))
+            fields = [(key, field) for key in keys for field in sorted(pipe.hkeys(f"{prefix}o:{key}"))]
+            revision = _revision(pipe)
+            pipe.multi()
+            for key, scope_field in fields:
+                revision += 1
+                user = scope_field[len(USER_PREFIX) :] if scope_field.startswith(USER_PREFIX) else None
+                data = {
+                    "key": key,
+                    "scope": "tenant" if user is None else "user",
+                    **({"user_id": user} if user is not None else {}),
+                    "revision": revision,
+                    "cause": dict(cause),
+                }
+                self._events.add(pipe, new_event("flag.override.removed", tenant_id, data, ctx))
+            for key in keys:
+                pipe.delete(f"{prefix}o:{key}")
+            pipe.delete(f"{prefix}keys")
+            pipe.srem(OVERRIDE_TENANTS, tenant_id)
+            if fields:
+                pipe.set(REVISION, revision)
+            removed[0] = len(fields)
+
+        self._r.transaction(write, REVISION, f"{prefix}keys")
+        return removed[0]
 
 
 class TenantOverrides:

@@ -8,7 +8,7 @@ import pytest
 import redis
 from flagtest import TEN_A, TEN_B
 
-from aerie.events import STREAM_KEY, EventPublisher
+from aerie.events import STREAM_KEY, EventContext, EventPublisher
 from aerie.testing.polling import wait_for
 from flags.storage import FlagStore
 
@@ -47,3 +47,22 @@ def test_a_deleted_tenants_overrides_are_removed(api, service, redis_url):
     assert r.smembers("flags:override-tenants") == {TEN_B}
     loaded = FlagStore(service.infra.redis, EventPublisher()).load()
     assert set(loaded.overrides) == {TEN_B} and loaded.overrides[TEN_B].users == {"c": {"u1": True}}
+    # Every process forgets them too: each removal is an event, caused by the deletion.
+    removals = [
+        json.loads(fields["event"])
+        for _id, fields in r.xrange(STREAM_KEY)
+        if json.loads(fields["event"])["type"] == "flag.override.removed"
+    ]
+    assert [(e["tenant_id"], e["data"]["user_id"], e["data"]["cause"]["event_id"]) for e in removals] == [
+        (TEN_A, "u1", "evt_1")
+    ]
+
+    def evaluated() -> dict:
+        body = {"context": {"user_id": "u1"}, "keys": ["c"]}
+        return api.c.simulate_post("/v1/evaluate", json=body, headers=api.headers(TEN_A)).json["flags"]["c"]
+
+    assert wait_for(lambda: evaluated()["reason"] == "DEFAULT", 5.0)
+    assert TEN_A not in service.snapshot.current().overrides
+    # A redelivered deletion finds nothing and publishes nothing.
+    store = FlagStore(service.infra.redis, EventPublisher())
+    assert store.purge_tenant(TEN_A, EventContext.system("test"), {"type": "x"}) == 0

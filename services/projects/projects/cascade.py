@@ -47,19 +47,9 @@ class TenantCascade:
         if not isinstance(tenant_id, str) or not tenant_id:
             log.error("tenant.deleted without a tenant id skipped", extra={"event_id": event.get("id")})
             return
-        actor = event.get("actor")
-        ctx = EventContext(
-            actor=actor if isinstance(actor, dict) else EventContext.system("projects").actor,
-            request_id=_text(event.get("request_id")),
-            ip=_text(event.get("ip")),
-            user_agent=_text(event.get("user_agent")),
-        )
+        ctx = EventContext.caused_by(event, "projects")
         cause = {"type": "tenant.deleted", "event_id": event.get("id")}
         removed = self._unsafe.purge_tenant(tenant_id, ctx, cause)
         log.info("tenant's projects removed", extra={"tenant_id": tenant_id, "projects": removed})
         if self._on_deleted is not None:
             self._on_deleted(tenant_id)
-
-
-def _text(value: object) -> str | None:
-    return value if isinstance(value, str) else None
