@@ -128,9 +128,147 @@ AUTH = {"Authorization": "Bearer {token}"}
 
 BASELINE = Scenario("hello-world", "GET", "/", service=HELLO)
 
+
+def seed_audit_trail(ctx: Context) -> Mapping[str, str]:
+    """60 entries in the bench tenant's trail (direct appends), so the newest 50 are a full page."""
+    headers = {"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"}
+    for i in range(60):
+        body = {
+            "id": f"bench-{ctx.vars['tenant_id']}-{i}",
+            "tenant_id": ctx.vars["tenant_id"],
+            "action": "bench.seeded",
+            "actor": {"type": "user", "id": f"u{i % 5}"},
+            "target": {"type": "document", "id": f"doc-{i}"},
+            "ip": "10.0.0.1",
+            "user_agent": "bench/1.0",
+            "message": "seeded for the audit-query scenario",
+            "metadata": {"i": i},
+        }
+        ctx.call("audit", "POST", "/v1/audit/events", headers=headers, body=json.dumps(body).encode(), expect=(201,))
+    return {}
+
+
+def seed_projects(ctx: Context) -> Mapping[str, str]:
+    """A projects client of the bench tenant, its token, and 60 projects (a full page of 50).
+
+    Both projects scenarios use it; it runs once and leaves ``project_token`` and
+    ``project_id`` for their templates.
+    """
+    if "project_token" in ctx.vars:
+        return {}
+    admin = {"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"}
+    client = ctx.call(
+        "tenants",
+        "POST",
+        f"/v1/tenants/{ctx.vars['tenant_id']}/clients",
+        headers=admin,
+        body=json.dumps({"name": "bench-projects", "scopes": ["projects:read", "projects:write"]}).encode(),
+        expect=(201,),
+    )
+    token = platform_token(ctx, client["client_id"], client["client_secret"])
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    ids = [
+        ctx.call(
+            "projects",
+            "POST",
+            "/v1/projects",
+            headers=headers,
+            body=json.dumps({"name": f"Bench project {i}", "description": "x" * 200}).encode(),
+            expect=(201,),
+        )["id"]
+        for i in range(60)
+    ]
+    return {"project_token": token, "project_id": ids[len(ids) // 2]}
+
+
+PROJECT_AUTH = {"Authorization": "Bearer {project_token}"}
+
+FLAG_KEYS = [f"bench-flag-{i}" for i in range(10)]
+
+
+def seed_flags(ctx: Context) -> Mapping[str, str]:
+    """Ten flags of every kind (rules on context and tenant attributes, rollouts, variants, a
+    killed one) and a flags:read token of the bench tenant, for ``flags-evaluate``."""
+    admin = {"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"}
+    variants = [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}]
+    in_de = {"attribute": "country", "op": "in", "values": ["DE", "AT", "CH"]}
+    new_tenant = {"attribute": "tenant.created_at", "op": "after", "values": ["2017-01-01T00:00:00Z"]}
+    team = {"attribute": "tenant.plan", "op": "eq", "values": ["team"]}
+    staff = {"attribute": "email", "op": "ends_with", "values": ["@example.com"]}
+    kinds = [
+        {"default": False},
+        {"default": False, "rollout": {"percentage": 50}},
+        {"default": False, "rules": [{"conditions": [in_de], "serve": True}], "rollout": {"percentage": 10}},
+        {"default": "control", "variants": variants, "rollout": {"percentage": 100}},
+        {"default": "old", "rules": [{"conditions": [new_tenant], "serve": "new"}]},
+        {"default": 10, "rules": [{"conditions": [team], "serve": 50}]},
+        {"default": False, "enabled": False},
+        {"default": False, "rules": [{"conditions": [staff], "serve": True}]},
+        {"default": False, "rollout": {"percentage": 25, "stickiness": "session_id"}},
+        {"default": {"limit": 10}, "allow_overrides": "tenant"},
+    ]
+    for key, doc in zip(FLAG_KEYS, kinds, strict=True):
+        ctx.call("flags", "PUT", f"/v1/flags/{key}", headers=admin, body=json.dumps(doc).encode(), expect=(200, 201))
+    client = ctx.call(
+        "tenants",
+        "POST",
+        f"/v1/tenants/{ctx.vars['tenant_id']}/clients",
+        headers=admin,
+        body=json.dumps({"name": "bench-flags", "scopes": ["flags:read"]}).encode(),
+        expect=(201,),
+    )
+    return {"flags_token": platform_token(ctx, client["client_id"], client["client_secret"])}
+
+
 #: Add a scenario here; ``--scenario NAME`` picks some, the default runs them all.
 SCENARIOS: list[Scenario] = [
     Scenario("tenants-get", "GET", "/v1/tenants/{tenant_id}", AUTH, target_ratio=0.40, target_p99_ms=20.0),
+    # The newest 50 entries of a tenant's trail (platform:admin naming the tenant).
+    Scenario(
+        "audit-query",
+        "GET",
+        "/v1/audit/events?tenant_id={tenant_id}&limit=50",
+        AUTH,
+        target_ratio=0.30,
+        service="audit",
+        setup=seed_audit_trail,
+    ),
+    # One project, and a full page of 50, with a tenant client's token.
+    Scenario(
+        "projects-get",
+        "GET",
+        "/v1/projects/{project_id}",
+        PROJECT_AUTH,
+        target_ratio=0.40,
+        target_p99_ms=25.0,
+        service="projects",
+        setup=seed_projects,
+    ),
+    Scenario(
+        "projects-list",
+        "GET",
+        "/v1/projects?limit=50",
+        PROJECT_AUTH,
+        target_ratio=0.15,
+        target_p99_ms=25.0,
+        service="projects",
+        setup=seed_projects,
+    ),
+    # Ten flags evaluated for one user in one request, with a tenant client's token.
+    Scenario(
+        "flags-evaluate",
+        "POST",
+        "/v1/evaluate",
+        {"Authorization": "Bearer {flags_token}"},
+        body={
+            "context": {"user_id": "user-4711", "session_id": "s-93", "country": "DE", "email": "a@example.com"},
+            "keys": FLAG_KEYS,
+        },
+        target_ratio=0.50,
+        target_p99_ms=15.0,
+        service="flags",
+        setup=seed_flags,
+    ),
 ]
 
 

@@ -53,6 +53,28 @@ class Validator(cerberus.Validator):
             self._error(field, "must be an RFC 3339 timestamp with a time zone")
 
 
+class _CheckedSchema(cerberus.schema.DefinitionSchema):
+    """A top-level schema Cerberus checked once, when its cached validator was built.
+
+    Cerberus copies the schema and re-assigns every field's rules on each normalisation,
+    and each copy and assignment re-checks the rules by hashing them: 1.3 ms for a 9-field
+    query, more than the validation itself. Aerie's schemas are constants, so a copy of a
+    checked schema and a field given back its own rules need no new check; a field given
+    different rules is still checked.
+    """
+
+    def copy(self) -> _CheckedSchema:
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone.schema = self.schema.copy()
+        return clone
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if self.schema.get(key) is value:
+            return
+        super().__setitem__(key, value)
+
+
 _local = threading.local()
 
 
@@ -61,7 +83,9 @@ def _validator(schema: Mapping[str, Any]) -> Validator:
     _local.cache = cache
     hit = cache.get(id(schema))
     if hit is None or hit[0] is not schema:
-        hit = (schema, Validator(dict(schema), allow_unknown=False))
+        validator = Validator(allow_unknown=False)
+        validator.schema = _CheckedSchema(validator, dict(schema))  # checked here, once
+        hit = (schema, validator)
         cache[id(schema)] = hit
     return hit[1]
 

@@ -1,0 +1,80 @@
+"""Direct appends (``POST /v1/audit/events``): a validated body becomes an entry, once per id.
+
+The body has passed ``schemas.APPEND``; what Cerberus cannot say is checked here: the
+address is an IP address, and the metadata is at most 16 KiB of plain JSON (finite
+numbers, 64-bit integers, valid Unicode: what re-serialises identically, so the entry's
+hash can be recomputed by anyone from the API's answer).
+
+An id the trail already holds is a replay: the stored entry is answered (200) when every
+field the body gives equals it, and 409 when one differs. Fields the body leaves out
+(``occurred_at``: now; ``request_id``: this request's) are not compared.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from aerie import errors
+from aerie.events import utcnow
+from audit.entry import MAX_METADATA_BYTES, json_safe, normalize_time
+from audit.trail import Trail
+
+__all__ = ["append_entry"]
+
+_COMPARED = ("action", "actor", "target", "occurred_at", "ip", "user_agent", "request_id", "message", "metadata")
+
+
+def _check(body: Mapping[str, Any]) -> None:
+    problems: list[dict[str, str]] = []
+    ip = body.get("ip")
+    if ip is not None:
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            problems.append({"field": "ip", "message": "must be an IPv4 or IPv6 address"})
+    metadata = body.get("metadata") or {}
+    if json_safe(metadata) != metadata:
+        problems.append(
+            {"field": "metadata", "message": "must be plain JSON: finite numbers, 64-bit integers, valid Unicode"}
+        )
+    else:
+        size = len(json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_METADATA_BYTES:
+            problems.append(
+                {"field": "metadata", "message": f"is {size} bytes; at most {MAX_METADATA_BYTES} are allowed"}
+            )
+    if problems:
+        raise errors.validation_error(problems)
+
+
+def append_entry(trail: Trail, body: Mapping[str, Any], request_id: str | None) -> tuple[dict[str, Any], bool]:
+    """The entry for ``body`` and whether this call recorded it (False: a replay of its id)."""
+    _check(body)
+    now = utcnow()
+    entry = {
+        "id": body["id"],
+        "tenant_id": trail.tenant_id,
+        "occurred_at": normalize_time(body["occurred_at"]) if body.get("occurred_at") else now,
+        "action": body["action"],
+        "actor": {k: body["actor"].get(k) for k in ("type", "id", "client_id")},
+        "target": {k: body["target"].get(k) for k in ("type", "id")},
+        "ip": body.get("ip"),
+        "user_agent": body.get("user_agent"),
+        "request_id": body.get("request_id") or request_id,
+        "message": body.get("message", ""),
+        "metadata": body.get("metadata", {}),
+    }
+    (outcome,) = trail.append([entry], utcnow)
+    if outcome.created:
+        assert outcome.entry is not None
+        return outcome.entry, True
+    stored = trail.get(entry["id"])
+    if stored is None:  # removed by retention between the two reads
+        raise errors.conflict("This id was recorded before and has since expired.")
+    given = [k for k in _COMPARED if body.get(k) is not None]
+    if any(stored.get(k) != entry[k] for k in given):
+        raise errors.conflict("An entry with this id and different content is already recorded.")
+    return stored, False

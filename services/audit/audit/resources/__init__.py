@@ -1,0 +1,1 @@
+"""HTTP resources of the audit service: thin, they resolve the trail and delegate."""

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from audittest import ISSUER, Api
+from falcon import testing
+
+from aerie.app import Infrastructure
+from aerie.auth.tokens import StaticKeySource
+from aerie.config import Settings
+from aerie.testing.keys import TestKey
+from audit.app import AuditService, build
+from audit.config import AuditConfig
+
+pytest_plugins = ["aerie.testing.fixtures"]
+
+
+@pytest.fixture(scope="session")
+def signing_key() -> TestKey:
+    return TestKey("k1")
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Settings:
+    return Settings.from_env("audit", {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER})
+
+
+@pytest.fixture
+def service(settings: Settings, signing_key: TestKey) -> Iterator[AuditService]:
+    infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
+    svc = build(settings, infra, AuditConfig(reclaim_idle_ms=500, block_ms=20))
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def client(service: AuditService) -> testing.TestClient:
+    return testing.TestClient(service.app)
+
+
+@pytest.fixture
+def api(client: testing.TestClient, signing_key: TestKey) -> Api:
+    return Api(client, signing_key)
