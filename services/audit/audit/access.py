@@ -6,6 +6,10 @@ or the platform trail when it names none. Appending (``audit:write``): a tenant 
 appends to its own trail; a platform token (the services' clients) names the tenant in the
 body, or none for the platform trail. A platform token without ``platform:admin`` cannot
 read any trail: 403 ``tenant_required``, as on every tenant-scoped route.
+
+A tenant token's append is a write of that tenant, so a suspended (or deleted) tenant gets
+403 ``tenant_suspended`` as everywhere else; the services' own platform clients still
+record what happens to such a tenant (its suspension is itself an entry).
 """
 
 from __future__ import annotations
@@ -13,14 +17,16 @@ from __future__ import annotations
 from aerie import errors
 from aerie.auth.principal import PLATFORM_ADMIN, Principal
 from aerie.redis import RedisProvider
+from aerie.tenant_directory import WriteGuard
 from audit.trail import Trail
 
 __all__ = ["Trails"]
 
 
 class Trails:
-    def __init__(self, redis_provider: RedisProvider) -> None:
+    def __init__(self, redis_provider: RedisProvider, guard: WriteGuard) -> None:
         self._redis = redis_provider
+        self._guard = guard
 
     def for_reading(self, principal: Principal, requested: str | None) -> Trail:
         if principal.is_platform:
@@ -38,4 +44,6 @@ class Trails:
             return Trail(self._redis, requested)
         if requested is not None and requested != principal.tenant_id:
             raise errors.forbidden("A tenant token appends to its own tenant's trail only.")
+        assert principal.tenant_id is not None
+        self._guard.require_active(principal.tenant_id)
         return Trail(self._redis, principal.tenant_id)

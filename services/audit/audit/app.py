@@ -8,7 +8,8 @@ from dataclasses import dataclass
 import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
-from aerie.config import Settings
+from aerie.config import ConfigError, Settings
+from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from audit.access import Trails
 from audit.config import AuditConfig
 from audit.ingest import consumer
@@ -27,14 +28,24 @@ class AuditService:
     app: falcon.App
     infra: Infrastructure
     config: AuditConfig
+    tenants: TenantSource
 
     def close(self) -> None:
         self.infra.close()
 
 
-def build(settings: Settings, infra: Infrastructure | None = None, config: AuditConfig | None = None) -> AuditService:
+def build(
+    settings: Settings,
+    infra: Infrastructure | None = None,
+    config: AuditConfig | None = None,
+    tenants: TenantSource | None = None,
+) -> AuditService:
     infra = infra or Infrastructure.from_settings(settings)
     config = config or AuditConfig()
+    if tenants is None:
+        if not (settings.tenants_url and settings.client_id and settings.client_secret):
+            raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
+        tenants = TenantDirectory.from_settings(settings, infra.subscriber)
     infra.background.add(
         "ingest",
         lambda: consumer(
@@ -44,7 +55,7 @@ def build(settings: Settings, infra: Infrastructure | None = None, config: Audit
     if config.retention_days is not None:
         days = config.retention_days
         infra.background.add("retention", lambda: Retention(infra.redis, days, interval_s=config.retention_interval_s))
-    trails = Trails(infra.redis)
+    trails = Trails(infra.redis, WriteGuard(tenants))
     routes: list[Route] = [
         ("/v1/audit/events", AuditEvents(trails, PageCache())),
         ("/v1/audit/events/{entry_id}", AuditEvent(trails)),
@@ -56,13 +67,16 @@ def build(settings: Settings, infra: Infrastructure | None = None, config: Audit
         routes,
         description="Every security-relevant action of the suite, per tenant, in a hash chain anyone can verify.",
     )
-    return AuditService(app, infra, config)
+    return AuditService(app, infra, config, tenants)
 
 
 def create_app(
-    settings: Settings, infra: Infrastructure | None = None, config: AuditConfig | None = None
+    settings: Settings,
+    infra: Infrastructure | None = None,
+    config: AuditConfig | None = None,
+    tenants: TenantSource | None = None,
 ) -> falcon.App:
-    return build(settings, infra, config).app
+    return build(settings, infra, config, tenants).app
 
 
 def get_app() -> falcon.App | None:

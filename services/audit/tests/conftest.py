@@ -10,6 +10,7 @@ from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.testing.keys import TestKey
+from aerie.testing.tenants import FakeTenants
 from audit.app import AuditService, build
 from audit.config import AuditConfig
 
@@ -27,9 +28,14 @@ def settings(redis_url: str) -> Settings:
 
 
 @pytest.fixture
-def service(settings: Settings, signing_key: TestKey) -> Iterator[AuditService]:
+def tenants() -> FakeTenants:
+    return FakeTenants()
+
+
+@pytest.fixture
+def service(settings: Settings, signing_key: TestKey, tenants: FakeTenants) -> Iterator[AuditService]:
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, AuditConfig(reclaim_idle_ms=500, block_ms=20))
+    svc = build(settings, infra, AuditConfig(reclaim_idle_ms=500, block_ms=20), tenants)
     yield svc
     svc.close()
 

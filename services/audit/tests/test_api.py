@@ -11,6 +11,7 @@ from audittest import TEN_A, TEN_B, event, ingest
 
 from aerie.pagination import encode_cursor
 from aerie.testing.http import assert_problem
+from aerie.testing.tenants import FakeTenants
 
 
 def seed(redis_provider):
@@ -185,6 +186,22 @@ def test_platform_clients_append_to_the_tenant_they_name(api, redis_provider):
     )
 
 
+@pytest.mark.parametrize("status", ["suspended", "deleted"])
+def test_a_suspended_tenant_cannot_append_but_platform_clients_still_record_for_it(api, tenants, status):
+    tenants.set(TEN_A, status=status)
+    assert_problem(api.append(good_append()), 403, "tenant_suspended")
+    r = api.append(good_append(tenant_id=TEN_A), tenant_id=None)
+    assert r.status_code == 201 and r.json["tenant_id"] == TEN_A
+    assert api.get("/v1/audit/verify").json["valid"]  # reads go on
+
+
+def test_an_append_is_503_when_the_tenant_status_is_unknown(api, tenants):
+    tenants.unreachable(TEN_A)
+    r = api.append(good_append())
+    assert_problem(r, 503, "unavailable")
+    assert r.headers["Retry-After"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "field"),
     [
@@ -294,7 +311,7 @@ def test_redis_away_is_503_not_500_nor_a_truncated_export(signing_key):
         },
     )
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra)
+    svc = build(settings, infra, tenants=FakeTenants())
     try:
         api = Api(testing.TestClient(svc.app), signing_key)
         for path in ("/v1/audit/events", "/v1/audit/export", "/v1/audit/verify"):

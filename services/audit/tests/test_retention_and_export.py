@@ -11,6 +11,7 @@ import pytest
 from audittest import TEN_A, TEN_B, event
 
 from aerie.config import ConfigError
+from aerie.testing.tenants import FakeTenants
 from audit.config import AuditConfig
 from audit.export import csv_rows, ndjson_lines
 from audit.ingest import Ingestor
@@ -102,7 +103,7 @@ def test_the_retention_worker_runs_only_when_configured(settings, signing_key):
 
     for config, expected in ((AuditConfig(block_ms=20), False), (AuditConfig(retention_days=7, block_ms=20), True)):
         infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-        svc = build(settings, infra, config)
+        svc = build(settings, infra, config, FakeTenants())
         try:
             svc.infra.background.ensure_started()
             assert svc.infra.background.worker("ingest") is not None
