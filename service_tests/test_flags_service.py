@@ -7,17 +7,22 @@ rule, kept current by ``tenant.*`` events.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 from conftest import REPO, SVC_ID, SVC_SECRET, Http, vcap_services
 
 from aerie.local.redis_server import RedisServer, free_port
+from aerie.testing.memory import tree_memory
 from aerie.testing.polling import wait_for
 from aerie.testing.process import UwsgiService
 
@@ -195,3 +200,85 @@ def test_overrides_snapshot_and_stream_over_http(http: Http, flags_pair: tuple[U
     assert snapshot["tenant_id"] == tenant["id"] and snapshot["overrides"]["tenant"] == {key: True}
     assert snapshot["tenant"]["plan"] == tenant["plan"] and snapshot["tenant"]["created_at"] == tenant["created_at"]
     assert evaluate(second, other_headers, key)["value"] is False and other["id"] != tenant["id"]
+
+
+class RawStream:
+    """An open ``/v1/flags/stream`` on a raw socket, read by its own thread."""
+
+    def __init__(self, base_url: str, headers: dict[str, str]) -> None:
+        parts = urlsplit(base_url)
+        self.sock = socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 80), timeout=30)
+        lines = ["GET /v1/flags/stream HTTP/1.1", f"Host: {parts.netloc}", "Accept: text/event-stream"]
+        lines += [f"{k}: {v}" for k, v in headers.items()]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        self.data = b""
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := self.sock.recv(65536):
+                with self._lock:
+                    self.data += chunk
+
+    @property
+    def status(self) -> int | None:
+        head = self.data.split(b"\r\n", 1)[0].split()
+        return int(head[1]) if len(head) > 1 else None
+
+    def keys(self) -> list[str]:
+        """The flag keys of the definition events received so far."""
+        with self._lock:
+            body = self.data.partition(b"\r\n\r\n")[2].decode(errors="replace")
+        return [
+            json.loads(line[len("data: ") :])["data"]["flag"]["key"]
+            for line in body.splitlines()
+            if line.startswith("data: ") and '"flag.' in line
+        ]
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def test_fifty_streams_fit_an_instance_and_leave_evaluation_its_latency(
+    http: Http, flags_pair: tuple[UwsgiService, UwsgiService]
+):
+    """96 threads a worker: 50 open streams on one instance, in its 128M, evaluation as fast."""
+    first, _second = flags_pair
+    assert first.process is not None
+    _tenant, headers = new_tenant(http)
+    key = f"mem-{uuid.uuid4().hex[:8]}"
+    admin = http.bearer()
+    assert requests.put(f"{first.url}/v1/flags/{key}", json={"default": 1}, headers=admin, timeout=5).status_code == 201
+
+    def latencies_ms(n: int = 200) -> list[float]:
+        out = []
+        for _ in range(n):
+            started = time.perf_counter()
+            evaluate(first, headers, key)
+            out.append((time.perf_counter() - started) * 1000)
+        return sorted(out)
+
+    latencies_ms(20)  # both workers warm (JWKS, tenant attributes)
+    quiet, pss_quiet = latencies_ms(), tree_memory(first.process.pid).pss_mib
+    streams = [RawStream(first.url, headers) for _ in range(50)]
+    try:
+        assert wait_for(lambda: all(s.status is not None for s in streams), 10)
+        assert [s.status for s in streams] == [200] * 50
+        busy, pss_busy = latencies_ms(), tree_memory(first.process.pid).pss_mib
+        r = requests.put(f"{first.url}/v1/flags/{key}", json={"default": 2}, headers=admin, timeout=5)
+        assert r.status_code == 200, r.text
+        assert wait_for(lambda: all(s.keys() == [key] for s in streams), 5)
+    finally:
+        for s in streams:
+            s.close()
+    figures = {
+        "p50_ms": (round(quiet[len(quiet) // 2], 2), round(busy[len(busy) // 2], 2)),
+        "p99_ms": (round(quiet[-2], 2), round(busy[-2], 2)),
+        "pss_mb": (round(pss_quiet, 1), round(pss_busy, 1)),
+    }
+    print(f"\nflags without streams / with 50 streams: {figures}")
+    assert busy[len(busy) // 2] < 2.5 * quiet[len(quiet) // 2] + 2, figures  # generous: the machine is shared
+    assert pss_busy < 128, figures  # the instance's memory limit (manifest)

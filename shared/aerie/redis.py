@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import threading
+from dataclasses import replace
 
 import redis
 
-from aerie.config import RedisSettings
+from aerie.config import RedisSettings, Settings
 
-__all__ = ["REDIS_DOWN", "RedisProvider"]
+__all__ = ["REDIS_DOWN", "RedisProvider", "pool_for_threads"]
 
 #: The exceptions that mean "Redis is not answering", as opposed to a bad command.
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -74,3 +75,16 @@ class RedisProvider:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+
+def pool_for_threads(settings: Settings, threads: int | None) -> Settings:
+    """``settings`` with a Redis pool of at least one connection per thread, and some to spare.
+
+    Every uWSGI thread may hold a connection at once (a burst of requests, streams opening
+    together); the pool refuses connections beyond its size rather than waiting, which a
+    request would see as Redis being down.
+    """
+    wanted = (threads or 0) + 8
+    if settings.redis.max_connections >= wanted:
+        return settings
+    return replace(settings, redis=replace(settings.redis, max_connections=wanted))

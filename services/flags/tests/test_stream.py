@@ -1,4 +1,5 @@
-"""GET /v1/flags/stream: definition changes for everyone, override changes for their tenant only."""
+"""GET /v1/flags/stream: definition changes for everyone, override changes for their tenant only;
+long-lived, yet ended by the token's expiry and its client's revocation."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import time
 from collections.abc import Iterator
 
 import pytest
+import redis
 from falcon import testing
-from flagtest import TEN_A, TEN_B, Api
+from flagtest import ISSUER, TEN_A, TEN_B, Api
 
 from aerie.app import Infrastructure
+from aerie.auth.revocation import record_revocation
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.testing.http import assert_problem
+from aerie.testing.keys import make_claims
 from flags.app import FlagsService, build
 
 
@@ -31,12 +35,23 @@ def frames(text: str) -> list[dict[str, str]]:
     return out
 
 
+def _service(env, signing_key, tenants, max_seconds: str) -> FlagsService:
+    short = {**env, "AERIE_SSE_MAX_SECONDS": max_seconds, "AERIE_SSE_HEARTBEAT_SECONDS": "0.5"}
+    settings = Settings.from_env("flags", {**short, "AERIE_SSE_MAX_STREAMS": "2"})
+    infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
+    return build(settings, infra, tenants, consumer_block_ms=50)
+
+
 @pytest.fixture
 def sse_service(env, signing_key, tenants) -> Iterator[FlagsService]:
-    short = {**env, "AERIE_SSE_MAX_SECONDS": "1.5", "AERIE_SSE_HEARTBEAT_SECONDS": "0.5", "AERIE_SSE_MAX_STREAMS": "2"}
-    settings = Settings.from_env("flags", short)
-    infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, tenants, consumer_block_ms=50)
+    svc = _service(env, signing_key, tenants, "1.5")
+    yield svc
+    svc.close()
+
+
+@pytest.fixture
+def long_sse_service(env, signing_key, tenants) -> Iterator[FlagsService]:
+    svc = _service(env, signing_key, tenants, "60")
     yield svc
     svc.close()
 
@@ -73,3 +88,41 @@ def test_changes_reach_the_right_tenants_only(sse_service, signing_key):
         seen[tenant_id] = [f["event"] for f in got]
     assert seen[TEN_A] == ["flag.override.set", "flag.updated", "flag.override.removed"]
     assert seen[TEN_B] == ["flag.updated"]
+
+
+def _timed_get(client: testing.TestClient, headers: dict[str, str]) -> tuple[object, float]:
+    started = time.monotonic()
+    r = client.simulate_get("/v1/flags/stream", headers=headers)
+    return r, time.monotonic() - started
+
+
+def test_a_long_stream_ends_when_its_token_expires(long_sse_service, signing_key):
+    api = Api(testing.TestClient(long_sse_service.app), signing_key)
+    expiring = signing_key.sign(make_claims(ISSUER, tenant_id=TEN_A, scope="flags:read", exp=int(time.time()) + 2))
+    r, took = _timed_get(api.c, {"Authorization": f"Bearer {expiring}"})
+    assert r.status_code == 200 and r.text.startswith("retry: 1000")
+    assert took < 5  # at the token's exp, not after the stream's 60 s
+
+
+def test_a_long_stream_ends_within_a_second_of_its_client_being_revoked(long_sse_service, signing_key, redis_url):
+    api = Api(testing.TestClient(long_sse_service.app), signing_key)
+    result: dict[str, tuple[object, float]] = {}
+    listener = threading.Thread(
+        target=lambda: result.__setitem__("r", _timed_get(api.c, api.headers(TEN_A, "flags:read")))
+    )
+    listener.start()
+    time.sleep(0.5)
+    assert listener.is_alive()  # the stream is open, its token good for minutes
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    pipe = r.pipeline(transaction=True)
+    record_revocation(pipe, "cli_test", time.time() + 600)
+    pipe.publish(
+        "aerie:event:client.revoked", json.dumps({"type": "client.revoked", "data": {"client_id": "cli_test"}})
+    )
+    pipe.execute()
+    revoked_at = time.monotonic()
+    listener.join(5)
+    assert not listener.is_alive()
+    response, _took = result["r"]
+    assert response.status_code == 200
+    assert time.monotonic() - revoked_at < 2.5

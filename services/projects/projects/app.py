@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import ConfigError, Settings
 from aerie.events import StreamConsumer
+from aerie.redis import pool_for_threads
+from aerie.sse import uwsgi_threads
 from aerie.system import ReadyCheck
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from projects.cascade import GROUP, TenantCascade
@@ -17,7 +19,6 @@ from projects.event_stream import LiveProjectEvents, ProjectEventStream, StreamL
 from projects.readiness import TenantsReachable
 from projects.resources.events import ProjectEvents
 from projects.resources.projects import ProjectBatchUpdate, ProjectCollection, ProjectItem, Scope
-from projects.sse import uwsgi_threads
 
 __all__ = ["ProjectsService", "build", "create_app", "get_app"]
 
@@ -80,19 +81,6 @@ def build(
         description="Each tenant's projects; removes a deleted tenant's projects.",
     )
     return ProjectsService(app, infra, status)
-
-
-def pool_for_threads(settings: Settings, threads: int | None) -> Settings:
-    """``settings`` with a Redis pool of at least one connection per thread, and some to spare.
-
-    Every thread may hold a connection at once (many streams opening together, each
-    replaying, beside API requests); the shared pool refuses connections beyond its size
-    rather than waiting, which a request would see as Redis being down.
-    """
-    wanted = (threads or 0) + 8
-    if settings.redis.max_connections >= wanted:
-        return settings
-    return replace(settings, redis=replace(settings.redis, max_connections=wanted))
 
 
 def create_app(

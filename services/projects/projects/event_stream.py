@@ -33,8 +33,9 @@ newest event id as its ``id:``: events may have been missed, so the client shoul
 Streams and threads: each open stream holds a uWSGI thread but no Redis connection (it
 waits on its own queue, the GIL released). :class:`StreamLimits` caps the streams of a
 worker below its threads, so API requests always find threads; ``uwsgi.ini`` gives this
-service many threads for that. A stream ends after ``AERIE_SSE_MAX_SECONDS`` (default
-25 s, under uWSGI's 30 s ``harakiri``); EventSource reconnects by itself, which also
+service many threads for that (:mod:`aerie.sse` holds what every stream shares). A stream
+ends after ``AERIE_SSE_MAX_SECONDS`` (default 25 s, under uWSGI's 30 s ``harakiri``): short,
+because a reconnect is cheap here (it resumes from the durable stream); EventSource reconnects by itself, which also
 re-checks the token. A heartbeat comment goes out after ``AERIE_SSE_HEARTBEAT_SECONDS``
 (default 15 s) without events.
 """
@@ -42,64 +43,23 @@ re-checks the token. A heartbeat comment goes out after ``AERIE_SSE_HEARTBEAT_SE
 from __future__ import annotations
 
 import json
-import logging
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from typing import Any
 
 from aerie import errors
-from aerie.config import ConfigError
 from aerie.events import EVENT_CHANNEL_PREFIX
 from aerie.pubsub import Subscriber
+from aerie.sse import RETRY, Listener, LiveEvent, LiveEvents, SSEBody, StreamLimits, StreamSlots, frame, id_only, relay
 from projects.event_positions import EventPositions
-from projects.sse import HEARTBEAT, RETRY, Fanout, Listener, SSEBody, StreamSlots, frame, id_only
 
 __all__ = ["LiveProjectEvents", "ProjectEventStream", "StreamLimits", "parse_last_event_id"]
-
-log = logging.getLogger("projects.event_stream")
 
 _EVENT_ID = re.compile(r"^evt_[0-9A-HJKMNP-TV-Z]{26}$")
 #: How many of the tenant's newest event ids guard the hand-over from replay to live.
 DEDUP_WINDOW = 1000
 _PAGE = 500
-
-
-@dataclass(frozen=True)
-class StreamLimits:
-    max_streams: int = 72
-    max_seconds: float = 25.0
-    heartbeat_seconds: float = 15.0
-
-    @classmethod
-    def from_env(cls, extra: Mapping[str, str]) -> StreamLimits:
-        def number(name: str, default: float, low: float, high: float) -> float:
-            raw = extra.get(name)
-            if raw is None:
-                return default
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise ConfigError(f"{name} must be between {low} and {high}, got {raw}")
-            return value
-
-        return cls(
-            max_streams=int(number("AERIE_SSE_MAX_STREAMS", cls.max_streams, 1, 256)),
-            max_seconds=number("AERIE_SSE_MAX_SECONDS", cls.max_seconds, 1, 28),
-            heartbeat_seconds=number("AERIE_SSE_HEARTBEAT_SECONDS", cls.heartbeat_seconds, 0.1, 60),
-        )
-
-    def for_threads(self, threads: int | None) -> StreamLimits:
-        """Capped so a quarter of the worker's threads (at least 4) always serve the API."""
-        if threads is None:
-            return self
-        allowed = max(1, threads - max(4, threads // 4))
-        if self.max_streams <= allowed:
-            return self
-        log.warning("open streams capped by uWSGI threads", extra={"max_streams": allowed, "threads": threads})
-        return StreamLimits(allowed, self.max_seconds, self.heartbeat_seconds)
 
 
 def parse_last_event_id(raw: str | None) -> str | None:
@@ -167,23 +127,22 @@ class ProjectEventStream:
             seen.add(event_id)
             yield replayed
             last_sent = time.monotonic()
-        while not gone():
-            remaining = limits.max_seconds - (time.monotonic() - started)
-            if remaining <= 0:
-                return
-            live = listener.get(timeout=min(1.0, remaining))
-            if listener.broken:
-                return  # pub/sub reconnected or we fell behind: the client resumes from the stream
-            if live is not None and seen:
+
+        def render(live: LiveEvent) -> bytes | None:
+            if seen:
                 if live.event_id in seen:
-                    continue
+                    return None
                 seen.clear()  # live events arrive in commit order: the rest are all new
-            if live is not None:
-                yield live.frame
-                last_sent = time.monotonic()
-            elif time.monotonic() - last_sent >= limits.heartbeat_seconds:
-                yield HEARTBEAT
-                last_sent = time.monotonic()
+            return live.frame
+
+        yield from relay(
+            listener,
+            render,
+            gone,
+            until=started + limits.max_seconds,
+            heartbeat_seconds=limits.heartbeat_seconds,
+            last_sent=last_sent,
+        )
 
     def _replay(self, tenant_id: str, after: str, gone: Callable[[], bool]) -> Iterator[tuple[str, bytes]]:
         """The tenant's project events in the durable stream after entry ``after``, in order."""
@@ -204,35 +163,14 @@ class ProjectEventStream:
                 return
 
 
-@dataclass(frozen=True)
-class LiveEvent:
-    event_id: str
-    frame: bytes
+def _tenant_of(event: Mapping[str, Any]) -> str | None:
+    return event["tenant_id"]
 
 
-class LiveProjectEvents:
+class LiveProjectEvents(LiveEvents):
     """This worker's ``project.*`` events from pub/sub, fanned out by tenant to open streams."""
 
     PATTERN = EVENT_CHANNEL_PREFIX + "project.*"
 
     def __init__(self, subscriber: Subscriber) -> None:
-        self._subscriber = subscriber
-        self.fanout: Fanout[LiveEvent] = Fanout()
-        subscriber.on(self.PATTERN, self._on_message)
-        subscriber.on_connect(self.fanout.break_all)
-
-    def ready(self, timeout: float) -> bool:
-        self._subscriber.ensure_started()
-        return self._subscriber.wait_connected(timeout)
-
-    def _on_message(self, _channel: str, message: str) -> None:
-        if not self.fanout:
-            return
-        try:
-            event = json.loads(message)
-            tenant_id, event_id, type_ = event["tenant_id"], event["id"], event["type"]
-        except (ValueError, KeyError, TypeError):
-            log.error("malformed project event on pub/sub skipped")
-            return
-        if self.fanout.wants(tenant_id):
-            self.fanout.deliver(tenant_id, LiveEvent(event_id, frame(message, event_id=event_id, event=type_)))
+        super().__init__(subscriber, [self.PATTERN], _tenant_of)

@@ -231,7 +231,7 @@ def _provider(redis_url: str):
 
 
 def test_streams_are_capped_below_the_threads_and_the_pool_above_them(short_settings):
-    from projects.app import pool_for_threads
+    from aerie.redis import pool_for_threads
 
     assert StreamLimits(max_streams=72).for_threads(96).max_streams == 72  # 24 threads left for the API
     assert StreamLimits(max_streams=72).for_threads(8).max_streams == 4

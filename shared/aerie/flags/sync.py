@@ -12,9 +12,10 @@ Two daemon threads per process, both started lazily by :class:`~aerie.flags.clie
   changed": the event itself is not applied, the snapshot is refetched, because the snapshot
   is the one source that is complete (overrides, tenant attributes) and ordered. Each
   (re)connect also asks for a refetch, since the stream does not replay what happened while
-  it was down; the service ends every stream after about 25 s, so the reconnect after a
-  clean end waits only ``reconnect_delay_s``. A failed connect backs off exponentially with
-  full jitter, so clients that lost the service together do not come back in lockstep.
+  it was down; the service ends every stream after a few minutes (or at the token's
+  expiry), so the reconnect after a clean end waits only ``reconnect_delay_s``. A failed
+  connect backs off exponentially with full jitter, so clients that lost the service
+  together do not come back in lockstep.
 
 Only fetch results decide staleness: a refused stream (the service caps open streams per
 worker) with a working snapshot endpoint is not an outage, the client simply polls.

@@ -1,14 +1,11 @@
-"""Evaluation for the caller's tenant: ``POST /v1/evaluate``, one flag, the snapshot, the stream."""
+"""Evaluation for the caller's tenant: ``POST /v1/evaluate``, one flag, the snapshot."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping
 
 import falcon
 
 from aerie import errors
 from aerie.endpoints import endpoint
-from aerie.event_feed import EventStream, client_gone_probe, respond
 from flags import schemas
 from flags.evaluator import Evaluator
 from flags.snapshot import Snapshot
@@ -85,31 +82,3 @@ class FlagSnapshot:
             "tenant_id": tenant_id,
             "revision": state.revision,
         }
-
-
-class FlagStream:
-    def __init__(self, stream: EventStream) -> None:
-        self._stream = stream
-
-    @endpoint(
-        "Server-Sent Events of flag definition changes and the caller tenant's override changes",
-        scopes=READ,
-        tenant=True,
-        description="`text/event-stream`: `id:` the event id, `event:` its type (`flag.created|updated|deleted`, "
-        "`flag.override.set|removed`), `data:` the event envelope. A change feed: it starts at the live end, "
-        "so a client (re)connects, then fetches `/v1/flags/snapshot`. Heartbeat comments keep idle "
-        "connections open; a connection ends after about 25 s (EventSource reconnects by itself); too many "
-        "open streams answer 503.",
-        responses={503: "Too many open streams"},
-    )
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        tenant_id = req.context.principal.tenant_id
-
-        def visible(fields: Mapping[str, str]) -> bool:
-            kind = fields.get("type", "")
-            if kind.startswith("flag.override."):
-                return fields.get("tenant_id") == tenant_id
-            return kind in ("flag.created", "flag.updated", "flag.deleted")
-
-        body = self._stream.open(visible, None, client_gone_probe(), banner=f"flag changes for {tenant_id}")
-        respond(resp, body)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import falcon
 
 from aerie.endpoints import endpoint
+from aerie.sse import client_gone_probe, respond
 from projects.event_stream import ProjectEventStream, parse_last_event_id
 from projects.resources.projects import READ, Scope
-from projects.sse import client_gone_probe
 
 
 class ProjectEvents:
@@ -33,7 +33,4 @@ class ProjectEvents:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         tenant_id = self._scope.reader(req).tenant_id
         body = self._stream.open(tenant_id, parse_last_event_id(req.get_header("Last-Event-ID")), client_gone_probe())
-        resp.content_type = "text/event-stream"
-        resp.cache_control = ["no-cache"]
-        resp.set_header("X-Accel-Buffering", "no")
-        resp.stream = body
+        respond(resp, body)
