@@ -61,8 +61,18 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pa
     return {app.name: (app, root / "venvs" / app.name) for app in apps}
 
 
-@pytest.fixture(scope="session")
-def deployment(redis_server: RedisServer) -> dict[str, Any]:
+@pytest.fixture(scope="module")
+def cf_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """This deployment's own Redis: its instances consume the durable stream (cascades,
+    audit) and must not act on other modules' tests, as a second suite in the same Redis would."""
+    server = RedisServer(tmp_path_factory.mktemp("cf-redis"), password="cf-test-pass")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def deployment(cf_redis: RedisServer) -> dict[str, Any]:
     """Ports and the ``((vars))`` of a deploy to this machine: the secrets file's format, local URLs."""
     ports = {name: free_port() for name in SERVICES}
     tenants_url = f"http://127.0.0.1:{ports['tenants']}"
@@ -79,7 +89,7 @@ def deployment(redis_server: RedisServer) -> dict[str, Any]:
         variables[f"{name}_instances"] = 1
         variables[f"{name}_route"] = f"aerie-{name}.apps.internal"
         variables[f"{name}_url"] = f"http://127.0.0.1:{ports[name]}"
-    binding = p_redis_binding("aerie-redis", "127.0.0.1", redis_server.port, redis_server.password)
+    binding = p_redis_binding("aerie-redis", "127.0.0.1", cf_redis.port, cf_redis.password)
     return {"ports": ports, "vars": variables, "vcap_services": binding}
 
 
@@ -98,7 +108,7 @@ def _instance(
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def instances(
     staged: dict[str, tuple[Path, Path]], deployment: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, CfInstance]]:
@@ -125,7 +135,7 @@ def _token(tenants_url: str, client_id: str, secret: str, **form: str) -> str:
     return r.json()["access_token"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def tokens(instances: dict[str, CfInstance], deployment: dict[str, Any]) -> dict[str, str]:
     """A platform admin token and a token of a fresh tenant's client with every tenant scope."""
     v = deployment["vars"]
