@@ -8,11 +8,11 @@ import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import ConfigError, Settings
-from aerie.events import EventPublisher, StreamConsumer
+from aerie.events import EventPublisher
 from aerie.redis import pool_for_threads
 from aerie.sse import LiveStreams, StreamLimits, uwsgi_harakiri, uwsgi_threads
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
-from flags.cascade import GROUP, TenantCascade
+from flags.cascade import TenantCascade
 from flags.evaluator import Evaluator
 from flags.resources.definitions import FlagCollection, FlagItem
 from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot
@@ -64,9 +64,7 @@ def build(
     cascade = TenantCascade(store)
     infra.background.add(
         "cascade",
-        lambda: StreamConsumer(
-            infra.redis, group=GROUP, handler=cascade, block_ms=consumer_block_ms, types=("tenant.deleted",)
-        ),
+        lambda: cascade.consumer(infra.redis, block_ms=consumer_block_ms),
     )
     evaluator = Evaluator(snapshot, tenants)
     overrides = Overrides(infra.redis, events, WriteGuard(tenants), snapshot)

@@ -8,12 +8,11 @@ import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import ConfigError, Settings
-from aerie.events import StreamConsumer
 from aerie.redis import pool_for_threads
 from aerie.sse import uwsgi_threads
 from aerie.system import ReadyCheck
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
-from projects.cascade import GROUP, TenantCascade
+from projects.cascade import TenantCascade
 from projects.event_positions import EventPositions, PositionedPublisher
 from projects.event_stream import LiveProjectEvents, ProjectEventStream, StreamLimits
 from projects.readiness import TenantsReachable
@@ -61,9 +60,7 @@ def build(
     events = PositionedPublisher()
     forget = getattr(status, "clear", None)
     cascade = TenantCascade(infra.redis, events, on_deleted=(lambda _tid: forget()) if forget else None)
-    infra.background.add(
-        "cascade", lambda: StreamConsumer(infra.redis, group=GROUP, handler=cascade, types=("tenant.deleted",))
-    )
+    infra.background.add("cascade", lambda: cascade.consumer(infra.redis))
 
     limits = StreamLimits.from_env(settings.extra).for_threads(threads)
     stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
