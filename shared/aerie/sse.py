@@ -42,6 +42,7 @@ from typing import Any, Final, Generic, TypeVar
 import falcon
 
 from aerie import errors
+from aerie.auth.principal import Principal
 from aerie.config import ConfigError
 from aerie.pubsub import Subscriber
 
@@ -412,6 +413,22 @@ class LiveEvents:
             self.fanout.broadcast(live)
         else:
             self.fanout.deliver(key, live)
+
+
+def while_authorized(
+    principal: Principal, is_revoked: Callable[[Principal], bool], gone: Callable[[], bool]
+) -> Callable[[], bool]:
+    """A stream's end condition: the client hung up, its token expired, or its client was revoked.
+
+    A token is checked when a request starts, and a stream outlives that moment: without
+    this, a revoked client (or an expired token) would keep receiving events until the
+    stream's own end, past the contract's one second.
+    """
+
+    def ended() -> bool:
+        return gone() or time.time() >= principal.expires_at or is_revoked(principal)
+
+    return ended
 
 
 def relay(

@@ -30,7 +30,7 @@ from typing import Any
 from aerie.auth.principal import Principal
 from aerie.events import EVENT_CHANNEL_PREFIX
 from aerie.pubsub import Subscriber
-from aerie.sse import EVERYONE, LiveEvents, LiveStreams, SSEBody, StreamLimits
+from aerie.sse import EVERYONE, LiveEvents, LiveStreams, SSEBody, StreamLimits, while_authorized
 
 __all__ = ["DEFAULT_LIMITS", "LONGEST_SECONDS", "FlagChanges", "live_flag_events", "route"]
 
@@ -67,8 +67,6 @@ class FlagChanges:
     def open(self, principal: Principal, gone: Callable[[], bool] = lambda: False) -> SSEBody:
         """The stream of ``principal``'s tenant (tenant-bound: the route requires it), or 503."""
 
-        def ended() -> bool:
-            return gone() or self._is_revoked(principal)
-
         token_left = max(0.0, principal.expires_at - time.time())
+        ended = while_authorized(principal, self._is_revoked, gone)
         return self._streams.open(principal.tenant_id, ended, lifetime=token_left)

@@ -68,7 +68,7 @@ def build(
     routes: list[Route] = [
         ("/v1/projects", ProjectCollection(scope)),
         ("/v1/projects/batch-update", ProjectBatchUpdate(scope)),
-        ("/v1/projects/events", ProjectEvents(scope, stream)),
+        ("/v1/projects/events", ProjectEvents(scope, stream, infra.revocations.is_revoked)),
         ("/v1/projects/{project_id}", ProjectItem(scope)),
     ]
     app = create_service_app(

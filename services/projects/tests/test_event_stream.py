@@ -12,17 +12,21 @@ import redis
 from falcon import testing
 
 from aerie.app import Infrastructure
+from aerie.auth.revocation import record_revocation
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.events import EventContext
 from aerie.pubsub import Subscriber
 from aerie.testing.http import assert_problem
+from aerie.testing.keys import make_claims
 from projects.app import build
 from projects.event_positions import EventPositions, PositionedPublisher
 from projects.event_stream import LiveProjectEvents, ProjectEventStream, StreamLimits
 from projects.storage import ProjectRepository
 
 TEN_A, TEN_B = "ten_A", "ten_B"
+ISSUER = "http://tenants.test"
+CLIENT_ID = make_claims(ISSUER)["client_id"]
 
 
 def frames(text: str) -> list[dict[str, str]]:
@@ -238,3 +242,42 @@ def test_streams_are_capped_below_the_threads_and_the_pool_above_them(short_sett
     assert StreamLimits(max_streams=72).for_threads(None).max_streams == 72  # not under uWSGI
     assert pool_for_threads(short_settings, 96).redis.max_connections == 104
     assert pool_for_threads(short_settings, None) is short_settings
+
+
+@pytest.fixture
+def long_sse(redis_url, signing_key, tenant_status) -> Iterator[testing.TestClient]:
+    env = {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER, "AERIE_SSE_MAX_SECONDS": "20"}
+    settings = Settings.from_env("projects", env)
+    infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
+    svc = build(settings, infra, tenant_status)
+    yield testing.TestClient(svc.app)
+    svc.close()
+
+
+def _timed_stream(client: testing.TestClient, headers: dict[str, str]) -> tuple[object, float]:
+    started = time.monotonic()
+    r = client.simulate_get("/v1/projects/events", headers=headers)
+    return r, time.monotonic() - started
+
+
+def test_a_stream_ends_at_its_tokens_expiry(long_sse, signing_key):
+    token = signing_key.sign(make_claims(ISSUER, tenant_id=TEN_A, scope="projects:read", exp=int(time.time()) + 2))
+    r, took = _timed_stream(long_sse, {"Authorization": f"Bearer {token}"})
+    assert r.status_code == 200
+    assert took < 5  # at the token's exp, not after the stream's 20 s
+
+
+def test_a_stream_ends_within_a_second_of_its_client_being_revoked(api, long_sse, redis_url):
+    t, result = in_background(lambda: _timed_stream(long_sse, api.headers(TEN_A, "projects:read")))
+    time.sleep(0.5)
+    assert t.is_alive()
+    r = redis.Redis.from_url(redis_url, decode_responses=True)
+    pipe = r.pipeline(transaction=True)
+    record_revocation(pipe, CLIENT_ID, time.time() + 600)
+    pipe.publish("aerie:event:client.revoked", json.dumps({"type": "client.revoked", "data": {"client_id": CLIENT_ID}}))
+    pipe.execute()
+    revoked_at = time.monotonic()
+    t.join(5)
+    assert not t.is_alive()
+    assert result["r"][0].status_code == 200
+    assert time.monotonic() - revoked_at < 2.5

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import falcon
 
+from aerie.auth.principal import Principal
 from aerie.endpoints import endpoint
-from aerie.sse import client_gone_probe, respond
+from aerie.sse import client_gone_probe, respond, while_authorized
 from projects.event_stream import ProjectEventStream, parse_last_event_id
 from projects.resources.projects import READ, Scope
 
 
 class ProjectEvents:
-    def __init__(self, scope: Scope, stream: ProjectEventStream) -> None:
+    def __init__(self, scope: Scope, stream: ProjectEventStream, is_revoked: Callable[[Principal], bool]) -> None:
         self._scope = scope
         self._stream = stream
+        self._is_revoked = is_revoked
 
     @endpoint(
         "Server-Sent Events of the caller tenant's project.* events",
@@ -23,8 +27,8 @@ class ProjectEvents:
         "the last id back as `Last-Event-ID` to resume (the tenant's newest 10,000 events can be resumed "
         "from). An unknown or expired `Last-Event-ID` starts live with an `event: reset` frame: events may "
         "have been missed, re-read the list. Heartbeat comments keep idle connections open. A connection "
-        "ends after about 25 s (EventSource reconnects by itself and resumes); too many open streams "
-        "answer 503.",
+        "ends after about 25 s (EventSource reconnects by itself and resumes), at the token's expiry, and "
+        "within a second of its client's revocation; too many open streams answer 503.",
         responses={
             400: "Last-Event-ID is not an event id",
             503: "Too many open streams, or live events are unavailable",
@@ -32,5 +36,6 @@ class ProjectEvents:
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         tenant_id = self._scope.reader(req).tenant_id
-        body = self._stream.open(tenant_id, parse_last_event_id(req.get_header("Last-Event-ID")), client_gone_probe())
+        ended = while_authorized(req.context.principal, self._is_revoked, client_gone_probe())
+        body = self._stream.open(tenant_id, parse_last_event_id(req.get_header("Last-Event-ID")), ended)
         respond(resp, body)
