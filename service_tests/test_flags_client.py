@@ -135,3 +135,23 @@ def test_the_client_follows_the_service_through_changes_an_outage_and_a_restart(
         assert client.value(flag, user_id="u1") is False
 
     requests.delete(url, headers=admin, timeout=5)
+
+
+def test_a_platform_client_runs_the_flags_client_for_one_tenant(http: Http, flags: UwsgiService):
+    """An Aerie service (a platform:read client) evaluates a tenant's flags as that tenant."""
+    tenant, _provider, writer = tenant_credentials(http)
+    admin = http.bearer()
+    key = f"acting-{uuid.uuid4().hex[:8]}"
+    url = f"{flags.url}/v1/flags/{key}"
+    r = requests.put(url, json={"default": False, "allow_overrides": "tenant"}, headers=admin, timeout=5)
+    assert r.status_code == 201, r.text
+    r = requests.put(f"{url}/overrides/tenant", json={"value": True}, headers=writer, timeout=5)
+    assert r.status_code == 200, r.text
+    acting = ClientCredentials(http.base, SVC_ID, SVC_SECRET, scope="flags:read", tenant_id=tenant["id"])
+    try:
+        with FlagsClient(flags.url, acting) as client:
+            assert client.start(timeout_s=SEEN_WITHIN_S), "no first snapshot"
+            seen = client.evaluate(Flag(key, default=False), user_id="u1")
+            assert (seen.value, seen.reason, seen.rule) == (True, TARGETING_MATCH, "override:tenant")
+    finally:
+        requests.delete(url, headers=admin, timeout=5)

@@ -353,6 +353,10 @@ class ClientCredentials:
     further calls fail at once for ``failure_backoff_s`` rather than queue up behind the
     lock for a connect timeout each, which would stall every worker thread during an
     outage and hammer the tenants service as it comes back.
+
+    ``tenant_id`` makes a platform client's token tenant-bound (the token endpoint's
+    ``tenant_id`` field): how a service acts for one tenant, e.g. to run the flags client
+    for it. A tenant's own client needs none; its tokens are bound to its tenant already.
     """
 
     def __init__(
@@ -362,6 +366,7 @@ class ClientCredentials:
         client_secret: str,
         *,
         scope: str | None = None,
+        tenant_id: str | None = None,
         service_name: str = "service",
         connect_timeout: float = 1.0,
         read_timeout: float = 3.0,
@@ -380,6 +385,7 @@ class ClientCredentials:
         )
         self._auth = (client_id, client_secret)
         self.scope = scope
+        self.tenant_id = tenant_id
         self._renew_margin_s = renew_margin_s
         self._renew_ratio = renew_ratio
         self._default_lifetime_s = default_lifetime_s
@@ -447,6 +453,8 @@ class ClientCredentials:
         form = {"grant_type": "client_credentials"}
         if self.scope:
             form["scope"] = self.scope
+        if self.tenant_id:
+            form["tenant_id"] = self.tenant_id
         sent_at = self._clock()
         # Basic auth goes through requests' ``auth`` so the secret is encoded per RFC 6749
         # 2.3.1 (form-urlencoded, then base64) and never put in a URL or a log line.

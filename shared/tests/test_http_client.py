@@ -238,6 +238,12 @@ def test_token_fetched_once_and_reused(base_url, state):
     assert form == {"grant_type": "client_credentials", "scope": "platform:read"}
 
 
+def test_a_platform_client_can_ask_for_a_tenant_bound_token(base_url, state):
+    c = client(base_url, token_provider=credentials(base_url, scope="flags:read", tenant_id="ten_A"))
+    assert c.get("/echo").json()["authorization"] == "Bearer t1"
+    assert state.token_forms[0] == {"grant_type": "client_credentials", "scope": "flags:read", "tenant_id": "ten_A"}
+
+
 def test_no_network_at_construction(base_url, state):
     provider = credentials(base_url)
     ServiceClient(base_url, token_provider=provider)
