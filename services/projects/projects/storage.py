@@ -100,6 +100,17 @@ class ProjectRepository:
             raise errors.not_found()
         return project
 
+    def require_json(self, project_id: str) -> tuple[str, int]:
+        """The stored document as it is (the API representation, written by orjson) and its version.
+
+        For ``GET /v1/projects/{id}``: the same body ``require`` would give once encoded
+        again, without the decode and encode (404 when absent, as ``require``).
+        """
+        raw = self._r.get(self._doc_key(project_id))
+        if not raw:
+            raise errors.not_found()
+        return raw, orjson.loads(raw)["version"]
+
     def list(self, *, status: str | None, limit: int, cursor: str | None) -> JsonPage:
         """A page by id; the cursor is only a position inside this tenant's own index.
 

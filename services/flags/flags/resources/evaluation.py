@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from aerie import errors
+from aerie.app import JSON_UTF8, dumps_json
 from aerie.endpoints import endpoint
 from flags import schemas
 from flags.evaluator import Evaluator
@@ -32,7 +33,9 @@ class Evaluate:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
         tenant_id = req.context.principal.tenant_id
-        resp.media = {"flags": self._evaluator.evaluate(tenant_id, body.get("context", {}), body.get("keys"))}
+        flags = self._evaluator.evaluate(tenant_id, body.get("context", {}), body.get("keys"))
+        resp.content_type = JSON_UTF8
+        resp.data = dumps_json({"flags": flags})
 
 
 class FlagEvaluation:

@@ -81,9 +81,11 @@ class ProjectItem:
 
     @endpoint("Get a project", scopes=READ, tenant=True, response=schemas.PROJECT)
     def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
-        project = self._scope.reader(req).require(project_id)
-        set_etag(resp, project["version"])
-        resp.media = project
+        # The stored document is the representation, as orjson wrote it: sent as it is.
+        raw, version = self._scope.reader(req).require_json(project_id)
+        set_etag(resp, version)
+        resp.content_type = JSON_UTF8
+        resp.data = raw.encode()
 
     @endpoint(
         "Change a project's name, slug, description or status",

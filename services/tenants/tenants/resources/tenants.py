@@ -5,6 +5,7 @@ from __future__ import annotations
 import falcon
 
 from aerie import errors
+from aerie.app import JSON_UTF8, dumps_json
 from aerie.endpoints import endpoint
 from aerie.events import EventContext
 from aerie.pagination import page_schema
@@ -57,7 +58,8 @@ class TenantItem:
         authorize(req.context.principal, tenant_id, tenant_scope="tenants:read", platform_scope="platform:read")
         tenant = self._tenants.require(tenant_id)
         set_etag(resp, tenant["version"])
-        resp.media = tenant
+        resp.content_type = JSON_UTF8
+        resp.data = dumps_json(tenant)
 
     @endpoint(
         "Change a tenant's name, language or (platform:admin) plan",
