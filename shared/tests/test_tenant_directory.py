@@ -121,8 +121,12 @@ def test_directory_gives_the_whole_tenant_and_tells_listeners(fake_tenants, redi
         fake_tenants.statuses[TEN_A] = "active"
         assert source.get(TEN_A) == {"id": TEN_A, "status": "active", "plan": "team"}
         assert source.get("ten_unknown") is None
-        event = {"id": "evt_2", "type": "tenant.updated", "tenant_id": TEN_A,
-                 "data": {"tenant": {"id": TEN_A, "status": "active", "plan": "enterprise"}}}
+        event = {
+            "id": "evt_2",
+            "type": "tenant.updated",
+            "tenant_id": TEN_A,
+            "data": {"tenant": {"id": TEN_A, "status": "active", "plan": "enterprise"}},
+        }
         redis.Redis.from_url(redis_url).publish("aerie:event:tenant.updated", json.dumps(event))
         deadline = time.monotonic() + 2
         while not changed and time.monotonic() < deadline:
