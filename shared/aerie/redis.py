@@ -17,10 +17,10 @@ REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError,
 
 
 class RedisProvider:
-    """Hands out this process's Redis client, creating it on first use.
+    """Hands out Redis clients for this process, created on first use.
 
-    The pool is keyed by the process id, so a provider built in a uWSGI master and used in
-    a worker (or any forked child) gets a fresh pool instead of sharing sockets. Clients
+    Everything is keyed by the process id, so a provider built in a uWSGI master and used
+    in a worker (or any forked child) gets a fresh pool instead of sharing sockets. Clients
     decode responses to ``str``.
     """
 
@@ -28,7 +28,8 @@ class RedisProvider:
         self._settings = settings
         self._lock = threading.Lock()
         self._pid: int | None = None
-        self._client: redis.Redis | None = None
+        self._pool: redis.ConnectionPool | None = None
+        self._local = threading.local()
 
     @property
     def settings(self) -> RedisSettings:
@@ -36,22 +37,39 @@ class RedisProvider:
 
     @property
     def client(self) -> redis.Redis:
-        client = self._client
-        if client is not None and self._pid == os.getpid():
-            return client
-        with self._lock:
-            if self._client is None or self._pid != os.getpid():
-                self._client = self._make_client()
-                self._pid = os.getpid()
-            return self._client
+        """This thread's client, holding one connection of the process's pool.
 
-    def _make_client(self) -> redis.Redis:
+        A pooled client checks a connection out and back in around every command, which
+        costs redis-py 8 about 30 us of each call, as much again as the round trip itself
+        (``bench/``). A uWSGI thread serves one request at a time, so it keeps a
+        connection of its own; pipelines and transactions still draw theirs from the pool.
+        The connection goes back to the pool when its thread ends.
+        """
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) != pid:
+            local.client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
+            local.pid = pid
+        return local.client
+
+    @property
+    def pool(self) -> redis.ConnectionPool:
+        """This process's connection pool."""
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            return pool
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = self._make_pool()
+                self._pid = os.getpid()
+            return self._pool
+
+    def _make_pool(self) -> redis.ConnectionPool:
         s = self._settings
-        # A plain pool, not BlockingConnectionPool: each request thread holds at most one
-        # connection at a time (subscribers have their own), so with max_connections above
-        # uWSGI's threads the pool never runs dry, and the blocking pool's queue and locks
-        # cost ~11 us of every command (bench/).
-        pool = redis.ConnectionPool.from_url(
+        # A plain pool, not BlockingConnectionPool: pool_for_threads sizes it for every
+        # thread holding its own connection plus one more for a pipeline, so it never runs
+        # dry, and the blocking pool's queue and locks cost ~11 us of every checkout.
+        return redis.ConnectionPool.from_url(
             s.url,
             max_connections=s.max_connections,
             socket_connect_timeout=s.connect_timeout,
@@ -59,7 +77,6 @@ class RedisProvider:
             health_check_interval=30,
             decode_responses=True,
         )
-        return redis.Redis(connection_pool=pool)
 
     def pubsub_client(self) -> redis.Redis:
         """A client for a long-lived subscriber: no read timeout, its own connection."""
@@ -78,13 +95,13 @@ class RedisProvider:
 
 
 def pool_for_threads(settings: Settings, threads: int | None) -> Settings:
-    """``settings`` with a Redis pool of at least one connection per thread, and some to spare.
+    """``settings`` with a Redis pool of two connections per thread, and some to spare.
 
-    Every uWSGI thread may hold a connection at once (a burst of requests, streams opening
-    together); the pool refuses connections beyond its size rather than waiting, which a
-    request would see as Redis being down.
+    Every uWSGI thread holds its own connection (:attr:`RedisProvider.client`) and may take
+    a second one for a pipeline; the pool refuses connections beyond its size rather than
+    waiting, which a request would see as Redis being down.
     """
-    wanted = (threads or 0) + 8
+    wanted = 2 * (threads or 0) + 8
     if settings.redis.max_connections >= wanted:
         return settings
     return replace(settings, redis=replace(settings.redis, max_connections=wanted))
