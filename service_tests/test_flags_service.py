@@ -245,7 +245,7 @@ class RawStream:
 def test_fifty_streams_fit_an_instance_and_leave_evaluation_its_latency(
     http: Http, flags_pair: tuple[UwsgiService, UwsgiService]
 ):
-    """96 threads a worker: 50 open streams on one instance, in its 128M, evaluation as fast."""
+    """50 open streams on one instance (its stream mule), in its 128M, evaluation as fast."""
     first, _second = flags_pair
     assert first.process is not None
     _tenant, headers = new_tenant(http)

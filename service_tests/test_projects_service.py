@@ -339,7 +339,7 @@ def test_resume_with_last_event_id_over_the_real_server(http: Http, projects: Uw
 
 
 def test_abandoned_streams_free_their_threads(http: Http, projects: UwsgiService):
-    """Three times 50 streams, each dropped: more than the 2 x 72 an instance holds, so hang-ups free slots."""
+    """Three times 50 streams, each dropped: more than the 144 an instance holds, so hang-ups free slots."""
     _tenant, headers = new_tenant(http)
     for round_ in range(3):
         opened = [SSEClient(projects.url, headers) for _ in range(50)]

@@ -27,7 +27,7 @@ class RedisSettings:
     url: str
     connect_timeout: float = 2.0
     read_timeout: float = 2.0
-    max_connections: int = 32
+    max_connections: int = 64
 
     def redacted_url(self) -> str:
         parts = urlsplit(self.url)
@@ -79,7 +79,7 @@ class Settings:
                 connect_timeout=_float(env.get("AERIE_REDIS_CONNECT_TIMEOUT", "2"), "AERIE_REDIS_CONNECT_TIMEOUT"),
                 read_timeout=_float(env.get("AERIE_REDIS_READ_TIMEOUT", "2"), "AERIE_REDIS_READ_TIMEOUT"),
                 max_connections=_int(
-                    env.get("AERIE_REDIS_MAX_CONNECTIONS", "32"), "AERIE_REDIS_MAX_CONNECTIONS", minimum=1
+                    env.get("AERIE_REDIS_MAX_CONNECTIONS", "64"), "AERIE_REDIS_MAX_CONNECTIONS", minimum=1
                 ),
             ),
             issuer=issuer.rstrip("/"),

@@ -136,9 +136,9 @@ def uwsgi_harakiri() -> int | None:
 
 @dataclass(frozen=True)
 class StreamLimits:
-    """How many streams a worker holds, how long each lives, how often an idle one beats."""
+    """How many streams a process holds, how long each lives, how often an idle one beats."""
 
-    max_streams: int = 72
+    max_streams: int = 144
     max_seconds: float = 25.0
     heartbeat_seconds: float = 15.0
 
@@ -171,13 +171,17 @@ class StreamLimits:
         )
 
     def for_threads(self, threads: int | None) -> StreamLimits:
-        """Capped so a quarter of the worker's threads (at least 4) always serve the API."""
+        """Capped so a quarter of the process's threads (at least 4) are always free.
+
+        In a uWSGI worker they serve the API; with a stream mule (``aerie.stream_server``)
+        streams never reach the workers, which are capped to one stream all the same.
+        """
         if threads is None:
             return self
         allowed = max(1, threads - max(4, threads // 4))
         if self.max_streams <= allowed:
             return self
-        log.warning("open streams capped by uWSGI threads", extra={"max_streams": allowed, "threads": threads})
+        log.info("open streams capped by the threads", extra={"max_streams": allowed, "threads": threads})
         return replace(self, max_streams=allowed)
 
     def for_harakiri(self, harakiri: int | None) -> StreamLimits:
@@ -246,13 +250,17 @@ class SSEBody:
             self._on_close()
 
 
-def client_gone_probe() -> Callable[[], bool]:
-    """Under uWSGI, a check that the client of this request hung up; elsewhere, never.
+def client_gone_probe(environ: Mapping[str, Any] | None = None) -> Callable[[], bool]:
+    """A check that the client of this request hung up: waitress's own (the stream server,
+    ``aerie.stream_server``), else under uWSGI a poll of the connection; elsewhere, never.
 
     A server only notices a closed connection when it writes, which for an idle stream is
-    the next heartbeat: polling the socket for a hang-up each second frees the thread (and
-    the stream slot) within a second of the client leaving instead.
+    the next heartbeat: asking each second frees the thread (and the stream slot) within a
+    second of the client leaving instead.
     """
+    waitress_probe = (environ or {}).get("waitress.client_disconnected")
+    if callable(waitress_probe):
+        return waitress_probe
     try:
         import uwsgi
 

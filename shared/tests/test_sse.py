@@ -127,15 +127,16 @@ def test_relay_ends_within_a_second_of_a_hang_up_or_a_break():
 
 def test_limits_from_env_threads_and_harakiri():
     flags_like = StreamLimits(max_streams=72, max_seconds=300)
-    assert StreamLimits.from_env({}) == StreamLimits(72, 25.0, 15.0)
+    assert StreamLimits.from_env({}) == StreamLimits(144, 25.0, 15.0)
     assert StreamLimits.from_env({"AERIE_SSE_MAX_STREAMS": "3"}, flags_like, longest=600).max_seconds == 300
     with pytest.raises(ConfigError):
         StreamLimits.from_env({"AERIE_SSE_MAX_SECONDS": "60"})  # longer than the default harakiri allows
     with pytest.raises(ConfigError):
         StreamLimits.from_env({"AERIE_SSE_HEARTBEAT_SECONDS": "often"})
-    assert StreamLimits().for_threads(96).max_streams == 72  # 24 threads left for the API
-    assert StreamLimits().for_threads(8).max_streams == 4
-    assert StreamLimits().for_threads(None).max_streams == 72  # not under uWSGI
+    assert StreamLimits().for_threads(192).max_streams == 144  # the stream mule (aerie.stream_server)
+    assert StreamLimits().for_threads(96).max_streams == 72  # 24 threads left free
+    assert StreamLimits().for_threads(4).max_streams == 1  # a worker: streams go to the mule
+    assert StreamLimits().for_threads(None).max_streams == 144  # not under uWSGI
     assert flags_like.for_harakiri(330).max_seconds == 300
     assert flags_like.for_harakiri(30).max_seconds == 25  # a request outliving harakiri kills the worker
     assert flags_like.for_harakiri(None).max_seconds == 300

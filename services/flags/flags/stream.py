@@ -1,11 +1,11 @@
-"""``GET /v1/flags/stream``: the caller's flag changes, live from this worker's pub/sub.
+"""``GET /v1/flags/stream``: the caller's flag changes, live from this process's pub/sub.
 
 A stream shows every definition change (``flag.created|updated|deleted``: definitions are
 global) and the override changes (``flag.override.set|removed``) of the caller's tenant
 only; each frame's ``id:`` is the event id, ``event:`` its type, ``data:`` the envelope as
-published. Built on :mod:`aerie.sse`: the worker's one pub/sub subscription feeds a fan-out
-keyed by tenant, and an open stream sleeps on its own queue, so it holds a uWSGI thread
-but no Redis connection.
+published. Built on :mod:`aerie.sse`: the process's one pub/sub subscription feeds a fan-out
+keyed by tenant, and an open stream sleeps on its own queue, so it holds a thread (the
+stream mule's under uWSGI: :mod:`aerie.stream_server`) but no Redis connection.
 
 It is a change feed, not a log: it starts at the live end and does not replay. A client
 (``aerie.flags.client``) refetches ``/v1/flags/snapshot`` after each (re)connect and on
@@ -14,8 +14,8 @@ each event, which the listener, registered before the response starts, makes gap
 reconnected, the client read too slowly) simply ends, so the client refetches.
 
 Lifetime: each reconnect costs the client a snapshot fetch, so a stream lives long,
-``AERIE_SSE_MAX_SECONDS`` (default 300 s; ``uwsgi.ini`` raises ``harakiri`` above it, and
-the limit is capped 5 s below whatever ``harakiri`` is). Because a token is checked only
+``AERIE_SSE_MAX_SECONDS`` (default 300 s; the stream mule has no ``harakiri``, and where one
+applies, the limit is capped 5 s below it). Because a token is checked only
 when a request starts, a long stream re-checks its caller itself: it ends at the token's
 ``exp`` and within a second of the client's revocation (API.md: "within a second ...
 everywhere").
@@ -37,8 +37,8 @@ __all__ = ["DEFAULT_LIMITS", "LONGEST_SECONDS", "FlagChanges", "live_flag_events
 DEFINITION_TYPES = frozenset({"flag.created", "flag.updated", "flag.deleted"})
 OVERRIDE_TYPES = frozenset({"flag.override.set", "flag.override.removed"})
 
-#: 72 streams a worker (with 96 threads, 24 always serve evaluation), 5 minutes each.
-DEFAULT_LIMITS = StreamLimits(max_streams=72, max_seconds=300.0, heartbeat_seconds=15.0)
+#: 144 streams an instance (its stream mule, aerie.stream_server), 5 minutes each.
+DEFAULT_LIMITS = StreamLimits(max_streams=144, max_seconds=300.0, heartbeat_seconds=15.0)
 #: The longest ``AERIE_SSE_MAX_SECONDS`` accepted (the harakiri cap applies on top).
 LONGEST_SECONDS = 3600.0
 

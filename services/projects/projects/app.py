@@ -10,6 +10,7 @@ from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_
 from aerie.config import ConfigError, Settings
 from aerie.redis import pool_for_threads
 from aerie.sse import uwsgi_threads
+from aerie.stream_server import STREAM_THREADS, StreamsReachable, run_mule, socket_path
 from aerie.system import ReadyCheck
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from projects.cascade import TenantCascade
@@ -19,7 +20,7 @@ from projects.readiness import TenantsReachable
 from projects.resources.events import ProjectEvents
 from projects.resources.projects import ProjectBatchUpdate, ProjectCollection, ProjectItem, Scope
 
-__all__ = ["ProjectsService", "build", "create_app", "get_app"]
+__all__ = ["ProjectsService", "build", "create_app", "get_app", "serve_streams"]
 
 
 @dataclass
@@ -40,13 +41,15 @@ def build(
     status: TenantSource | None = None,
     *,
     threads: int | None = None,
+    streams_socket: str | None = None,
 ) -> ProjectsService:
     """The service from its dependencies; what is not given is made from ``settings``.
 
-    ``threads`` is the uWSGI threads of a worker: open event streams are capped below it,
-    and the Redis pool sized above it. ``/ready`` also checks the tenants service whenever
-    it is configured (it always is in production: tenant status comes from it); unit tests
-    pass a fake ``status`` instead.
+    ``threads`` is the threads of the process (a uWSGI worker's, or the stream mule's):
+    open event streams are capped below it, and the Redis pool sized above it. ``/ready``
+    also checks the tenants service whenever it is configured (it always is in production:
+    tenant status comes from it; unit tests pass a fake ``status`` instead), and the stream
+    mule when ``streams_socket`` says where it listens (``aerie.stream_server``).
     """
     infra = infra or Infrastructure.from_settings(pool_for_threads(settings, threads))
     if status is None:
@@ -56,6 +59,8 @@ def build(
     ready_checks: dict[str, ReadyCheck] = {}
     if settings.tenants_url:
         ready_checks["tenants"] = TenantsReachable.at(settings.tenants_url, settings.service)
+    if streams_socket:
+        ready_checks["streams"] = StreamsReachable(streams_socket)
 
     events = PositionedPublisher()
     forget = getattr(status, "clear", None)
@@ -88,9 +93,17 @@ def create_app(
 
 def get_app() -> falcon.App | None:
     def make(settings: Settings) -> falcon.App:
-        service = build(settings, threads=uwsgi_threads())
+        service = build(settings, threads=uwsgi_threads(), streams_socket=socket_path())
         # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
         service.infra.background.ensure_started()
         return service.app
 
     return exit_on_config_error("projects", make)
+
+
+def serve_streams() -> None:
+    """The stream mule (``projects/mule.py``): serves ``/v1/projects/events``.
+
+    The same app, without the background consumers the workers already run.
+    """
+    run_mule("projects", lambda settings: build(settings, threads=STREAM_THREADS).app)

@@ -30,13 +30,13 @@ be resumed from. The stream then starts live, and its first event is
 newest event id as its ``id:``: events may have been missed, so the client should re-read
 ``GET /v1/projects``. A malformed one is 400.
 
-Streams and threads: each open stream holds a uWSGI thread but no Redis connection (it
-waits on its own queue, the GIL released). :class:`StreamLimits` caps the streams of a
-worker below its threads, so API requests always find threads; ``uwsgi.ini`` gives this
-service many threads for that (:mod:`aerie.sse` holds what every stream shares). A stream
-ends after ``AERIE_SSE_MAX_SECONDS`` (default 25 s, under uWSGI's 30 s ``harakiri``): short,
-because a reconnect is cheap here (it resumes from the durable stream); EventSource reconnects by itself, which also
-re-checks the token. A heartbeat comment goes out after ``AERIE_SSE_HEARTBEAT_SECONDS``
+Streams and threads: each open stream holds a thread but no Redis connection (it waits on
+its own queue, the GIL released). Under uWSGI the threads are the stream mule's, never an
+API worker's (``uwsgi.ini``, :mod:`aerie.stream_server`); :class:`StreamLimits` caps the
+streams below them (:mod:`aerie.sse` holds what every stream shares). A stream ends after
+``AERIE_SSE_MAX_SECONDS`` (default 25 s): short, because a reconnect is cheap here (it
+resumes from the durable stream); EventSource reconnects by itself, which also re-checks
+the token. A heartbeat comment goes out after ``AERIE_SSE_HEARTBEAT_SECONDS``
 (default 15 s) without events.
 """
 

@@ -240,7 +240,7 @@ def test_streams_are_capped_below_the_threads_and_the_pool_above_them(short_sett
     assert StreamLimits(max_streams=72).for_threads(96).max_streams == 72  # 24 threads left for the API
     assert StreamLimits(max_streams=72).for_threads(8).max_streams == 4
     assert StreamLimits(max_streams=72).for_threads(None).max_streams == 72  # not under uWSGI
-    assert pool_for_threads(short_settings, 96).redis.max_connections == 104
+    assert pool_for_threads(short_settings, 96).redis.max_connections == 200  # one per thread, one more for a pipeline
     assert pool_for_threads(short_settings, None) is short_settings
 
 

@@ -28,4 +28,4 @@ class FlagStream:
         responses={503: "Too many open streams, or live events are unavailable"},
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        respond(resp, self._changes.open(req.context.principal, client_gone_probe()))
+        respond(resp, self._changes.open(req.context.principal, client_gone_probe(req.env)))

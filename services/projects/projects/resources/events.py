@@ -36,6 +36,6 @@ class ProjectEvents:
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         tenant_id = self._scope.reader(req).tenant_id
-        ended = while_authorized(req.context.principal, self._is_revoked, client_gone_probe())
+        ended = while_authorized(req.context.principal, self._is_revoked, client_gone_probe(req.env))
         body = self._stream.open(tenant_id, parse_last_event_id(req.get_header("Last-Event-ID")), ended)
         respond(resp, body)
