@@ -362,12 +362,14 @@ def test_a_malformed_snapshot_keeps_the_last_state_marked_stale(service, clients
 
 
 def test_close_stops_the_threads_and_answers_stale(service, clients):
+    before = set(threading.enumerate())  # earlier tests' clients may still be winding down
     client = started(clients, service.url)
     assert wait_for(lambda: client.syncer.stream_connected)
-    threads = {t for t in threading.enumerate() if t.name.startswith("aerie-flags-")}
+    threads = {t for t in set(threading.enumerate()) - before if t.name.startswith("aerie-flags-")}
+    assert threads
     client.close()
-    assert wait_for(lambda: not any(t.is_alive() for t in threads))
-    assert wait_for(lambda: service.open_streams() == 0)
+    assert wait_for(lambda: not any(t.is_alive() for t in threads), timeout=10), [t.name for t in threads]
+    assert wait_for(lambda: service.open_streams() == 0, timeout=10)
     assert client.evaluate(NEW_DASHBOARD, user_id="u1").reason == "STALE"
 
 
