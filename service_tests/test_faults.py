@@ -168,7 +168,7 @@ def test_redis_restart_under_load_loses_no_acknowledged_write(stack: Stack) -> N
             # Both processes stay alive and say what is missing.
             assert fresh("GET", f"{stack.projects.url}/health").status_code == 200
             ready = fresh("GET", f"{stack.tenants.url}/ready")
-            assert ready.status_code == 503 and "redis" in ready.json()["failed"]
+            assert ready.status_code == 503 and "redis" in ready.json()["failed"], (ready.status_code, ready.text)
         finally:
             stack.redis.start()
         up_at = time.monotonic()
@@ -182,7 +182,8 @@ def test_redis_restart_under_load_loses_no_acknowledged_write(stack: Stack) -> N
 
     # Full recovery: every worker of both services answers again.
     for url in (stack.tenants.url, stack.projects.url):
-        assert all(fresh("GET", f"{url}/ready").status_code == 200 for _ in range(6))
+        answers = [fresh("GET", f"{url}/ready") for _ in range(6)]
+        assert all(r.status_code == 200 for r in answers), [(url, r.status_code, r.text) for r in answers]
     assert all(fresh("GET", projects_url, headers=headers).status_code == 200 for _ in range(10))
 
     # No acknowledged write lost: every 201 is readable after the restart.

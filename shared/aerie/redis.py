@@ -44,13 +44,26 @@ class RedisProvider:
         (``bench/``). A uWSGI thread serves one request at a time, so it keeps a
         connection of its own; pipelines and transactions still draw theirs from the pool.
         The connection goes back to the pool when its thread ends.
+
+        Like the pool's checkout, each hand-out first polls the connection (one syscall): one
+        the server closed (a Redis restart) or left with unread data is dropped, and the next
+        command reconnects, instead of failing once per thread after every restart.
         """
         local = self._local
         pid = os.getpid()
         if getattr(local, "pid", None) != pid:
             local.client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
             local.pid = pid
-        return local.client
+        client: redis.Redis = local.client
+        conn = client.connection
+        if conn is not None:
+            try:
+                stale = conn.can_read()
+            except REDIS_DOWN:
+                stale = True
+            if stale:
+                conn.disconnect()
+        return client
 
     @property
     def pool(self) -> redis.ConnectionPool:
