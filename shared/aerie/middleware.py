@@ -13,10 +13,10 @@ request and keeps it on ``req.context.endpoint``.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -57,7 +57,8 @@ class RequestContextMiddleware:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         incoming = req.get_header("X-Request-ID")
-        request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        # 128 random bits as 32 hex digits, as uuid4().hex gave, without building a UUID.
+        request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
         req.context.request_id = request_id
         req.context.started = time.perf_counter()
         request_id_var.set(request_id)
