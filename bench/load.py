@@ -96,6 +96,9 @@ class LoadResult:
     #: TCP connections opened in the measured window (Python generator only; -1 if unknown).
     connects: int = -1
     notes: list[str] = field(default_factory=list)
+    #: Microseconds of CPU per request, the machine's and by process (bench/cpu.py), over
+    #: warm-up and window; filled in by run.py.
+    cpu_us: dict[str, float] = field(default_factory=dict)
     #: What the external tool printed (wrk), for the JSON results.
     output: str = ""
 

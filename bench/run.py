@@ -40,6 +40,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "shared"))
 
+import cpu  # noqa: E402
 from load import LoadResult, Target, choose_tool, run_load  # noqa: E402
 
 HELLO = "hello"
@@ -540,6 +541,7 @@ def _run_scenarios(
         echo(f"running {s.name}: {s.method} {targets[s.name].url} ...")
         log = logs.get(s.service)
         before = respawns(log) if log else 0
+        cpu_before = cpu.snapshot()
         r = run_load(
             targets[s.name],
             connections=args.connections,
@@ -548,6 +550,7 @@ def _run_scenarios(
             tool=tool,
             processes=args.processes,
         )
+        r.cpu_us = cpu.per_request(cpu_before, cpu.snapshot(), r.rps * (args.warmup + args.duration))
         if log and (n := respawns(log) - before):
             r.notes.append(f"uWSGI replaced {n} worker(s) during warm-up and measurement (max-requests, or a crash)")
         results[s.name] = r
@@ -583,10 +586,19 @@ def report(
                 "result": result,
                 "target_ratio": s.target_ratio,
                 "target_p99_ms": s.target_p99_ms,
+                "cpu_us_per_request": r.cpu_us,
             }
         )
     echo("")
     echo(table(rows))
+    if baseline.cpu_us.get("machine"):
+        echo("\nCPU per request, in microseconds (bench/cpu.py; warm-up and window, at the window's rate):")
+        for s in plan:
+            used = results[s.name].cpu_us
+            if used:
+                parts = ", ".join(f"{group} {us:.0f}" for group, us in used.items())
+                times = used["machine"] / baseline.cpu_us["machine"]
+                echo(f"  {s.name:16s} {parts}  ({times:.1f}x hello-world's machine time)")
     echo(
         f"\nload generator: {tool}. Ratios are to hello-world measured in this run; "
         "on a shared 2-core machine expect run-to-run noise of 10-20%."
