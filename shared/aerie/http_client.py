@@ -15,6 +15,13 @@ Three things go wrong between services, and this module decides once how each is
   for idempotent methods, since a ``POST`` may already have had its effect. A *read
   timeout* is never retried: a peer that was too slow once will likely be slow again, and
   retrying would multiply the caller's wait past its own client's patience.
+* **A peer is silent** (accepts connections, never answers). Each call then holds a worker
+  thread until its read timeout, and a uWSGI worker has only a few. A client made with
+  ``max_in_flight`` lets that many calls wait on the peer at once; a further call waits at
+  most ``queue_timeout_s`` for its turn and then fails as :class:`PeerUnavailable`, so a
+  silent peer costs a worker one thread, not all of them (the bulkhead pattern).
+  :class:`ClientCredentials` does the same for callers waiting on another thread's token
+  fetch.
 * **Tokens.** Services call each other with OAuth client-credentials tokens from the
   tenants service. :class:`ClientCredentials` fetches one, caches it for its lifetime less
   a margin, and lets concurrent threads share a single fetch. A ``401`` from a peer
@@ -163,7 +170,9 @@ class ServiceClient:
     Timeouts are per attempt: ``connect_timeout`` to open the connection, ``read_timeout``
     between bytes of the answer. ``retries`` bounds the retries described in the module
     docstring, so the worst case for an idempotent call is ``(retries + 1)`` connects plus
-    one read timeout plus at most a couple of seconds of backoff.
+    one read timeout plus at most a couple of seconds of backoff. ``max_in_flight`` (per
+    process; None for no limit) bounds the calls under way at once, each further call
+    waiting at most ``queue_timeout_s`` (module docstring: a silent peer).
     """
 
     def __init__(
@@ -178,6 +187,8 @@ class ServiceClient:
         peer: str | None = None,
         backoff_factor: float = 0.2,
         pool_maxsize: int = 16,
+        max_in_flight: int | None = None,
+        queue_timeout_s: float = 0.5,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.peer = peer or _peer_from_url(self.base_url)
@@ -187,6 +198,8 @@ class ServiceClient:
         self._retries = retries
         self._backoff_factor = backoff_factor
         self._pool_maxsize = pool_maxsize
+        self._in_flight = threading.BoundedSemaphore(max_in_flight) if max_in_flight else None
+        self._queue_timeout_s = queue_timeout_s
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._session: requests.Session | None = None
@@ -313,6 +326,18 @@ class ServiceClient:
         return headers
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        slots = self._in_flight
+        if slots is None:
+            return self._send_now(method, url, **kwargs)
+        if not slots.acquire(timeout=self._queue_timeout_s):
+            log.warning("peer busy", extra={"peer": self.peer, "method": method, "path": urlsplit(url).path})
+            raise PeerUnavailable(self.peer, detail=f"The {self.peer} service is slow to answer; try again shortly.")
+        try:
+            return self._send_now(method, url, **kwargs)
+        finally:
+            slots.release()
+
+    def _send_now(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         started = time.monotonic()
         try:
             response = self.session.request(method, url, timeout=self._timeout, allow_redirects=False, **kwargs)
@@ -339,6 +364,10 @@ class ServiceClient:
         )
 
 
+#: A token due for renewal is still sent while more than this remains of its lifetime.
+USABLE_MARGIN_S = 5.0
+
+
 class ClientCredentials:
     """This service's access token, from the tenants service's token endpoint.
 
@@ -349,7 +378,9 @@ class ClientCredentials:
     the monotonic clock, so a skewed wall clock cannot keep an expired token alive.
 
     One lock serialises fetches: threads that find the token stale while another is
-    fetching wait for that fetch instead of making their own. After a failed fetch,
+    fetching wait for that fetch instead of making their own, but for ``wait_s`` at most:
+    a fetch that takes longer (tenants silent) fails them as :class:`PeerUnavailable`
+    rather than hold every worker thread until its read timeout. After a failed fetch,
     further calls fail at once for ``failure_backoff_s`` rather than queue up behind the
     lock for a connect timeout each, which would stall every worker thread during an
     outage and hammer the tenants service as it comes back.
@@ -374,6 +405,7 @@ class ClientCredentials:
         renew_ratio: float = 0.1,
         default_lifetime_s: float = 60.0,
         failure_backoff_s: float = 1.0,
+        wait_s: float = 0.5,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = ServiceClient(
@@ -390,10 +422,13 @@ class ClientCredentials:
         self._renew_ratio = renew_ratio
         self._default_lifetime_s = default_lifetime_s
         self._failure_backoff_s = failure_backoff_s
+        self._wait_s = wait_s
         self._clock = clock
         self._lock = threading.Lock()
         self._token: str | None = None
         self._renew_at = 0.0
+        #: Until when the current token may still be sent (its expiry, less a few seconds).
+        self._usable_until = 0.0
         self._failed_until = 0.0
         self._last_failure: PeerUnavailable | None = None
 
@@ -413,9 +448,16 @@ class ClientCredentials:
     def token(self) -> str:
         """A token good for at least the renewal margin; fetched when there is none such."""
         token = self._token
-        if token is not None and self._clock() < self._renew_at:
+        now = self._clock()
+        if token is not None and now < self._renew_at:
             return token
-        with self._lock:
+        if token is not None and now < self._usable_until:
+            # Due for renewal but still good: one thread renews, the others keep using it.
+            if not self._lock.acquire(blocking=False):
+                return token
+        elif not self._lock.acquire(timeout=self._wait_s):
+            raise PeerUnavailable("tenants", detail="The tenants service is slow to answer; try again shortly.")
+        try:
             now = self._clock()
             if self._token is not None and now < self._renew_at:
                 return self._token  # another thread fetched it while we waited
@@ -429,6 +471,8 @@ class ClientCredentials:
                 raise
             assert self._token is not None
             return self._token
+        finally:
+            self._lock.release()
 
     def invalidate(self, token: str) -> None:
         """Forget ``token`` after a peer refused it, unless it was already replaced.
@@ -441,6 +485,7 @@ class ClientCredentials:
             if self._token == token:
                 self._token = None
                 self._renew_at = 0.0
+                self._usable_until = 0.0
 
     def _fresh_failure(self) -> PeerUnavailable:
         last = self._last_failure
@@ -488,6 +533,7 @@ class ClientCredentials:
         margin = min(self._renew_margin_s, self._renew_ratio * lifetime)
         self._token = token
         self._renew_at = sent_at + lifetime - margin
+        self._usable_until = sent_at + lifetime - min(USABLE_MARGIN_S, margin)
         self._failed_until = 0.0
         self._last_failure = None
 

@@ -76,8 +76,14 @@ class TenantDirectory:
         if not tenants_url:
             raise ValueError("AERIE_TENANTS_URL is needed to ask the tenants service")
         provider = ClientCredentials.from_settings(settings, scope="platform:read")
+        # One lookup at a time per process: a silent tenants service then holds one thread of
+        # a worker until the read timeout, and the others answer 503 at once (aerie.http_client).
         client = ServiceClient(
-            tenants_url, token_provider=provider, service_name=getattr(settings, "service", "aerie"), peer="tenants"
+            tenants_url,
+            token_provider=provider,
+            service_name=getattr(settings, "service", "aerie"),
+            peer="tenants",
+            max_in_flight=1,
         )
         return cls(client, subscriber)
 

@@ -26,6 +26,7 @@ from aerie.errors import install_error_handling
 from aerie.http_client import ClientCredentials, CredentialsRejected, PeerUnavailable, ServiceClient
 from aerie.local.redis_server import free_port
 from aerie.middleware import REQUEST_ID_RE
+from aerie.testing.polling import wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -509,3 +510,62 @@ def test_session_recreated_in_a_forked_process(base_url, state, monkeypatch):
     monkeypatch.setattr(module.os, "getpid", lambda: real_getpid() + 1)
     assert c.session is not parent_session
     assert c.get("/echo").status_code == 200
+
+
+# -- a silent peer: the bulkhead ---------------------------------------------------------
+
+
+def test_a_slow_peer_holds_one_call_and_the_others_fail_fast(base_url, state):
+    c = client(base_url, read_timeout=1.5, max_in_flight=1, queue_timeout_s=0.2)
+    first: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            c.get("/slow")
+        except PeerUnavailable as exc:
+            first.append(exc)
+
+    waiting = threading.Thread(target=slow)
+    waiting.start()
+    assert wait_for(lambda: state.slow_calls == 1)
+    started = time.monotonic()
+    with pytest.raises(PeerUnavailable) as info:
+        c.get("/echo")  # would have waited out the slow call's 1.5 s
+    assert time.monotonic() - started < 1.0
+    assert info.value.status_code == 503 and "slow to answer" in (info.value.description or "")
+    assert state.echo_calls == 0
+    waiting.join(5)
+    assert len(first) == 1  # the slow call itself timed out as usual
+    assert c.get("/echo").status_code == 200  # and the slot is free again
+
+
+def test_a_slow_token_fetch_is_waited_on_for_a_moment_only(base_url, state):
+    state.token_delay = 1.5
+    provider = credentials(base_url, wait_s=0.2)
+    fetched: list[str] = []
+    fetching = threading.Thread(target=lambda: fetched.append(provider.token()))
+    fetching.start()
+    assert wait_for(lambda: state.token_calls == 1)
+    started = time.monotonic()
+    with pytest.raises(PeerUnavailable):
+        provider.token()
+    assert time.monotonic() - started < 1.0
+    fetching.join(5)
+    assert fetched == ["t1"] and provider.token() == "t1"
+
+
+def test_a_token_due_for_renewal_serves_while_another_thread_renews_it(base_url, state):
+    clock = FakeClock()
+    provider = credentials(base_url, clock=clock)
+    assert provider.token() == "t1"
+    clock.now += 3545  # past the renewal point (60 s before expiry), still valid
+    state.token_delay = 1.0
+    renewed: list[str] = []
+    renewing = threading.Thread(target=lambda: renewed.append(provider.token()))
+    renewing.start()
+    assert wait_for(lambda: state.token_calls == 2)
+    started = time.monotonic()
+    assert provider.token() == "t1"  # no wait behind the renewal
+    assert time.monotonic() - started < 0.2
+    renewing.join(5)
+    assert renewed == ["t2"] and provider.token() == "t2"
