@@ -531,3 +531,13 @@ def test_invalid_idempotency_key_is_400(client, key: TestKey, items: ItemsResour
     assert_problem(create(client, key, '{"name": "a"}', "k" * 256), 400, "bad_request")
     assert_problem(create(client, key, '{"name": "a"}', "has space"), 400, "bad_request")
     assert items.created == 0
+
+
+def test_dumps_json_writes_what_the_media_handler_would() -> None:
+    from aerie.app import dumps_json
+
+    assert (
+        dumps_json({"a": [1, None, "é"]})
+        == json.dumps({"a": [1, None, "é"]}, ensure_ascii=False, separators=(",", ":")).encode()
+    )
+    assert dumps_json({1: "one"}) == b'{"1":"one"}'  # a key that is not a string, as json.dumps writes it

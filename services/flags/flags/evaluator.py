@@ -37,8 +37,8 @@ class Evaluator:
     def evaluate(
         self, tenant_id: str, supplied: Mapping[str, Any], keys: Iterable[str] | None = None
     ) -> dict[str, Evaluation]:
-        """``{key: Evaluation}`` for ``keys`` (default: every flag); orjson writes each as
-        ``{"value", "variant", "reason", "rule"}`` (the dataclass's fields, in order).
+        """``{key: Evaluation}`` for ``keys`` (default: every flag); each is sent as its
+        ``to_dict()``, ``{"value", "variant", "reason", "rule"}``.
 
         A key that names no flag answers its ``ERROR`` evaluation (value null) rather than
         failing the whole request: clients ask for many flags at once, and one removed flag
