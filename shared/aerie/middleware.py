@@ -199,7 +199,7 @@ class BodyMiddleware:
             known = validate(spec.query, _query_document(req), location="query")
             with self._queries_lock:
                 self._queries[key] = known
-        return dict(known)
+        return known.copy()
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]

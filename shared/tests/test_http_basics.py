@@ -18,7 +18,7 @@ from aerie.config import Settings
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.errors import Problem
 from aerie.local.redis_server import free_port
-from aerie.middleware import MAX_BODY_BYTES
+from aerie.middleware import MAX_BODY_BYTES, BodyMiddleware
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from aerie.testing.http import assert_problem
@@ -295,6 +295,22 @@ def test_limit_defaults_to_50(client, key: TestKey) -> None:
 @pytest.mark.parametrize("limit", [1, 200])
 def test_limit_bounds_are_accepted(client, key: TestKey, limit: int) -> None:
     assert client.simulate_get("/items", params={"limit": str(limit)}, headers=auth(key)).json["limit"] == limit
+
+
+def test_a_remembered_query_is_the_same_answer_every_time(client, key: TestKey) -> None:
+    """Validated queries are kept per route and query string: a repeat must not differ, a
+    responder changing its copy must not change the next one, and refusals are not kept."""
+    middleware = BodyMiddleware()
+    resource = ItemsResource()
+    for _ in range(3):
+        req = falcon.testing.create_req(path="/items", query_string="limit=7")
+        middleware.process_resource(req, falcon.Response(), resource, {})
+        assert req.context.query == {"limit": 7}
+        req.context.query["limit"] = 999  # the responder's own copy
+    for _ in range(2):
+        resp = client.simulate_get("/items", query_string="limit=0", headers=auth(key))
+        assert resp.status_code == 422 and error_fields(resp.json) == ["limit"]
+    assert client.simulate_get("/items", query_string="limit=7&limit=8", headers=auth(key)).status_code == 422
 
 
 @pytest.mark.parametrize("limit", ["0", "201", "abc", "-3", "1.5"])
