@@ -5,15 +5,50 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import replace
+from typing import Any
 
 import redis
 
 from aerie.config import RedisSettings, Settings
 
-__all__ = ["REDIS_DOWN", "RedisProvider", "pool_for_threads"]
+__all__ = ["REDIS_DOWN", "RedisProvider", "ThreadClient", "pool_for_threads"]
 
 #: The exceptions that mean "Redis is not answering", as opposed to a bad command.
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class ThreadClient(redis.Redis):
+    """A single-connection client that one thread owns.
+
+    ``Redis.execute_command`` is written for a client any thread may call: it takes the
+    single-connection lock, builds a retry closure (redis-py's default retries nothing), times
+    the call for OpenTelemetry, looks for ``HIMPORT SET`` in the arguments and then parses
+    through two more layers. On a GET that was about half of the client's CPU time (py-spy
+    under load, ``bench/``). The owning thread instead packs, sends and reads through the
+    connection's public methods (``pack_command``, ``send_packed_command``,
+    ``read_response``) and applies the client's own response callbacks, as
+    ``parse_response`` does: replies, errors and disconnect-on-error stay the library's.
+    Options only ``parse_response`` understands (``NEVER_DECODE``, ``EMPTY_RESPONSE``), any
+    other thread, and a closed client take the library's path, lock included.
+    """
+
+    def __init__(self, connection_pool: redis.ConnectionPool) -> None:
+        super().__init__(connection_pool=connection_pool, single_connection_client=True)
+        self._owner = threading.get_ident()
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        conn = self.connection
+        if conn is None or threading.get_ident() != self._owner or not _LIBRARY_OPTIONS.isdisjoint(options):
+            return super().execute_command(*args, **options)
+        conn.send_packed_command(conn.pack_command(*args))
+        response = conn.read_response()
+        options.pop("keys", None)  # for client-side caching only, as parse_response drops it
+        callback = self.response_callbacks.get(args[0])
+        return response if callback is None else callback(response, **options)
+
+
+#: ``execute_command`` options that change how ``Redis.parse_response`` reads a reply.
+_LIBRARY_OPTIONS = frozenset({redis.client.NEVER_DECODE, redis.client.EMPTY_RESPONSE})
 
 
 class RedisProvider:
@@ -42,7 +77,8 @@ class RedisProvider:
         A pooled client checks a connection out and back in around every command, which
         costs redis-py 8 about 30 us of each call, as much again as the round trip itself
         (``bench/``). A uWSGI thread serves one request at a time, so it keeps a
-        connection of its own; pipelines and transactions still draw theirs from the pool.
+        connection of its own (a :class:`ThreadClient`); pipelines and transactions still
+        draw theirs from the pool.
         The connection goes back to the pool when its thread ends.
 
         Like the pool's checkout, each hand-out first polls the connection (one syscall): one
@@ -52,7 +88,7 @@ class RedisProvider:
         local = self._local
         pid = os.getpid()
         if getattr(local, "pid", None) != pid:
-            local.client = redis.Redis(connection_pool=self.pool, single_connection_client=True)
+            local.client = ThreadClient(self.pool)
             local.pid = pid
         client: redis.Redis = local.client
         conn = client.connection
