@@ -93,6 +93,37 @@ def test_create_and_get_with_a_real_tenant_token(http: Http, projects: UwsgiServ
     )
 
 
+def test_every_list_after_a_write_shows_it_whichever_worker_answers(http: Http, projects: UwsgiService):
+    """Both workers cache list pages (projects.pages); a write through either is seen by both at once."""
+    _tenant, headers = new_tenant(http)
+    url = f"{projects.url}/v1/projects"
+
+    def names_seen(times: int) -> set[tuple[str, ...]]:
+        with requests.Session() as s:
+            pages = [s.get(url, params={"limit": 50}, headers=headers, timeout=5) for _ in range(times)]
+        assert all(p.status_code == 200 for p in pages), [p.text for p in pages if p.status_code != 200]
+        return {tuple(item["name"] for item in p.json()["items"]) for p in pages}
+
+    def from_many_threads() -> set[tuple[str, ...]]:
+        seen: list[set[tuple[str, ...]]] = []
+        threads = [threading.Thread(target=lambda: seen.append(names_seen(10))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return set().union(*seen)
+
+    first = requests.post(url, json={"name": "first"}, headers=headers, timeout=5).json()
+    assert from_many_threads() == {("first",)}  # cached now, in every worker that answered
+    requests.post(url, json={"name": "second"}, headers=headers, timeout=5).raise_for_status()
+    assert from_many_threads() == {("first", "second")}
+    r = requests.patch(f"{url}/{first['id']}", json={"name": "renamed"}, headers=headers, timeout=5)
+    assert r.status_code == 200, r.text
+    assert from_many_threads() == {("renamed", "second")}
+    assert requests.delete(f"{url}/{first['id']}", headers=headers, timeout=5).status_code == 204
+    assert from_many_threads() == {("second",)}
+
+
 def test_suspension_bites_within_a_second(http: Http, projects: UwsgiService):
     tenant, headers = new_tenant(http)
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-__all__ = ["ConfigError", "RedisSettings", "Settings", "redis_url_from_env"]
+__all__ = ["ConfigError", "RedisSettings", "Settings", "int_setting", "redis_url_from_env"]
 
 
 class ConfigError(Exception):
@@ -184,6 +184,12 @@ def _optional_url(env: Mapping[str, str], name: str) -> str | None:
     if urlsplit(value).scheme not in ("http", "https"):
         raise ConfigError(f"{name} must be an http(s) URL, got {value!r}")
     return value
+
+
+def int_setting(extra: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
+    """A service's own integer setting from ``Settings.extra``: ``default`` when unset, else checked."""
+    raw = extra.get(name)
+    return default if raw is None else _int(raw, name, minimum, maximum)
 
 
 def _int(raw: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:

@@ -16,6 +16,7 @@ from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from projects.cascade import TenantCascade
 from projects.event_positions import EventPositions, PositionedPublisher
 from projects.event_stream import LiveProjectEvents, ProjectEventStream, StreamLimits
+from projects.pages import PageCache
 from projects.readiness import TenantsReachable
 from projects.resources.events import ProjectEvents
 from projects.resources.projects import ProjectBatchUpdate, ProjectCollection, ProjectItem, Scope
@@ -69,7 +70,7 @@ def build(
 
     limits = StreamLimits.from_env(settings.extra).for_threads(threads)
     stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
-    scope = Scope(infra.redis, events, WriteGuard(status))
+    scope = Scope(infra.redis, events, WriteGuard(status), PageCache.from_env(settings.extra))
     routes: list[Route] = [
         ("/v1/projects", ProjectCollection(scope)),
         ("/v1/projects/batch-update", ProjectBatchUpdate(scope)),

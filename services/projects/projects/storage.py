@@ -14,6 +14,8 @@ slot and its multi-key transactions stay legal):
 - ``projects:{<tenant>}:index``          sorted set of the tenant's project ids, score 0:
   ordered by id, and ids are ULIDs, so by creation time; cursors hold the last id seen
 - ``projects:{<tenant>}:status:<status>`` the same, per status, for ``?status=``
+- ``projects:{<tenant>}:lists``          the version of the tenant's lists: the id of the last
+  write's event, set in that write's MULTI; pages cached at another version are not served
 - ``projects:{<tenant>}:events``         the tenant's newest event ids, scored by stream
   position, for resuming event streams (written by :mod:`projects.event_positions`)
 - ``projects:{<tenant>}:deleted``        tombstone of a deleted tenant, set before its other
@@ -29,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -41,8 +42,9 @@ from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from projects.domain import slugify
+from projects.pages import JsonPage, PageCache
 
-__all__ = ["JsonPage", "ProjectRepository", "UnsafeAllTenants", "tenant_prefix"]
+__all__ = ["ProjectRepository", "UnsafeAllTenants", "tenant_prefix"]
 
 TOMBSTONE = "deleted"
 
@@ -59,11 +61,14 @@ def tenant_prefix(tenant_id: str) -> str:
 class ProjectRepository:
     """One tenant's projects. The tenant id is fixed at construction and never a parameter."""
 
-    def __init__(self, redis_provider: RedisProvider, tenant_id: str, events: EventPublisher) -> None:
+    def __init__(
+        self, redis_provider: RedisProvider, tenant_id: str, events: EventPublisher, pages: PageCache | None = None
+    ) -> None:
         self._redis = redis_provider
         self.tenant_id = tenant_id
         self._prefix = tenant_prefix(tenant_id)
         self._events = events
+        self._pages = pages
 
     # -- keys: private, all derived from the bound tenant ---------------------------
 
@@ -83,6 +88,10 @@ class ProjectRepository:
     @property
     def _tombstone(self) -> str:
         return f"{self._prefix}{TOMBSTONE}"
+
+    @property
+    def _lists_version(self) -> str:
+        return f"{self._prefix}lists"
 
     @property
     def _r(self) -> redis.Redis:
@@ -116,15 +125,26 @@ class ProjectRepository:
 
         One round trip (a script reads the index and the documents), and the documents stay
         the JSON they are stored as: a page of 50 is the hot path, and decoding 50 documents
-        only to encode them again cost as much as the rest of the request.
+        only to encode them again cost as much as the rest of the request. With a
+        :class:`~projects.pages.PageCache`, a page this process already holds at the
+        tenant's current lists version comes back without its documents (:mod:`projects.pages`).
         """
         index = self._status_index(status) if status else self._index
         after = decode_cursor(cursor, "after") if cursor else None
         start = f"({after}" if after else "-"
-        ids, docs = _PAGE(self._r, [index], [start, limit + 1, self._doc_key("")])
+        key = (index, start, limit)
+        held = self._pages.get(key) if self._pages is not None else None
+        reply = _PAGE(
+            self._r, [index, self._lists_version], [start, limit + 1, self._doc_key(""), held[0] if held else ""]
+        )
+        if held is not None and len(reply) == 1:
+            return held[1]  # the lists are at the version this copy was read at
+        version, ids, docs = reply
         more = len(ids) > limit
-        items = [d for d in docs[:limit] if d]
-        return JsonPage(items, encode_cursor({"after": ids[limit - 1]}) if more else None)
+        page = JsonPage([d for d in docs[:limit] if d], encode_cursor({"after": ids[limit - 1]}) if more else None)
+        if self._pages is not None:
+            self._pages.put(key, version, page)
+        return page
 
     # -- writes -----------------------------------------------------------------------
 
@@ -153,7 +173,7 @@ class ProjectRepository:
             pipe.set(self._doc_key(project["id"]), _dump(project))
             pipe.zadd(self._index, {project["id"]: 0})
             pipe.zadd(self._status_index("active"), {project["id"]: 0})
-            self._events.add(pipe, new_event("project.created", self.tenant_id, {"project": project}, ctx))
+            self._publish(pipe, new_event("project.created", self.tenant_id, {"project": project}, ctx))
 
         self._r.transaction(write, slug_key, self._tombstone)
         return project
@@ -191,7 +211,7 @@ class ProjectRepository:
                     pipe.zrem(self._status_index(old["status"]), project_id)
                     pipe.zadd(self._status_index(project["status"]), {project_id: 0})
                 data = {"project": project, "changes": sorted(changed)}
-                self._events.add(pipe, new_event("project.updated", self.tenant_id, data, ctx))
+                self._publish(pipe, new_event("project.updated", self.tenant_id, data, ctx))
             result.clear()
             result.update(project)
 
@@ -228,6 +248,7 @@ class ProjectRepository:
                 if raw is not None:
                     self._queue_removal(pipe, orjson.loads(raw), ctx, cause=cause)
                     removed += 1
+            pipe.set(self._lists_version, f"evt_{ULID()}")  # index entries may go without an event
 
         self._r.transaction(write, *keys)
         return removed
@@ -242,7 +263,16 @@ class ProjectRepository:
         data: dict[str, Any] = {"project": project}
         if cause is not None:
             data["cause"] = dict(cause)
-        self._events.add(pipe, new_event("project.deleted", self.tenant_id, data, ctx))
+        self._publish(pipe, new_event("project.deleted", self.tenant_id, data, ctx))
+
+    def _publish(self, pipe: Any, event: dict[str, Any]) -> None:
+        """Queue a write's event, and a new lists version, on its ``MULTI`` (every write does).
+
+        The version is the event's id, never used before: a page cached at any earlier
+        version can no longer be served (:mod:`projects.pages`).
+        """
+        pipe.set(self._lists_version, event["id"])
+        self._events.add(pipe, event)
 
     def ids(self, count: int) -> list[str]:
         """The first ``count`` project ids of this tenant, by id."""
@@ -320,20 +350,6 @@ def _dump(doc: Mapping[str, Any]) -> str:
     return orjson.dumps(doc).decode()
 
 
-@dataclass(frozen=True)
-class JsonPage:
-    """A page of stored documents, kept as the JSON they are stored as."""
-
-    items: list[str]
-    next_cursor: str | None
-
-    def body(self) -> bytes:
-        """``{"items": [...], "next_cursor": ...}``, the contract's list body, as UTF-8 JSON."""
-        return (
-            b'{"items":[' + ",".join(self.items).encode() + b'],"next_cursor":' + orjson.dumps(self.next_cursor) + b"}"
-        )
-
-
 class _Script:
     """A Lua script run by its SHA, loaded on first use (and again after a Redis restart)."""
 
@@ -348,12 +364,16 @@ class _Script:
             return r.eval(self.source, len(keys), *keys, *args)
 
 
-#: A page: ids from the index (KEYS[1]) after ARGV[1], at most ARGV[2], and their documents
-#: (ARGV[3] is the tenant's document key prefix: the same hash slot as the index).
+#: A page: the tenant's lists version (KEYS[2]) and, unless it is the version the caller
+#: holds a copy at (ARGV[4], '' for none), the ids from the index (KEYS[1]) after ARGV[1],
+#: at most ARGV[2], and their documents (ARGV[3] is the tenant's document key prefix). All
+#: keys are in the tenant's hash slot.
 _PAGE = _Script("""
+local version = redis.call('GET', KEYS[2]) or ''
+if version ~= '' and version == ARGV[4] then return {version} end
 local ids = redis.call('ZRANGEBYLEX', KEYS[1], ARGV[1], '+', 'LIMIT', 0, ARGV[2])
-if #ids == 0 then return {ids, {}} end
+if #ids == 0 then return {version, ids, {}} end
 local keys = {}
 for i, id in ipairs(ids) do keys[i] = ARGV[3] .. id end
-return {ids, redis.call('MGET', unpack(keys))}
+return {version, ids, redis.call('MGET', unpack(keys))}
 """)

@@ -12,6 +12,7 @@ from aerie.redis import RedisProvider
 from aerie.tenant_directory import WriteGuard
 from aerie.versioning import expected_version, set_etag
 from projects import schemas
+from projects.pages import PageCache
 from projects.storage import ProjectRepository
 
 READ = ("projects:read",)
@@ -26,13 +27,15 @@ class Scope:
         redis_provider: RedisProvider,
         events: EventPublisher,
         guard: WriteGuard,
+        pages: PageCache | None = None,
     ) -> None:
         self._redis = redis_provider
         self._events = events
         self._guard = guard
+        self._pages = pages
 
     def reader(self, req: falcon.Request) -> ProjectRepository:
-        return ProjectRepository(self._redis, req.context.principal.tenant_id, self._events)
+        return ProjectRepository(self._redis, req.context.principal.tenant_id, self._events, self._pages)
 
     def writer(self, req: falcon.Request) -> ProjectRepository:
         repo = self.reader(req)
