@@ -20,6 +20,7 @@ import time
 from typing import Any
 
 import falcon
+import orjson
 from cachetools import LRUCache
 
 from aerie import errors
@@ -30,7 +31,7 @@ from aerie.logs import AccessLog
 from aerie.pubsub import Subscriber
 from aerie.validation import validate
 
-__all__ = ["MAX_BODY_BYTES", "AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "spec_for"]
+__all__ = ["MAX_BODY_BYTES", "AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "loads_json", "spec_for"]
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_CACHED_QUERY = 256
@@ -150,6 +151,27 @@ class AuthMiddleware:
         req.context.principal = principal
 
 
+#: A run of this many digits may be an integer past 64 bits, which orjson reads as a float
+#: (a silent loss of precision); bodies with one go to the json module.
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+def loads_json(raw: bytes) -> Any:
+    """``raw`` as ``json.loads`` reads it, through orjson whenever that gives the same result.
+
+    The json module cost ~7% of a flag evaluation's CPU. orjson accepts nothing the json
+    module refuses, and agrees on everything both accept except integers past 64 bits, kept
+    away from it above. What orjson refuses (``NaN``, a lone surrogate, ``1e400``, a BOM,
+    nesting past 1024 levels) the json module decides, so bodies answer as they always did.
+    """
+    if _LONG_DIGITS.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
+
+
 def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
@@ -219,7 +241,7 @@ class BodyMiddleware:
             raw = read_body(req, self._max)
             if raw.strip():
                 try:
-                    body = json.loads(raw)
+                    body = loads_json(raw)
                 except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than json allows
                     raise errors.bad_request("The body is not valid JSON.") from None
         if spec.body is None:

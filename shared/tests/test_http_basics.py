@@ -18,7 +18,7 @@ from aerie.config import Settings
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.errors import Problem
 from aerie.local.redis_server import free_port
-from aerie.middleware import MAX_BODY_BYTES, BodyMiddleware
+from aerie.middleware import MAX_BODY_BYTES, BodyMiddleware, loads_json
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from aerie.testing.http import assert_problem
@@ -221,6 +221,34 @@ def test_malformed_json_is_400(client, key: TestKey, body: bytes) -> None:
 @pytest.mark.parametrize("body", ["[1, 2]", '"name"', "42"])
 def test_json_that_is_not_an_object_is_400(client, key: TestKey, body: str) -> None:
     assert_problem(post_json(client, key, body), 400, "bad_request")
+
+
+JSON_EDGES = [
+    b'{"n": 18446744073709551616}',  # past 64 bits: orjson would make it a float
+    b'{"n": -9223372036854775809, "m": 123456789012345678}',
+    b'{"n": 1e400}',  # json reads infinity, orjson refuses
+    b'{"n": NaN}',
+    b'{"s": "\\ud800"}',  # a lone surrogate
+    b"\xef\xbb\xbf{}",  # a BOM
+    b"[" * 1100 + b"]" * 1100,  # deeper than orjson's limit
+    b'{"s": "x\x01y"}',  # a raw control character: both refuse
+    b'{"a": 1,}',
+    b'{"f": 0.1, "e": 5e-324, "z": -0.0, "u": "\xc3\xa9\\u00e9"}',
+]
+
+
+@pytest.mark.parametrize("raw", JSON_EDGES)
+def test_bodies_parse_exactly_as_the_json_module_parses_them(raw: bytes) -> None:
+    import json
+
+    def outcome(loads: Any) -> tuple[str, Any]:
+        try:
+            value = loads(raw)
+        except (ValueError, RecursionError) as exc:
+            return "refused", isinstance(exc, RecursionError)
+        return "parsed", repr(value)
+
+    assert outcome(loads_json) == outcome(json.loads)
 
 
 def padded_body(total: int) -> bytes:
