@@ -62,6 +62,11 @@ class Subscriber:
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
+    @property
+    def connected(self) -> bool:
+        """Subscribed right now; without ``wait_connected(0)``'s lock, for per-request checks."""
+        return self._connected.is_set()
+
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 

@@ -95,7 +95,7 @@ class TenantDirectory:
         now = self._clock()
         with self._lock:
             hit = self._cache.get(tenant_id)
-        connected = self._subscriber is not None and self._subscriber.wait_connected(0)
+        connected = self._subscriber is not None and self._subscriber.connected
         ttl = self._subscribed_ttl_s if connected else self._unsubscribed_ttl_s
         if hit is not None and now - hit[1] < ttl:
             return hit[0]
