@@ -17,7 +17,7 @@ import pytest
 
 from aerie.app import Infrastructure, create_service_app
 from aerie.auth.revocation import record_revocation
-from aerie.auth.tokens import InvalidToken, JWKSKeySource, StaticKeySource, TokenVerifier
+from aerie.auth.tokens import InvalidToken, JWKSKeySource, KeysUnavailable, StaticKeySource, TokenVerifier
 from aerie.config import Settings
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.events import EventContext, EventPublisher, new_event
@@ -462,3 +462,34 @@ def test_unreachable_jwks_is_503_with_retry_after(redis_url: str, rsa_key: TestK
         assert get(client, "/ping").status_code == 200
     finally:
         infra.subscriber.stop()
+
+
+def test_a_silent_issuer_holds_one_thread_and_the_others_get_503_soon() -> None:
+    """The JWKS fetch waits for its timeout; a second thread waits half a second, not behind it."""
+    import socket
+    import threading
+
+    silent = socket.socket()  # accepts connections (the backlog) and never answers
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    try:
+        keys = JWKSKeySource(f"http://127.0.0.1:{silent.getsockname()[1]}/jwks", timeout=3.0, wait_s=0.3)
+        first: list[BaseException] = []
+
+        def fetch() -> None:
+            try:
+                keys.key_for("k1")
+            except BaseException as exc:  # the outcome is what the test checks
+                first.append(exc)
+
+        holder = threading.Thread(target=fetch)
+        holder.start()
+        time.sleep(0.2)  # the holder is inside the fetch now
+        started = time.monotonic()
+        with pytest.raises(KeysUnavailable, match="another request"):
+            keys.key_for("k1")
+        assert time.monotonic() - started < 1.5
+        holder.join(10)
+        assert len(first) == 1 and isinstance(first[0], KeysUnavailable)  # its own timeout, later
+    finally:
+        silent.close()

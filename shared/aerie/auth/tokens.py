@@ -66,22 +66,33 @@ class JWKSKeySource:
     PyJWKClient refreshes at most once per ``cooldown`` for unknown kids, so a stream of
     forged kids cannot hammer the issuer. A ``jku`` header in a token is never followed:
     the URL comes from configuration only.
+
+    One thread fetches at a time (PyJWKClient's cache is not thread-safe). The others wait
+    at most ``wait_s`` for it and then answer 503, as calls to a silent peer do
+    (:mod:`aerie.http_client`): with the issuer silent and the key set due for a refresh,
+    a worker's few threads would otherwise queue for ``timeout`` each behind one another.
     """
 
-    def __init__(self, url: str, *, lifespan: float = 300, timeout: float = 2.0, cooldown: float = 10.0) -> None:
+    def __init__(
+        self, url: str, *, lifespan: float = 300, timeout: float = 2.0, cooldown: float = 10.0, wait_s: float = 0.5
+    ) -> None:
         self._client = jwt.PyJWKClient(
             url, cache_keys=False, lifespan=lifespan, timeout=timeout, cooldown_duration=cooldown
         )
         self._lock = threading.Lock()
+        self._wait_s = wait_s
 
     def key_for(self, kid: str) -> jwt.PyJWK | None:
-        with self._lock:  # PyJWKClient's cache is not thread-safe
-            try:
-                return self._client.get_signing_key(kid)
-            except jwt.PyJWKClientConnectionError as exc:
-                raise KeysUnavailable(str(exc)) from None
-            except jwt.PyJWKClientError:
-                return None
+        if not self._lock.acquire(timeout=self._wait_s):
+            raise KeysUnavailable("another request is fetching the issuer's keys")
+        try:
+            return self._client.get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError as exc:
+            raise KeysUnavailable(str(exc)) from None
+        except jwt.PyJWKClientError:
+            return None
+        finally:
+            self._lock.release()
 
 
 class TokenVerifier:
