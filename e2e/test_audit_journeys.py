@@ -12,6 +12,7 @@ import csv
 import io
 import uuid
 
+import jwt
 import pytest
 
 pytestmark = [pytest.mark.audit, pytest.mark.tenants]
@@ -36,8 +37,10 @@ def test_an_application_records_its_own_actions_in_its_trail(aerie):
     entry, sent_request_id = r.json(), r.headers["X-Request-ID"]
     assert entry["tenant_id"] == tenant["id"] and entry["id"] == entry_id
     assert entry["request_id"] == sent_request_id, "an entry without request_id takes the request's"
-    # Recorded as sent; the actor's client_id, not given, is null (the actor is the app's user).
-    assert {k: entry[k] for k in body} == {**body, "actor": {**body["actor"], "client_id": None}}
+    # Recorded as sent; the actor's client_id is the app's own API client, from its token:
+    # the app names its user, never which client recorded the entry.
+    client_id = jwt.decode(token, options={"verify_signature": False})["client_id"]
+    assert {k: entry[k] for k in body} == {**body, "actor": {**body["actor"], "client_id": client_id}}
 
     # A retry after a lost answer is safe: same entry, nothing recorded twice; a different
     # body under the same id is refused, never silently merged.

@@ -5,6 +5,11 @@ address is an IP address, and the metadata is at most 16 KiB of plain JSON (fini
 numbers, 64-bit integers, valid Unicode: what re-serialises identically, so the entry's
 hash can be recomputed by anyone from the API's answer).
 
+``actor.client_id`` is the appending client's own id, from its token: the body names who
+acted (``actor.type`` and ``actor.id``, which only the appending system can know), never
+which API client recorded it, so one client cannot put entries in another's name. A body
+that gives a different ``client_id`` is refused (422).
+
 An id the trail already holds is a replay: the stored entry is answered (200) when every
 field the body gives equals it, and 409 when one differs. Fields the body leaves out
 (``occurred_at``: now; ``request_id``: this request's) are not compared.
@@ -27,8 +32,11 @@ __all__ = ["append_entry"]
 _COMPARED = ("action", "actor", "target", "occurred_at", "ip", "user_agent", "request_id", "message", "metadata")
 
 
-def _check(body: Mapping[str, Any]) -> None:
+def _check(body: Mapping[str, Any], client_id: str) -> None:
     problems: list[dict[str, str]] = []
+    claimed = body["actor"].get("client_id")
+    if claimed is not None and claimed != client_id:
+        problems.append({"field": "actor.client_id", "message": "must be your own client id (set from your token)"})
     ip = body.get("ip")
     if ip is not None:
         try:
@@ -50,16 +58,19 @@ def _check(body: Mapping[str, Any]) -> None:
         raise errors.validation_error(problems)
 
 
-def append_entry(trail: Trail, body: Mapping[str, Any], request_id: str | None) -> tuple[dict[str, Any], bool]:
-    """The entry for ``body`` and whether this call recorded it (False: a replay of its id)."""
-    _check(body)
+def append_entry(
+    trail: Trail, body: Mapping[str, Any], request_id: str | None, client_id: str
+) -> tuple[dict[str, Any], bool]:
+    """The entry ``client_id`` appends with ``body``, and whether this call recorded it
+    (False: a replay of its id)."""
+    _check(body, client_id)
     now = utcnow()
     entry = {
         "id": body["id"],
         "tenant_id": trail.tenant_id,
         "occurred_at": normalize_time(body["occurred_at"]) if body.get("occurred_at") else now,
         "action": body["action"],
-        "actor": {k: body["actor"].get(k) for k in ("type", "id", "client_id")},
+        "actor": {"type": body["actor"]["type"], "id": body["actor"].get("id"), "client_id": client_id},
         "target": {k: body["target"].get(k) for k in ("type", "id")},
         "ip": body.get("ip"),
         "user_agent": body.get("user_agent"),

@@ -7,10 +7,11 @@ import io
 import json
 
 import pytest
-from audittest import TEN_A, TEN_B, event, ingest
+from audittest import ISSUER, TEN_A, TEN_B, event, ingest
 
 from aerie.pagination import encode_cursor
 from aerie.testing.http import assert_problem
+from aerie.testing.keys import make_claims
 from aerie.testing.tenants import FakeTenants
 
 
@@ -164,7 +165,7 @@ def test_direct_append_is_recorded_chained_and_idempotent(api, redis_provider):
     assert r.status_code == 201, r.text
     entry = r.json
     assert entry["seq"] == 11 and entry["tenant_id"] == TEN_A and entry["occurred_at"] == "2026-03-01T08:00:00.000Z"
-    assert entry["actor"] == {"type": "user", "id": "u_1", "client_id": None}
+    assert entry["actor"] == {"type": "user", "id": "u_1", "client_id": "cli_test"}  # the appending client
     assert entry["request_id"] == r.headers["X-Request-ID"]
     assert r.headers["Location"] == "/v1/audit/events/ext-0001"
     again = api.append(good_append())
@@ -172,6 +173,19 @@ def test_direct_append_is_recorded_chained_and_idempotent(api, redis_provider):
     assert_problem(api.append(good_append(message="Invoice refunded")), 409, "conflict")
     verified = api.get("/v1/audit/verify").json
     assert verified["valid"] and verified["head"] == {"seq": 11, "hash": entry["hash"]}
+
+
+def test_the_appending_client_is_recorded_from_its_token_and_cannot_be_claimed(api):
+    token = api.key.sign(make_claims(ISSUER, tenant_id=TEN_A, scope="audit:write", client_id="cli_other", sub="x"))
+    other = {"Authorization": f"Bearer {token}"}
+    claimed = good_append(actor={"type": "user", "id": "u_1", "client_id": "cli_other"})
+    body = assert_problem(api.append(claimed), 422, "validation_error")
+    assert [e["field"] for e in body["errors"]] == ["actor.client_id"]
+    own = good_append(actor={"type": "user", "id": "u_1", "client_id": "cli_test"})
+    assert api.append(own).json["actor"]["client_id"] == "cli_test"
+    # The same id from another client is another entry's content: a conflict, not a replay.
+    replay = api.c.simulate_post("/v1/audit/events", json=good_append(), headers=other)
+    assert_problem(replay, 409, "conflict")
 
 
 def test_platform_clients_append_to_the_tenant_they_name(api, redis_provider):

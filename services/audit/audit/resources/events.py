@@ -46,13 +46,14 @@ class AuditEvents:
         idempotent=True,
         description="201 with the recorded entry; the same `id` again answers 200 with the stored entry, or 409 "
         "when the body differs. A platform token names the trail with `tenant_id` (none: the platform trail); a "
-        "tenant token appends to its own. `metadata` is at most 16 KiB of JSON.",
+        "tenant token appends to its own. `actor.client_id` is the appending client, from its token (another "
+        "is 422). `metadata` is at most 16 KiB of JSON.",
         responses={409: "The id is recorded with different content", 403: "Another tenant's trail"},
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
         trail = self._trails.for_writing(req.context.principal, body.get("tenant_id"))
-        entry, created = append_entry(trail, body, req.context.request_id)
+        entry, created = append_entry(trail, body, req.context.request_id, req.context.principal.client_id)
         resp.status = 201 if created else 200
         resp.location = f"/v1/audit/events/{entry['id']}"
         resp.media = entry
