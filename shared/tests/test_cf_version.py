@@ -20,6 +20,8 @@ from aerie.cf.version import describe, parse_describe
         ("1.2-5-gabc1234-dirty", "1.2.post5+gabc12345.dirty"),
         ("abc1234", "0.0.0+gabc12345"),
         ("abc1234-dirty", "0.0.0+gabc12345.dirty"),
+        ("7837214", "0.0.0+gabc12345"),  # an all-digit abbreviated sha is no tag
+        ("1234567-dirty", "0.0.0+gabc12345.dirty"),
     ],
 )
 def test_parse_describe(described, expected):

@@ -16,7 +16,9 @@ from pathlib import Path
 
 __all__ = ["GitVersion", "describe", "parse_describe"]
 
-_DESCRIBE = re.compile(r"^v?(?P<tag>\d+(?:\.\d+)*)(?:-(?P<distance>\d+)-g(?P<sha>[0-9a-f]+))?(?P<dirty>-dirty)?$")
+# ``--long`` always writes the distance and sha after a tag; without them the text is a bare
+# abbreviated sha, which may be all digits ("7837214") and must not read as a tag.
+_DESCRIBE = re.compile(r"^v?(?P<tag>\d+(?:\.\d+)*)-(?P<distance>\d+)-g(?P<sha>[0-9a-f]+)(?P<dirty>-dirty)?$")
 _BARE_SHA = re.compile(r"^(?P<sha>[0-9a-f]{4,40})(?P<dirty>-dirty)?$")
 
 
@@ -31,7 +33,7 @@ def parse_describe(described: str, commit: str) -> str:
     text = described.strip()
     match = _DESCRIBE.match(text)
     if match:
-        tag, distance, dirty = match["tag"], int(match["distance"] or 0), bool(match["dirty"])
+        tag, distance, dirty = match["tag"], int(match["distance"]), bool(match["dirty"])
         local = [f"g{commit}"] if distance or dirty else []
         if dirty:
             local.append("dirty")
