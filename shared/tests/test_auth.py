@@ -486,10 +486,48 @@ def test_a_silent_issuer_holds_one_thread_and_the_others_get_503_soon() -> None:
         holder.start()
         time.sleep(0.2)  # the holder is inside the fetch now
         started = time.monotonic()
-        with pytest.raises(KeysUnavailable, match="another request"):
+        with pytest.raises(KeysUnavailable, match="another request"):  # and no key set known yet
             keys.key_for("k1")
         assert time.monotonic() - started < 1.5
         holder.join(10)
         assert len(first) == 1 and isinstance(first[0], KeysUnavailable)  # its own timeout, later
     finally:
         silent.close()
+
+
+def test_the_last_key_set_answers_while_the_issuer_is_down(rsa_key: TestKey) -> None:
+    """Tenants down past the key set's lifespan: tokens a worker has not seen still verify."""
+    import http.server
+    import threading
+
+    body = json.dumps({"keys": [rsa_key.public_jwk()]}).encode()
+
+    class Jwks(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/jwks"
+    keys = JWKSKeySource(url, lifespan=0.2, timeout=1.0, cooldown=0.0)
+    kid = rsa_key.public_jwk()["kid"]
+    assert keys.key_for(kid) is not None
+    server.shutdown()
+    server.server_close()  # the issuer is gone: connections are refused
+    time.sleep(0.3)  # past the lifespan
+    verifier = TokenVerifier(keys, issuer=ISSUER)
+    assert verifier.verify(rsa_key.sign(tenant_claims())).tenant_id  # a token not seen before
+    with pytest.raises(KeysUnavailable):  # a key the last set did not have: unknown, not invalid
+        keys.key_for("rotated-in-while-down")
+    old = JWKSKeySource(url, lifespan=0.2, timeout=1.0, stale_s=0.0)
+    old._client.jwk_set_cache.put(json.loads(body))  # fetched once, now too old to stand in
+    time.sleep(0.3)
+    with pytest.raises(KeysUnavailable):
+        old.key_for(kid)

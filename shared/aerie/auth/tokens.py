@@ -67,32 +67,55 @@ class JWKSKeySource:
     forged kids cannot hammer the issuer. A ``jku`` header in a token is never followed:
     the URL comes from configuration only.
 
-    One thread fetches at a time (PyJWKClient's cache is not thread-safe). The others wait
-    at most ``wait_s`` for it and then answer 503, as calls to a silent peer do
-    (:mod:`aerie.http_client`): with the issuer silent and the key set due for a refresh,
-    a worker's few threads would otherwise queue for ``timeout`` each behind one another.
+    One thread fetches at a time. The others wait at most ``wait_s`` for it, as calls to a
+    silent peer do (:mod:`aerie.http_client`): with the issuer silent and the key set due
+    for a refresh, a worker's few threads would otherwise queue for ``timeout`` each.
+
+    When the issuer cannot be reached (or another thread is still trying), the key set last
+    fetched still answers for ``stale_s`` (a day) after it expired. Without that, an outage
+    of tenants longer than ``lifespan`` turned every token a worker had not yet seen into a
+    503, although the keys had not changed; and while tenants is down no new key can be
+    published anyway. A ``kid`` the stale set lacks is unavailable (503), not invalid.
     """
 
     def __init__(
-        self, url: str, *, lifespan: float = 300, timeout: float = 2.0, cooldown: float = 10.0, wait_s: float = 0.5
+        self,
+        url: str,
+        *,
+        lifespan: float = 300,
+        timeout: float = 2.0,
+        cooldown: float = 10.0,
+        wait_s: float = 0.5,
+        stale_s: float = 86_400,
     ) -> None:
         self._client = jwt.PyJWKClient(
             url, cache_keys=False, lifespan=lifespan, timeout=timeout, cooldown_duration=cooldown
         )
         self._lock = threading.Lock()
         self._wait_s = wait_s
+        self._stale_s = stale_s
 
     def key_for(self, kid: str) -> jwt.PyJWK | None:
         if not self._lock.acquire(timeout=self._wait_s):
-            raise KeysUnavailable("another request is fetching the issuer's keys")
+            return self._last_known(kid, "another request is fetching the issuer's keys")
         try:
             return self._client.get_signing_key(kid)
         except jwt.PyJWKClientConnectionError as exc:
-            raise KeysUnavailable(str(exc)) from None
+            return self._last_known(kid, str(exc))
         except jwt.PyJWKClientError:
             return None
         finally:
             self._lock.release()
+
+    def _last_known(self, kid: str, why: str) -> jwt.PyJWK:
+        """``kid`` from the last key set fetched, if not older than ``stale_s``; else 503."""
+        cache = self._client.jwk_set_cache
+        cached = cache.jwk_set_with_timestamp if cache is not None else None
+        if cached is not None and time.monotonic() - cached.get_timestamp() <= self._stale_s:
+            for key in cached.get_jwk_set().keys:
+                if key.key_id == kid and key.public_key_use in ("sig", None):
+                    return key
+        raise KeysUnavailable(why)
 
 
 class TokenVerifier:
