@@ -28,6 +28,7 @@ conflict. Every write queues its ``project.*`` event on the same MULTI pipeline.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -52,6 +53,7 @@ TOMBSTONE = "deleted"
 _TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
+@functools.lru_cache(maxsize=4096)  # per request; a refused id raises and is not kept
 def tenant_prefix(tenant_id: str) -> str:
     if not _TENANT_ID.match(tenant_id):
         raise ValueError("not a tenant id")
