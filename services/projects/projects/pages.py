@@ -26,7 +26,7 @@ from aerie.config import int_setting
 
 __all__ = ["DEFAULT_MAX_BYTES", "JsonPage", "PageCache"]
 
-#: What one process keeps at most (``AERIE_PAGE_CACHE_BYTES``): about 180 pages of 50 typical projects.
+#: What one process keeps at most (``AERIE_PAGE_CACHE_BYTES``): about 90 pages of 50 typical projects.
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
 
 
@@ -54,15 +54,15 @@ PageKey = tuple[str, str, int]
 class PageCache:
     """Recently served pages by (index key, start, limit), with the lists version of each.
 
-    Thread-safe, bounded by the bytes of the bodies; a page larger than an eighth of the
-    bound is not kept. The index key names the tenant (``projects:{<tenant>}:...``), so one
-    tenant's entry can never answer another's query.
+    Thread-safe, bounded by the bytes a page holds (its documents and its encoded body); a
+    page larger than an eighth of the bound is not kept. The index key names the tenant
+    (``projects:{<tenant>}:...``), so one tenant's entry can never answer another's query.
     """
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
         self._max_page = max_bytes // 8
         self._pages: LRUCache[PageKey, tuple[str, JsonPage]] = LRUCache(
-            maxsize=max_bytes, getsizeof=lambda entry: len(entry[1].body())
+            maxsize=max_bytes, getsizeof=lambda entry: _footprint(entry[1])
         )
         self._lock = threading.Lock()
 
@@ -78,10 +78,15 @@ class PageCache:
             return self._pages.get(key)
 
     def put(self, key: PageKey, version: str, page: JsonPage) -> None:
-        if not version or len(page.body()) > self._max_page:
+        if not version or _footprint(page) > self._max_page:
             return
         with self._lock:
             self._pages[key] = (version, page)
 
     def __len__(self) -> int:
         return len(self._pages)
+
+
+def _footprint(page: JsonPage) -> int:
+    """What a kept page holds: its documents, and the body encoded from them."""
+    return sum(map(len, page.items)) + len(page.body())
