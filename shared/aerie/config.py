@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-__all__ = ["ConfigError", "RedisSettings", "Settings", "int_setting", "redis_url_from_env"]
+__all__ = ["ConfigError", "RedisSettings", "Settings", "int_setting", "number_setting", "redis_url_from_env"]
 
 
 class ConfigError(Exception):
@@ -190,6 +190,20 @@ def int_setting(extra: Mapping[str, str], name: str, default: int, minimum: int,
     """A service's own integer setting from ``Settings.extra``: ``default`` when unset, else checked."""
     raw = extra.get(name)
     return default if raw is None else _int(raw, name, minimum, maximum)
+
+
+def number_setting(extra: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:
+    """As :func:`int_setting`, for a number that may have a fraction."""
+    raw = extra.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+    if not minimum <= value <= maximum:
+        raise ConfigError(f"{name} must be between {minimum} and {maximum}, got {raw}")
+    return value
 
 
 def _int(raw: Any, name: str, minimum: int | None = None, maximum: int | None = None) -> int:

@@ -43,7 +43,7 @@ import falcon
 
 from aerie import errors
 from aerie.auth.principal import Principal
-from aerie.config import ConfigError
+from aerie.config import number_setting
 from aerie.pubsub import Subscriber
 
 __all__ = [
@@ -151,23 +151,10 @@ class StreamLimits:
         ``longest`` bounds ``AERIE_SSE_MAX_SECONDS`` to what the service's ``harakiri`` allows.
         """
         base = default or cls()
-
-        def number(name: str, fallback: float, low: float, high: float) -> float:
-            raw = extra.get(name)
-            if raw is None:
-                return fallback
-            try:
-                value = float(raw)
-            except ValueError:
-                raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-            if not low <= value <= high:
-                raise ConfigError(f"{name} must be between {low} and {high}, got {raw}")
-            return value
-
         return cls(
-            max_streams=int(number("AERIE_SSE_MAX_STREAMS", base.max_streams, 1, 256)),
-            max_seconds=number("AERIE_SSE_MAX_SECONDS", base.max_seconds, 1, longest),
-            heartbeat_seconds=number("AERIE_SSE_HEARTBEAT_SECONDS", base.heartbeat_seconds, 0.1, 60),
+            max_streams=int(number_setting(extra, "AERIE_SSE_MAX_STREAMS", base.max_streams, 1, 256)),
+            max_seconds=number_setting(extra, "AERIE_SSE_MAX_SECONDS", base.max_seconds, 1, longest),
+            heartbeat_seconds=number_setting(extra, "AERIE_SSE_HEARTBEAT_SECONDS", base.heartbeat_seconds, 0.1, 60),
         )
 
     def for_threads(self, threads: int | None) -> StreamLimits:
