@@ -40,7 +40,7 @@ class IdempotencyMiddleware:
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
     ) -> None:
-        key = req.get_header("Idempotency-Key")
+        key = req.env.get("HTTP_IDEMPOTENCY_KEY")
         if key is None or req.method != "POST":
             return
         spec = spec_for(req, resource)

@@ -57,7 +57,9 @@ class RequestContextMiddleware:
         self._access_log = access_log
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        incoming = req.get_header("X-Request-ID")
+        # Headers come straight from the WSGI environ on the hot path: Falcon's get_header raises
+        # and catches a KeyError for each absent one (most requests send no X-Request-ID).
+        incoming = req.env.get("HTTP_X_REQUEST_ID")
         # 128 random bits as 32 hex digits, as uuid4().hex gave, without building a UUID.
         request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
         req.context.request_id = request_id
@@ -78,7 +80,8 @@ class RequestContextMiddleware:
                 "method": req.method,
                 "path": req.path,
                 "status": resp.status_code,
-                "duration_ms": round((time.perf_counter() - req.context.started) * 1000, 2),
+                # Hundredths of a millisecond, without round(x, 2), which goes through a decimal string.
+                "duration_ms": round((time.perf_counter() - req.context.started) * 100_000) / 100,
             }
         )
         request_id_var.set(None)
@@ -110,7 +113,7 @@ class AuthMiddleware:
             return
         if self._subscriber is not None:
             self._subscriber.ensure_started()
-        header = req.get_header("Authorization")
+        header = req.env.get("HTTP_AUTHORIZATION")
         if not header:
             raise errors.Problem(
                 401,
@@ -236,7 +239,7 @@ class BodyMiddleware:
             req.context.query = self._validated_query(req, spec)
         if req.method not in ("POST", "PUT", "PATCH") or spec.media == "raw":
             return
-        has_body = bool(req.content_length) or req.get_header("Transfer-Encoding") is not None
+        has_body = bool(req.content_length) or "HTTP_TRANSFER_ENCODING" in req.env
         body: Any = None
         if has_body:
             if not _is_json(req.content_type):

@@ -16,6 +16,7 @@ import jwt
 import pytest
 
 from aerie.app import Infrastructure, create_service_app
+from aerie.auth.principal import Principal
 from aerie.auth.revocation import record_revocation
 from aerie.auth.tokens import InvalidToken, JWKSKeySource, KeysUnavailable, StaticKeySource, TokenVerifier
 from aerie.config import Settings
@@ -531,3 +532,22 @@ def test_the_last_key_set_answers_while_the_issuer_is_down(rsa_key: TestKey) -> 
     time.sleep(0.3)
     with pytest.raises(KeysUnavailable):
         old.key_for(kid)
+
+
+@pytest.mark.parametrize(
+    ("granted", "needed", "allowed"),
+    [
+        ({"flags:read"}, ("flags:read",), True),
+        ({"flags:read"}, ("flags:write", "flags:read"), True),
+        ({"flags:read"}, ("flags:write",), False),
+        (set(), ("flags:read",), False),
+        ({"platform:admin"}, ("flags:write",), True),
+        ({"platform:read"}, ("platform:admin",), False),
+        ({"flags:read"}, (), False),
+        ({"platform:admin"}, (), False),
+    ],
+)
+def test_a_route_admits_a_token_with_any_of_its_scopes_or_platform_admin(granted, needed, allowed) -> None:
+    principal = Principal("sub", "cli", "ten", frozenset(granted), "jti", 0)
+    assert principal.has_any(needed) is allowed
+    assert allowed == any(principal.has_scope(scope) for scope in needed)

@@ -29,7 +29,8 @@ class Principal:
         return scope in self.scopes or PLATFORM_ADMIN in self.scopes
 
     def has_any(self, scopes: tuple[str, ...]) -> bool:
-        return any(self.has_scope(s) for s in scopes)
+        """Whether any of ``scopes`` is granted (checked per request: set operations, no loop)."""
+        return bool(scopes) and (PLATFORM_ADMIN in self.scopes or not self.scopes.isdisjoint(scopes))
 
     def actor(self) -> dict[str, str | None]:
         """The ``actor`` of events and audit entries caused by this caller."""
