@@ -98,6 +98,27 @@ def test_an_access_line_has_the_documented_fields_in_order(log_file, monkeypatch
     )
 
 
+def test_an_access_line_is_one_json_object_whatever_the_fields(log_file):
+    path, fd = log_file
+    writer = LineWriter(fd)
+    access = AccessLog("flags", 0, writer)
+    access.write({})
+    access.write({"path": 'a"b\\c\u2028', "odd": object, "n": None})
+    writer.close()
+    first, second = (json.loads(line) for line in path.read_bytes().splitlines())
+    assert list(first) == ["time", "level", "logger", "message", "service", "instance"]
+    assert second["path"] == 'a"b\\c\u2028' and second["odd"] == str(object) and second["n"] is None
+
+
+@pytest.mark.parametrize("name", ["time", "level", "service", "instance"])
+def test_access_fields_may_not_repeat_the_lines_own(log_file, name):
+    _, fd = log_file
+    writer = LineWriter(fd)
+    with pytest.raises(ValueError):
+        AccessLog("flags", 0, writer).write({name: "x"})
+    writer.close()
+
+
 def test_the_cached_timestamp_equals_strftime_at_every_moment(monkeypatch):
     moments = [1_700_000_000.0, 1_700_000_000.9995, 1_700_000_001.0004, 0.5]
     moments += [random.uniform(0, 4_000_000_000) for _ in range(2000)]
