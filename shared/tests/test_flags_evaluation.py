@@ -16,6 +16,7 @@ from hashlib import sha256
 from types import MappingProxyType
 from typing import Any
 
+import orjson
 import pytest
 
 from aerie.flags.evaluation import (
@@ -23,6 +24,7 @@ from aerie.flags.evaluation import (
     REASONS,
     CompiledFlag,
     Evaluation,
+    _bucket_after,
     bucket,
     compile_flag,
     evaluate,
@@ -49,6 +51,17 @@ def test_bucket_is_api_md_formula():
     digest = sha256(b"new-dashboard:user-42").digest()
     assert bucket("new-dashboard", "user-42") == int.from_bytes(digest[:4], "big") % 10000
     assert {bucket("k", u) for u in USERS[:2000]} <= set(range(10000))
+
+
+def test_a_flags_precompiled_hash_prefix_gives_the_formulas_bucket():
+    rng = random.Random(7)
+    values = [*USERS[:300], "", "ü-ß-用户-🚩", "a:b:c", str(2**70), "x" * 3000]
+    values += ["".join(chr(rng.randrange(32, 0x2FFF)) for _ in range(rng.randrange(1, 40))) for _ in range(300)]
+    for key in ["new-dashboard", "k", "a.b_c-1", "x" * 100]:
+        rollout_prefix, variant_prefix = sha256(f"{key}:".encode()), sha256(f"{key}:variant:".encode())
+        for value in values:
+            assert _bucket_after(rollout_prefix, value.encode()) == bucket(key, value)
+            assert _bucket_after(variant_prefix, value.encode()) == bucket(f"{key}:variant", value)
 
 
 def test_bucket_spreads_uniformly():
@@ -160,6 +173,19 @@ def test_to_dict_is_the_evaluate_response_object():
         "reason": "SPLIT",
         "rule": "rollout",
     }
+
+
+@pytest.mark.parametrize(
+    "value", [True, None, 0, -1.5, 2**63, 'ü\u2028"', {"limit": 10, "nested": [1, {"a": None}]}, [], {}]
+)
+def test_the_encoded_fragment_is_the_dicts_json_and_changes_nothing_else(value):
+    evaluation = Evaluation(value, None, "DEFAULT", None)
+    fresh = Evaluation(value, None, "DEFAULT", None)
+    assert orjson.dumps({"k": evaluation.to_fragment()}) == orjson.dumps({"k": evaluation.to_dict()})
+    assert evaluation.to_fragment() is evaluation.to_fragment()  # encoded once
+    assert evaluation == fresh and repr(evaluation) == repr(fresh)
+    copied = pickle.loads(pickle.dumps(evaluation))  # noqa: S301 - our own bytes
+    assert copied == evaluation and orjson.dumps(copied.to_fragment()) == orjson.dumps(evaluation.to_dict())
 
 
 def test_rule_indexes_count_malformed_rules_so_they_match_the_document():
