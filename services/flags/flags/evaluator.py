@@ -21,14 +21,33 @@ TENANT_ATTRIBUTES = ("plan", "created_at", "language")
 _UNKNOWN_FLAG = Evaluation(None, None, ERROR, None)
 
 
+#: Tenants whose attributes are kept between requests; past this the map starts over.
+MAX_KEPT_TENANTS = 10_000
+
+
 class Evaluator:
     def __init__(self, snapshot: Snapshot, tenants: TenantSource) -> None:
         self._snapshot = snapshot
         self._tenants = tenants
+        # tenant id -> (the directory's document, its attributes): rebuilt only when the
+        # directory hands out another document (refetched, or changed by a tenant.* event).
+        self._attributes: dict[str, tuple[object, dict[str, Any]]] = {}
 
     def tenant_attributes(self, tenant_id: str) -> dict[str, Any]:
-        tenant = self._tenants.get(tenant_id) or {}
-        return {name: tenant.get(name) for name in TENANT_ATTRIBUTES}
+        """``plan``, ``created_at`` and ``language`` of the tenant (None when unknown).
+
+        The dict is shared by every request until the tenant changes: read it, never write it.
+        """
+        tenant = self._tenants.get(tenant_id)
+        kept = self._attributes.get(tenant_id)
+        if kept is not None and kept[0] is tenant:
+            return kept[1]
+        found = tenant or {}
+        attributes = {name: found.get(name) for name in TENANT_ATTRIBUTES}
+        if len(self._attributes) >= MAX_KEPT_TENANTS:
+            self._attributes = {}
+        self._attributes[tenant_id] = (tenant, attributes)
+        return attributes
 
     def context(self, tenant_id: str, supplied: Mapping[str, Any]) -> dict[str, Any]:
         """The caller's context with ``tenant_id`` and ``tenant`` set by the server (never spoofed)."""

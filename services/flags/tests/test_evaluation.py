@@ -77,6 +77,17 @@ def test_tenant_attributes_come_from_the_tenants_service_and_cannot_be_spoofed(a
     assert got == {"value": True, "variant": None, "reason": "TARGETING_MATCH", "rule": "rules[0]"}
 
 
+def test_a_tenant_change_reaches_the_next_evaluation(api, tenants):
+    rule = {"conditions": [{"attribute": "tenant.plan", "op": "eq", "values": ["team"]}], "serve": True}
+    api.put_flag("team-only", 201, default=False, rules=[rule])
+    tenants.set(TEN_A, plan="free")
+    assert [api.value("team-only", {}, tenant_id=TEN_A)["value"] for _ in range(3)] == [False] * 3
+    tenants.set(TEN_A, plan="team")  # the directory hands out a new document
+    assert api.value("team-only", {}, tenant_id=TEN_A)["value"] is True
+    tenants.missing.add(TEN_A)  # gone: no attributes, not the last ones seen
+    assert api.value("team-only", {}, tenant_id=TEN_A)["value"] is False
+
+
 def test_all_flags_without_keys_and_unknown_keys(api):
     api.put_flag("one", 201, default=True)
     api.put_flag("two", 201, default="x")
