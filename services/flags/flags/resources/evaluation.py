@@ -58,7 +58,7 @@ class FlagEvaluation:
         result = self._evaluator.one(state, tenant_id, key, context)
         if result is None:
             raise errors.not_found(f"There is no flag {key!r}.")
-        resp.media = result
+        resp.media = result.to_dict()
 
 
 class FlagSnapshot:
