@@ -93,8 +93,7 @@ class TenantDirectory:
 
     def get(self, tenant_id: str) -> Tenant | None:
         now = self._clock()
-        with self._lock:
-            hit = self._cache.get(tenant_id)
+        hit = self._cache.get(tenant_id)  # one dict read is atomic; writes take the lock
         connected = self._subscriber is not None and self._subscriber.connected
         ttl = self._subscribed_ttl_s if connected else self._unsubscribed_ttl_s
         if hit is not None and now - hit[1] < ttl:
