@@ -190,11 +190,15 @@ def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     length = req.content_length
     if length is not None and length > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
-    # Without a Content-Length (chunked) Falcon's bounded stream reads nothing; a server that
-    # de-chunks says so with wsgi.input_terminated, and then the raw input ends at the body's end.
-    terminated = length is None and req.env.get("wsgi.input_terminated")
-    stream = req.stream if terminated else req.bounded_stream
-    data = stream.read(limit + 1)
+    if length is not None:
+        # Exactly the declared length, as Falcon's own form parser reads it (bounded_stream
+        # would build a wrapper per request to do the same).
+        return req.stream.read(length) if length else b""
+    # Without a Content-Length (chunked), only a server that de-chunks may be read: it says so
+    # with wsgi.input_terminated, and then the raw input ends at the body's end.
+    if not req.env.get("wsgi.input_terminated"):
+        return b""
+    data = req.stream.read(limit + 1)
     if len(data) > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
     return data

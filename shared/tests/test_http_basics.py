@@ -282,6 +282,23 @@ def test_declared_length_over_one_mib_is_413_before_reading(client, key: TestKey
     assert items.created == 0
 
 
+def test_a_body_is_read_to_its_declared_length_and_no_further(client, key: TestKey) -> None:
+    doc = b'{"name": "exact", "size": 2}'
+    extras = {"wsgi.input": io.BytesIO(doc + b"garbage the server must not read"), "CONTENT_LENGTH": str(len(doc))}
+    headers = {**auth(key), "Content-Type": "application/json"}
+    resp = client.simulate_request("POST", "/items", headers=headers, extras=extras)
+    assert resp.status_code == 201, resp.text
+    assert resp.json["name"] == "exact"
+
+
+def test_a_chunked_body_the_server_did_not_terminate_is_not_read(client, key: TestKey, items: ItemsResource) -> None:
+    headers = {**auth(key), "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
+    extras = {"wsgi.input": io.BytesIO(b'{"name": "never"}')}
+    resp = client.simulate_request("POST", "/items", headers=headers, extras=extras)
+    assert error_fields(assert_problem(resp, 422, "validation_error")) == ["name"]  # an empty body
+    assert items.created == 0
+
+
 def test_chunked_body_is_read(client, key: TestKey) -> None:
     resp = chunked_post(client, key, b'{"name": "chunky", "size": 3}')
     assert resp.status_code == 201, resp.text
