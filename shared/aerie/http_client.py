@@ -51,7 +51,7 @@ from ulid import ULID
 from urllib3.exceptions import InvalidHeader, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from aerie.context import request_id_var
+from aerie.context import current_request_id
 from aerie.errors import Problem
 
 __all__ = [
@@ -319,7 +319,7 @@ class ServiceClient:
         headers = {
             "Accept": "application/json",
             "User-Agent": f"aerie-{self.service_name}",
-            "X-Request-ID": request_id_var.get() or _new_request_id(),
+            "X-Request-ID": current_request_id() or _new_request_id(),
         }
         if extra:
             headers.update(extra)

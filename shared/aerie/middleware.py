@@ -25,7 +25,7 @@ from cachetools import LRUCache
 
 from aerie import errors
 from aerie.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
-from aerie.context import request_id_var
+from aerie.context import set_request_id
 from aerie.endpoints import Endpoint, endpoint_of
 from aerie.logs import AccessLog
 from aerie.pubsub import Subscriber
@@ -64,7 +64,7 @@ class RequestContextMiddleware:
         request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
         req.context.request_id = request_id
         req.context.started = time.perf_counter()
-        request_id_var.set(request_id)
+        set_request_id(request_id)
         resp.set_header("X-Request-ID", request_id)
 
     def process_response(
@@ -84,7 +84,7 @@ class RequestContextMiddleware:
                 "duration_ms": round((time.perf_counter() - req.context.started) * 100_000) / 100,
             }
         )
-        request_id_var.set(None)
+        set_request_id(None)
 
 
 def _bearer_challenge(error: str | None = None, description: str | None = None, scope: str | None = None) -> str:

@@ -15,6 +15,7 @@ import pytest
 from aerie.app import Infrastructure, create_service_app
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
+from aerie.context import current_request_id
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.errors import Problem
 from aerie.local.redis_server import free_port
@@ -70,6 +71,14 @@ class CounterResource:
         resp.media = {"n": self._redis.client.incr("demo:counter")}
 
 
+class RequestIdResource:
+    """What code far from the resource (an outgoing call's headers) sees as the request's id."""
+
+    @endpoint("The current request id", scopes=PUBLIC)
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"current": current_request_id()}
+
+
 class BoomResource:
     @endpoint("Fails", scopes=PUBLIC)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -102,6 +111,7 @@ def build(redis_url: str, key: TestKey, **extra: str) -> tuple[Infrastructure, I
         ("/counter", CounterResource(infra.redis)),
         ("/boom", BoomResource()),
         ("/boom-http", HTTPBoomResource()),
+        ("/request-id", RequestIdResource()),
     ]
     return infra, items, create_service_app(infra, routes)
 
@@ -182,6 +192,13 @@ def test_invalid_request_id_is_replaced(client, incoming: str) -> None:
     assert made != incoming
     assert REQUEST_ID_RE.match(made)
     assert_problem(resp, 404, "not_found", request_id=made)
+
+
+def test_the_request_id_is_current_while_the_request_is_served_and_only_then(client) -> None:
+    assert client.simulate_get("/request-id", headers={"X-Request-ID": "req-7"}).json == {"current": "req-7"}
+    made = client.simulate_get("/request-id")
+    assert made.json == {"current": made.headers["X-Request-ID"]}
+    assert current_request_id() is None
 
 
 def test_request_id_is_made_when_absent_and_differs_per_request(client, key: TestKey) -> None:

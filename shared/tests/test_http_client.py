@@ -7,7 +7,6 @@ request) so retries, timeouts and refused connections happen on real sockets.
 from __future__ import annotations
 
 import base64
-import contextvars
 import json
 import threading
 import time
@@ -21,7 +20,7 @@ import falcon
 import pytest
 from falcon import testing
 
-from aerie.context import request_id_var
+from aerie.context import current_request_id, set_request_id
 from aerie.errors import install_error_handling
 from aerie.http_client import ClientCredentials, CredentialsRejected, PeerUnavailable, ServiceClient
 from aerie.local.redis_server import free_port
@@ -368,14 +367,24 @@ def test_token_endpoint_down_is_peer_unavailable():
 # -- headers -----------------------------------------------------------------------------
 
 
-def test_request_id_taken_from_context(base_url, state):
+def test_request_id_taken_from_the_request_this_thread_serves(base_url, state):
     c = client(base_url)
+    seen: dict[str, str] = {}
 
-    def in_request() -> dict[str, Any]:
-        request_id_var.set("req-abc.123")
-        return c.get("/echo").json()
+    def serve(request_id: str) -> None:
+        set_request_id(request_id)
+        try:
+            seen[request_id] = c.get("/echo").json()["request_id"]
+        finally:
+            set_request_id(None)
 
-    assert contextvars.copy_context().run(in_request)["request_id"] == "req-abc.123"
+    threads = [threading.Thread(target=serve, args=(f"req-{i}.abc",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert seen == {f"req-{i}.abc": f"req-{i}.abc" for i in range(4)}
+    assert current_request_id() is None  # another thread's request is not this one's
 
 
 def test_request_id_made_when_outside_a_request(base_url, state):
