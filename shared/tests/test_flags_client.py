@@ -373,6 +373,14 @@ def test_close_stops_the_threads_and_answers_stale(service, clients):
     assert client.evaluate(NEW_DASHBOARD, user_id="u1").reason == "STALE"
 
 
+def test_a_fetch_landing_after_close_keeps_the_client_stale(service, clients):
+    client = started(clients, service.url)
+    assert client.evaluate(NEW_DASHBOARD, user_id="u1").reason != "STALE"
+    client.close()
+    client._set_snapshot(client._snapshot)  # the syncer's callback, from a fetch in flight at close()
+    assert client.stale and client.evaluate(NEW_DASHBOARD, user_id="u1").reason == "STALE"
+
+
 def test_a_refused_token_is_invalidated(service, clients):
     class Rotating(Token):
         def __init__(self) -> None:

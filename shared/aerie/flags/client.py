@@ -205,7 +205,8 @@ class FlagsClient:
 
     def _set_snapshot(self, snapshot: Snapshot) -> None:
         self._snapshot = snapshot
-        self._stale = False
+        # A fetch still in flight when close() ran lands after it: closed stays stale.
+        self._stale = self._closed
         self._ready.set()
 
     def _set_failed(self) -> None:
