@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import hmac
+import http.server
 import json
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import falcon
@@ -465,42 +469,99 @@ def test_unreachable_jwks_is_503_with_retry_after(redis_url: str, rsa_key: TestK
         infra.subscriber.stop()
 
 
-def test_a_silent_issuer_holds_one_thread_and_the_others_get_503_soon() -> None:
-    """The JWKS fetch waits for its timeout; a second thread waits half a second, not behind it."""
-    import socket
-    import threading
+class _Jwks(http.server.BaseHTTPRequestHandler):
+    """A JWKS endpoint answering ``body`` after ``delay`` seconds, counting its requests."""
 
+    body = b""
+    delay = 0.0
+    served = 0
+
+    def do_GET(self) -> None:
+        type(self).served += 1
+        time.sleep(self.delay)
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _in_threads(count: int, work: Callable[[], object]) -> list[object]:
+    """``work()`` in ``count`` threads started together: each one's result or exception."""
+    results: list[object] = [None] * count
+    gate = threading.Barrier(count)
+
+    def run(i: int) -> None:
+        gate.wait()
+        try:
+            results[i] = work()
+        except BaseException as exc:  # the outcome is what the tests check
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    return results
+
+
+def test_a_new_worker_shares_a_slow_first_fetch_instead_of_answering_503(rsa_key: TestKey) -> None:
+    """Tenants slower than wait_s while a worker knows no key yet: every thread gets the key."""
+    handler = type("SlowJwks", (_Jwks,), {"body": json.dumps({"keys": [rsa_key.public_jwk()]}).encode(), "delay": 0.6})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        keys = JWKSKeySource(f"http://127.0.0.1:{server.server_address[1]}/jwks", timeout=3.0, wait_s=0.2)
+        kid = rsa_key.public_jwk()["kid"]
+        results = _in_threads(4, lambda: keys.key_for(kid))
+        assert all(isinstance(r, jwt.PyJWK) and r.key_id == kid for r in results), results
+        assert handler.served == 1  # one fetch, shared
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_silent_issuer_costs_each_thread_one_fetch_at_most() -> None:
+    """No key set known: the others wait for the fetch in flight and fail with it, without
+    fetching again. A known set: they wait wait_s, then answer from it."""
     silent = socket.socket()  # accepts connections (the backlog) and never answers
     silent.bind(("127.0.0.1", 0))
     silent.listen(8)
     try:
-        keys = JWKSKeySource(f"http://127.0.0.1:{silent.getsockname()[1]}/jwks", timeout=3.0, wait_s=0.3)
-        first: list[BaseException] = []
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}/jwks"
+        keys = JWKSKeySource(url, timeout=1.0, wait_s=0.3)
+        started = time.monotonic()
+        results = _in_threads(3, lambda: keys.key_for("k1"))
+        assert all(isinstance(r, KeysUnavailable) for r in results), results
+        assert time.monotonic() - started < 2.0  # one fetch's timeout, not three in a row
+        silent.setblocking(False)
+        attempts = 0
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                silent.accept()[0].close()
+                attempts += 1
+        assert attempts == 1
 
-        def fetch() -> None:
-            try:
-                keys.key_for("k1")
-            except BaseException as exc:  # the outcome is what the test checks
-                first.append(exc)
-
-        holder = threading.Thread(target=fetch)
+        stale = JWKSKeySource(url, lifespan=0.1, timeout=3.0, wait_s=0.3)
+        stale._client.jwk_set_cache.put({"keys": [TestKey("k1").public_jwk()]})
+        time.sleep(0.2)  # expired: the next lookup refetches, from the silent issuer
+        holder = threading.Thread(target=lambda: stale.key_for("k1"), daemon=True)
         holder.start()
         time.sleep(0.2)  # the holder is inside the fetch now
         started = time.monotonic()
-        with pytest.raises(KeysUnavailable, match="another request"):  # and no key set known yet
-            keys.key_for("k1")
-        assert time.monotonic() - started < 1.5
+        assert stale.key_for("k1").key_id == "k1"  # the known set answers
+        assert time.monotonic() - started < 1.0
         holder.join(10)
-        assert len(first) == 1 and isinstance(first[0], KeysUnavailable)  # its own timeout, later
     finally:
         silent.close()
 
 
 def test_the_last_key_set_answers_while_the_issuer_is_down(rsa_key: TestKey) -> None:
     """Tenants down past the key set's lifespan: tokens a worker has not seen still verify."""
-    import http.server
-    import threading
-
     body = json.dumps({"keys": [rsa_key.public_jwk()]}).encode()
 
     class Jwks(http.server.BaseHTTPRequestHandler):

@@ -67,9 +67,12 @@ class JWKSKeySource:
     forged kids cannot hammer the issuer. A ``jku`` header in a token is never followed:
     the URL comes from configuration only.
 
-    One thread fetches at a time. The others wait at most ``wait_s`` for it, as calls to a
-    silent peer do (:mod:`aerie.http_client`): with the issuer silent and the key set due
-    for a refresh, a worker's few threads would otherwise queue for ``timeout`` each.
+    One thread fetches at a time. While a key set is known, the others wait at most
+    ``wait_s`` for it, as calls to a silent peer do (:mod:`aerie.http_client`), and then answer
+    from the known set. A new worker knows none: there the fetch in flight is the only way to
+    any key, so the others wait for its outcome (at most its ``timeout``) and share it. A
+    failed fetch is not repeated by the threads that waited on it; each answers 503 at once.
+    Either way no thread waits behind more than one fetch.
 
     When the issuer cannot be reached (or another thread is still trying), the key set last
     fetched still answers for ``stale_s`` (a day) after it expired. Without that, an outage
@@ -92,29 +95,45 @@ class JWKSKeySource:
             url, cache_keys=False, lifespan=lifespan, timeout=timeout, cooldown_duration=cooldown
         )
         self._lock = threading.Lock()
+        self._timeout = timeout
         self._wait_s = wait_s
         self._stale_s = stale_s
+        self._failed_at: float | None = None  # monotonic time of the last fetch that failed
 
     def key_for(self, kid: str) -> jwt.PyJWK | None:
-        if not self._lock.acquire(timeout=self._wait_s):
+        known = self._known_set() is not None
+        asked_at = time.monotonic()
+        # The fetch's own timeout plus a margin for the holder to take and release the lock.
+        if not self._lock.acquire(timeout=self._wait_s if known else self._timeout + self._wait_s):
             return self._last_known(kid, "another request is fetching the issuer's keys")
         try:
-            return self._client.get_signing_key(kid)
+            failed_at = self._failed_at
+            if not known and failed_at is not None and failed_at >= asked_at:
+                raise KeysUnavailable("the issuer's keys could not be fetched just now")
+            key = self._client.get_signing_key(kid)
         except jwt.PyJWKClientConnectionError as exc:
+            self._failed_at = time.monotonic()
             return self._last_known(kid, str(exc))
         except jwt.PyJWKClientError:
             return None
         finally:
             self._lock.release()
+        return key
 
-    def _last_known(self, kid: str, why: str) -> jwt.PyJWK:
-        """``kid`` from the last key set fetched, if not older than ``stale_s``; else 503."""
+    def _known_set(self) -> jwt.PyJWKSet | None:
+        """The last key set fetched, if not older than ``stale_s``."""
         cache = self._client.jwk_set_cache
         cached = cache.jwk_set_with_timestamp if cache is not None else None
         if cached is not None and time.monotonic() - cached.get_timestamp() <= self._stale_s:
-            for key in cached.get_jwk_set().keys:
-                if key.key_id == kid and key.public_key_use in ("sig", None):
-                    return key
+            return cached.get_jwk_set()
+        return None
+
+    def _last_known(self, kid: str, why: str) -> jwt.PyJWK:
+        """``kid`` from the last key set fetched, if not older than ``stale_s``; else 503."""
+        known = self._known_set()
+        for key in known.keys if known is not None else ():
+            if key.key_id == kid and key.public_key_use in ("sig", None):
+                return key
         raise KeysUnavailable(why)
 
 
