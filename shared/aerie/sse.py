@@ -443,10 +443,12 @@ def relay(
     """
     last = time.monotonic() if last_sent is None else last_sent
     while not gone():
-        remaining = until - time.monotonic()
+        now = time.monotonic()
+        remaining = until - now
         if remaining <= 0:
             return
-        message = listener.get(timeout=min(1.0, remaining))
+        # Wake for whichever comes first: the end, the next heartbeat, or the next gone() check.
+        message = listener.get(timeout=max(0.0, min(1.0, remaining, last + heartbeat_seconds - now)))
         if listener.broken:
             return  # pub/sub reconnected or we fell behind: the client resumes elsewhere
         if message is not None:

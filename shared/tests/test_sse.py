@@ -159,13 +159,24 @@ def _ids(body: bytes) -> list[str]:
     return [line[4:] for line in body.decode().splitlines() if line.startswith("id: ")]
 
 
+def test_an_idle_stream_beats_at_its_interval_not_once_a_second(redis_provider):
+    subscriber = Subscriber(redis_provider)
+    live = LiveEvents(subscriber, ["aerie:event:thing.*"], _by_tenant_definitions_for_all)
+    streams = LiveStreams(live, StreamLimits(max_streams=1, max_seconds=10, heartbeat_seconds=0.25))
+    try:
+        body = b"".join(streams.open("ten_a", lifetime=1.3))
+    finally:
+        subscriber.stop()
+    assert body.count(HEARTBEAT) >= 3  # about one per 0.25 s; waits of a second gave one
+
+
 def test_live_streams_route_cap_beat_and_free_their_slot_on_hang_up(redis_provider):
     subscriber = Subscriber(redis_provider)
     live = LiveEvents(subscriber, ["aerie:event:thing.*"], _by_tenant_definitions_for_all)
     streams = LiveStreams(live, StreamLimits(max_streams=2, max_seconds=10, heartbeat_seconds=0.4))
     try:
         a_gone = threading.Event()
-        bodies = {"a": streams.open("ten_a", a_gone.is_set), "b": streams.open("ten_b", lifetime=1.5)}
+        bodies = {"a": streams.open("ten_a", a_gone.is_set), "b": streams.open("ten_b", lifetime=2.5)}
         with pytest.raises(Problem) as refused:
             streams.open("ten_c")
         assert refused.value.problem_code == "unavailable"
@@ -186,7 +197,7 @@ def test_live_streams_route_cap_beat_and_free_their_slot_on_hang_up(redis_provid
         readers[0].join(1.5)
         assert not readers[0].is_alive()
         streams.open("ten_c").close()  # the freed slot is taken and given back at once
-        readers[1].join(3)
+        readers[1].join(5)
     finally:
         subscriber.stop()
     assert received["a"].startswith(RETRY) and _ids(received["a"]) == sent[:2]
