@@ -47,20 +47,17 @@ def test_evaluation_does_not_touch_redis(api, service, monkeypatch):
     assert api.c.simulate_get("/v1/flags/snapshot", headers=token_headers).status_code == 200
 
 
-def test_a_change_through_one_instance_reaches_the_other_quickly(api, second, signing_key):
+def test_a_change_through_one_instance_reaches_the_other_by_its_event(api, second, signing_key):
+    """No reload runs between changes: each one arrives through its pub/sub event. The 100 ms
+    bound is measured over real uWSGI by service_tests/test_flags_service.py, not asserted on
+    this process's timing."""
     other = Api(testing.TestClient(second.app), signing_key)
     assert other.c.simulate_get("/ready").status_code == 200  # its snapshot is loaded
     api.put_flag("spread", 201, default=False)
     assert wait_for(lambda: "spread" in second.snapshot.state.flags, 2.0)
-    delays = []
     for i in range(5):
-        started = time.monotonic()
         api.put_flag("spread", 200, default=bool(i % 2 == 0))
-        while second.snapshot.state.docs["spread"]["version"] != i + 2:
-            assert time.monotonic() - started < 1.0
-            time.sleep(0.001)
-        delays.append(time.monotonic() - started)
-    assert max(delays) < 0.1, delays
+        assert wait_for(lambda i=i: second.snapshot.state.docs["spread"]["version"] == i + 2, 5.0)
     assert other.value("spread", {})["value"] is True
 
 
