@@ -563,19 +563,7 @@ def test_a_silent_issuer_costs_each_thread_one_fetch_at_most() -> None:
 def test_the_last_key_set_answers_while_the_issuer_is_down(rsa_key: TestKey) -> None:
     """Tenants down past the key set's lifespan: tokens a worker has not seen still verify."""
     body = json.dumps({"keys": [rsa_key.public_jwk()]}).encode()
-
-    class Jwks(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), type("Jwks", (_Jwks,), {"body": body}))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/jwks"
     keys = JWKSKeySource(url, lifespan=0.2, timeout=1.0, cooldown=0.0)
