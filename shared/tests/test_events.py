@@ -380,6 +380,27 @@ def test_is_revoked_before_the_subscriber_connects_reads_redis(redis_provider, r
     assert revocations.is_revoked(principal("cli-old"))
 
 
+def test_threads_asking_before_the_first_load_read_redis_once(redis_provider, r):
+    # A stream mule starts with many streams at once; each reader would also keep a connection.
+    revoke(r, "cli-old")
+    revocations = RevocationList(redis_provider, Subscriber(redis_provider))  # never started
+    reads_before = r.info("commandstats").get("cmdstat_zrangebyscore", {}).get("calls", 0)
+    go = threading.Barrier(8)
+    answers: list[bool] = []
+
+    def ask() -> None:
+        go.wait()
+        answers.append(revocations.is_revoked(principal("cli-old")))
+
+    threads = [threading.Thread(target=ask) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(5)
+    assert answers == [True] * 8
+    assert r.info("commandstats")["cmdstat_zrangebyscore"]["calls"] - reads_before == 1
+
+
 def test_record_revocation_prunes_expired_entries(r):
     revoke(r, "cli-a", until=time.time() - 10)
     revoke(r, "cli-b")

@@ -43,9 +43,12 @@ class RevocationList:
         # Read under the lock: an event handled while a stale read is in flight must not be
         # overwritten by it (a request thread reloads while the subscriber handles events).
         with self._lock:
-            members = self._redis.client.zrangebyscore(REVOKED_CLIENTS_KEY, time.time(), "+inf")
-            self._revoked = frozenset(members)
-            self._loaded = True
+            self._read()
+
+    def _read(self) -> None:  # under self._lock
+        members = self._redis.client.zrangebyscore(REVOKED_CLIENTS_KEY, time.time(), "+inf")
+        self._revoked = frozenset(members)
+        self._loaded = True
 
     def _on_event(self, _channel: str, data: str) -> None:
         client_id = (json.loads(data).get("data") or {}).get("client_id")
@@ -54,6 +57,16 @@ class RevocationList:
                 self._revoked = self._revoked | {client_id}
 
     def is_revoked(self, principal: Principal) -> bool:
-        if not self._loaded:  # first request of this process, before the subscriber caught up
-            self.reload()
+        if not self._loaded:  # first requests of this process, before the subscriber caught up
+            self._load_once()
         return principal.client_id in self._revoked
+
+    def _load_once(self) -> None:
+        """The first load, by one of the threads that ask at once; the others wait for it.
+
+        A stream mule starts with dozens of streams reconnecting together: each would read
+        the set again, and keep a Redis connection for it (``RedisProvider.client``).
+        """
+        with self._lock:
+            if not self._loaded:
+                self._read()
