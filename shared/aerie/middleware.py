@@ -185,6 +185,10 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
 
 
+#: No body was sent (as opposed to a JSON ``null``).
+_NO_BODY = object()
+
+
 def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     """The request body, refusing more than ``limit`` bytes (413) whatever the framing."""
     length = req.content_length
@@ -244,7 +248,7 @@ class BodyMiddleware:
         if req.method not in ("POST", "PUT", "PATCH") or spec.media == "raw":
             return
         has_body = bool(req.content_length) or "HTTP_TRANSFER_ENCODING" in req.env
-        body: Any = None
+        body: Any = _NO_BODY
         if has_body:
             if not _is_json(req.content_type):
                 raise errors.Problem(415, "unsupported_media_type", "Send the body as application/json.")
@@ -255,11 +259,12 @@ class BodyMiddleware:
                 except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than json allows
                     raise errors.bad_request("The body is not valid JSON.") from None
         if spec.body is None:
-            if body not in (None, {}):
+            if body is not _NO_BODY and body not in (None, {}):
                 raise errors.bad_request("This route takes no body.")
             return
-        if body is None:
+        if body is _NO_BODY:
             body = {}
+        # A JSON null is a body too: it is no more an object than a list is.
         if not isinstance(body, dict):
             raise errors.bad_request("The body must be a JSON object.")
         req.context.body = spec.check(body) if spec.check is not None else validate(spec.body, body, location="body")

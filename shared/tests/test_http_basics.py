@@ -235,7 +235,7 @@ def test_malformed_json_is_400(client, key: TestKey, body: bytes) -> None:
     assert_problem(post_json(client, key, body), 400, "bad_request")
 
 
-@pytest.mark.parametrize("body", ["[1, 2]", '"name"', "42"])
+@pytest.mark.parametrize("body", ["[1, 2]", '"name"', "42", "null"])
 def test_json_that_is_not_an_object_is_400(client, key: TestKey, body: str) -> None:
     assert_problem(post_json(client, key, body), 400, "bad_request")
 
