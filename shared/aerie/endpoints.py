@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 __all__ = ["HTTP_METHODS", "PUBLIC", "Endpoint", "endpoint", "endpoint_of", "responders_of"]
 
@@ -38,13 +38,19 @@ class Endpoint:
     tenant: bool = False
     #: Cerberus schema of the JSON body; unknown fields are rejected.
     body: Schema | None = None
-    #: ``json`` bodies are parsed and validated by the middleware; ``raw`` ones are left alone.
-    media: Literal["json", "raw"] = "json"
+    #: ``json`` bodies are parsed and validated by the middleware. Any other value leaves the
+    #: body to the resource and names its media type in the document (``raw``: any type).
+    media: str = "json"
     #: Cerberus schema of the query string.
     query: Schema | None = None
+    #: Cerberus rules for path parameters the route cannot take just any string for (a
+    #: user id it stores); the others stay plain strings, and a bad one is a 404.
+    path: Schema | None = None
     status: int = 200
     #: Cerberus-style description of the response body, for the OpenAPI document.
     response: Schema | None = None
+    #: The media type of that body, when it is not plain JSON (a JWK Set).
+    response_media: str = "application/json"
     #: ``Idempotency-Key`` replays this create's first response.
     idempotent: bool = False
     description: str | None = None
@@ -65,10 +71,12 @@ def endpoint(
     scopes: Sequence[str] | _Public,
     tenant: bool = False,
     body: Schema | None = None,
-    media: Literal["json", "raw"] = "json",
+    media: str = "json",
     query: Schema | None = None,
+    path: Schema | None = None,
     status: int = 200,
     response: Schema | None = None,
+    response_media: str = "application/json",
     idempotent: bool = False,
     description: str | None = None,
     responses: Mapping[int, str] | None = None,
@@ -84,8 +92,10 @@ def endpoint(
         body=body,
         media=media,
         query=query,
+        path=path,
         status=status,
         response=response,
+        response_media=response_media,
         idempotent=idempotent,
         description=description,
         responses=dict(responses or {}),

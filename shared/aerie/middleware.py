@@ -209,10 +209,11 @@ def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
 
 
 class BodyMiddleware:
-    """Parses and validates JSON bodies and query strings per the route's declaration.
+    """Parses and validates JSON bodies, query strings and path parameters per the route's declaration.
 
-    The validated body is ``req.context.body`` and the validated, coerced query is
-    ``req.context.query``; resources never parse input themselves.
+    The validated body is ``req.context.body``, the validated, coerced query is
+    ``req.context.query`` and declared path parameters reach the responder validated;
+    resources never parse input themselves.
     """
 
     def __init__(self, max_body_bytes: int = MAX_BODY_BYTES) -> None:
@@ -243,9 +244,11 @@ class BodyMiddleware:
         spec = spec_for(req, resource)
         if spec is None:
             return
+        if spec.path is not None:
+            params.update(validate(spec.path, {name: params[name] for name in spec.path}, location="path"))
         if spec.query is not None:
             req.context.query = self._validated_query(req, spec)
-        if req.method not in ("POST", "PUT", "PATCH") or spec.media == "raw":
+        if req.method not in ("POST", "PUT", "PATCH") or spec.media != "json":
             return
         has_body = bool(req.content_length) or "HTTP_TRANSFER_ENCODING" in req.env
         body: Any = _NO_BODY

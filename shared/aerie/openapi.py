@@ -375,6 +375,15 @@ def _description(spec: Endpoint) -> str | None:
     return "\n\n".join(parts) or None
 
 
+def _path_parameters(found: list[dict[str, Any]], declared: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """The template's path parameters, each with its declared rules when it has some."""
+    parameters = []
+    for parameter in found:
+        rule = (declared or {}).get(parameter["name"])
+        parameters.append(parameter if rule is None else {**parameter, "schema": rule_schema(rule)})
+    return parameters
+
+
 def _query_parameters(query: Mapping[str, Any] | None) -> list[dict[str, Any]]:
     parameters = []
     for name, rule in (query or {}).items():
@@ -416,8 +425,8 @@ def _request_body(spec: Endpoint) -> dict[str, Any] | None:
     if spec.body is None:
         return None
     schema = object_schema(spec.body)
-    # A ``raw`` route parses its own body; its schema is informational, its media open.
-    media = JSON if spec.media == "json" else "*/*"
+    # Any other route reads its own body, of the media type it names (``raw``: any).
+    media = {"json": JSON, "raw": "*/*"}.get(spec.media, spec.media)
     return {"required": bool(schema.get("required")), "content": {media: {"schema": schema}}}
 
 
@@ -431,7 +440,7 @@ def _error_statuses(method: str, spec: Endpoint, has_path_params: bool) -> set[i
     json_body = spec.body is not None and spec.media == "json"
     if spec.scopes is not None:
         statuses |= {401, 403}
-    if json_body or spec.query is not None:
+    if json_body or spec.query is not None or spec.path is not None:
         statuses.add(422)
     if json_body:
         statuses |= {400, 413, 415}
@@ -459,7 +468,7 @@ def _responses(method: str, spec: Endpoint, has_path_params: bool) -> dict[str, 
     """
     success: dict[str, Any] = {"description": _phrase(spec.status)}
     if spec.response is not None and spec.status != 204:
-        success["content"] = {JSON: {"schema": object_schema(spec.response, strict=False)}}
+        success["content"] = {spec.response_media: {"schema": object_schema(spec.response, strict=False)}}
     responses: dict[int, dict[str, Any]] = {spec.status: success}
     for status in _error_statuses(method, spec, has_path_params):
         responses[status] = _problem(_STANDARD_ERRORS[status])
@@ -482,7 +491,11 @@ def _operation(method: str, path: str, path_params: list[dict[str, Any]], spec: 
     description = _description(spec)
     if description:
         operation["description"] = description
-    parameters = [*path_params, *_query_parameters(spec.query), *_header_parameters(method, spec)]
+    parameters = [
+        *_path_parameters(path_params, spec.path),
+        *_query_parameters(spec.query),
+        *_header_parameters(method, spec),
+    ]
     if parameters:
         operation["parameters"] = parameters
     body = _request_body(spec)

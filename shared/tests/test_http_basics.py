@@ -101,6 +101,17 @@ def key() -> TestKey:
     return TestKey("k1")
 
 
+class LabelResource:
+    @endpoint(
+        "Label an item",
+        scopes=("projects:write",),
+        tenant=True,
+        path={"label": {"type": "string", "regex": "[a-z]{1,8}"}},
+    )
+    def on_put(self, req: falcon.Request, resp: falcon.Response, item_id: str, label: str) -> None:
+        resp.media = {"item_id": item_id, "label": label}
+
+
 def build(redis_url: str, key: TestKey, **extra: str) -> tuple[Infrastructure, ItemsResource, falcon.App]:
     infra = Infrastructure.from_settings(
         settings_for(redis_url, **extra), keys=StaticKeySource({"keys": [key.public_jwk()]})
@@ -112,6 +123,7 @@ def build(redis_url: str, key: TestKey, **extra: str) -> tuple[Infrastructure, I
         ("/boom", BoomResource()),
         ("/boom-http", HTTPBoomResource()),
         ("/request-id", RequestIdResource()),
+        ("/items/{item_id}/labels/{label}", LabelResource()),
     ]
     return infra, items, create_service_app(infra, routes)
 
@@ -233,6 +245,13 @@ def test_json_with_charset_is_accepted(client, key: TestKey) -> None:
 @pytest.mark.parametrize("body", [b"{", b'{"name": "x",}', b"\xff\xfe{}", b"{'name': 'x'}"])
 def test_malformed_json_is_400(client, key: TestKey, body: bytes) -> None:
     assert_problem(post_json(client, key, body), 400, "bad_request")
+
+
+def test_declared_path_parameters_are_validated(client, key: TestKey) -> None:
+    assert client.simulate_put("/items/i%201/labels/red", headers=auth(key)).json == {"item_id": "i 1", "label": "red"}
+    body = assert_problem(client.simulate_put("/items/i1/labels/Red%20", headers=auth(key)), 422, "validation_error")
+    assert [e["field"] for e in body["errors"]] == ["label"]
+    assert body["detail"] == "The request path has invalid fields."
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"name"', "42", "null"])

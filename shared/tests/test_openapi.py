@@ -100,10 +100,17 @@ class UploadResource:
         resp.media = {}
 
 
+class TagResource:
+    @endpoint("Tag an item", scopes=("items:write",), path={"tag": {"type": "string", "regex": "[a-z]{1,20}"}})
+    def on_put(self, req: falcon.Request, resp: falcon.Response, item_id: str, tag: str) -> None:
+        resp.media = {}
+
+
 ROUTES: list[tuple[str, object]] = [
     ("/v1/items", ItemsResource()),
     ("/health", PingResource()),
     ("/v1/items/{item_id}", ItemResource()),
+    ("/v1/items/{item_id}/tags/{tag}", TagResource()),
     ("/v1/uploads/{number:int}", UploadResource()),
 ]
 
@@ -183,6 +190,19 @@ def test_path_parameters_are_required_and_typed_by_converter(document):
     assert item_id == {"name": "item_id", "in": "path", "required": True, "schema": {"type": "string"}}
     (number,) = _op(document, "/v1/uploads/{number}", "post")["parameters"]
     assert number["schema"] == {"type": "integer"} and number["required"] is True
+
+
+def test_declared_path_parameters_carry_their_rules_and_a_422(document):
+    tag_op = _op(document, "/v1/items/{item_id}/tags/{tag}", "put")
+    params = {p["name"]: p for p in tag_op["parameters"] if p["in"] == "path"}
+    assert params["item_id"]["schema"] == {"type": "string"}
+    assert params["tag"] == {
+        "name": "tag",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^(?:[a-z]{1,20}$)"},
+    }
+    assert "422" in tag_op["responses"]
 
 
 def test_query_parameters(document):

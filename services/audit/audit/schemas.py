@@ -61,7 +61,8 @@ APPEND: dict[str, Any] = {
         },
     },
     "occurred_at": _time,
-    "ip": {"type": "string", "nullable": True, "maxlength": 64},  # an address: checked by audit.append
+    # An address: checked by audit.append, as Cerberus has no rule for "IPv4 or IPv6".
+    "ip": {"type": "string", "nullable": True, "maxlength": 64, "meta": {"description": "An IPv4 or IPv6 address"}},
     "user_agent": {"type": "string", "nullable": True, "maxlength": 512},
     "request_id": {"type": "string", "nullable": True, "regex": REQUEST_ID_PATTERN},
     "message": {"type": "string", "maxlength": 1000, "default": ""},

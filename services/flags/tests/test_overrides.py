@@ -115,3 +115,6 @@ def test_bad_user_ids(api):
     body = assert_problem(put_override(api, "u", True, user="a%20b"), 422, "validation_error")
     assert body["errors"][0]["field"] == "user_id"
     assert_problem(put_override(api, "u", True, user="x" * 257), 422, "validation_error")
+    body = assert_problem(delete_override(api, "u", user="a%09b"), 422, "validation_error")
+    assert body["errors"][0]["field"] == "user_id"
+    assert put_override(api, "u", True, user="caf%C3%A9-42").status_code == 200  # any printable text

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
 import falcon
 
-from aerie import errors
 from aerie.endpoints import endpoint
 from aerie.events import EventContext, EventPublisher
 from aerie.redis import RedisProvider
@@ -17,7 +14,7 @@ from flags.storage import TenantOverrides
 
 WRITE = ("flags:write",)
 #: A user id as clients send it: printable, no whitespace, bounded.
-_USER_ID = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
+USER_PATH = {"user_id": {"type": "string", "regex": r"[^\s\x00-\x1f\x7f]{1,256}"}}
 _RESPONSES = {
     403: "The flag's allow_overrides does not admit this override, or the tenant is suspended",
     404: "There is no such flag",
@@ -92,23 +89,19 @@ class UserOverride:
         response=schemas.OVERRIDE,
         description="Allowed when the flag's `allow_overrides` is `user`. It applies to evaluations of the "
         "caller's tenant whose context has this `user_id`.",
+        path=USER_PATH,
         responses=_RESPONSES,
     )
     def on_put(self, req: falcon.Request, resp: falcon.Response, key: str, user_id: str) -> None:
-        self._overrides.set(req, resp, key, _user_id(user_id))
+        self._overrides.set(req, resp, key, user_id)
 
     @endpoint(
         "Remove one user's override of a flag, in the caller's tenant",
         scopes=WRITE,
         tenant=True,
+        path=USER_PATH,
         status=204,
         responses=_RESPONSES,
     )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, key: str, user_id: str) -> None:
-        self._overrides.remove(req, resp, key, _user_id(user_id))
-
-
-def _user_id(raw: str) -> str:
-    if not _USER_ID.match(raw):
-        raise errors.validation_error([{"field": "user_id", "message": "must be 1..256 printable characters"}])
-    return raw
+        self._overrides.remove(req, resp, key, user_id)

@@ -83,11 +83,11 @@ class TokenResource:
     @endpoint(
         "Issue an access token (client credentials)",
         scopes=PUBLIC,
-        media="raw",
+        body=TOKEN_REQUEST,
+        media=FORM,
         response=TOKEN_RESPONSE,
-        description="Form-encoded (RFC 6749 section 4.4). Fields: "
-        + ", ".join(TOKEN_REQUEST)
-        + ". Client authentication by HTTP Basic or client_id/client_secret. "
+        description="Form-encoded (RFC 6749 section 4.4). Client authentication by HTTP Basic or "
+        "client_id/client_secret. "
         "Errors are RFC 6749 JSON: invalid_client 401, invalid_scope, unsupported_grant_type, invalid_request 400.",
         responses={400: "RFC 6749 error", 401: "invalid_client"},
     )

@@ -66,7 +66,7 @@ class TenantItem:
         scopes=("tenants:write", "platform:admin"),
         body=schemas.TENANT_PATCH,
         response=schemas.TENANT,
-        responses={412: "If-Match names a stale version"},
+        responses={409: "The tenant is deleted", 412: "If-Match names a stale version"},
     )
     def on_patch(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         principal = req.context.principal

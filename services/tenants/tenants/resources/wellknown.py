@@ -10,14 +10,22 @@ import falcon
 from aerie.endpoints import PUBLIC, endpoint
 from tenants.domain import KNOWN_SCOPES
 
+#: RFC 7517's media type for a JWK Set.
+JWK_SET = "application/jwk-set+json"
+
 
 class JWKSResource:
     def __init__(self, jwks: dict[str, Any]) -> None:
         self._body = json.dumps(jwks).encode()
 
-    @endpoint("The issuer's public signing keys (JWK Set)", scopes=PUBLIC, response={"keys": {"type": "list"}})
+    @endpoint(
+        "The issuer's public signing keys (JWK Set)",
+        scopes=PUBLIC,
+        response={"keys": {"type": "list"}},
+        response_media=JWK_SET,
+    )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.content_type = "application/jwk-set+json"
+        resp.content_type = JWK_SET
         resp.set_header("Cache-Control", "public, max-age=300")
         resp.data = self._body
 
