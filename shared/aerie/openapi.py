@@ -463,8 +463,9 @@ def _phrase(status: int) -> str:
 def _responses(method: str, spec: Endpoint, has_path_params: bool) -> dict[str, Any]:
     """The declared success, the middleware's errors, then the declaration's extras.
 
-    Extra 4xx entries of JSON routes are problem documents too; a 5xx extra or one of a
-    ``raw`` route (the OAuth token endpoint answers RFC 6749 errors) is described only.
+    Extra 4xx entries of JSON routes are problem documents too, and an extra 2xx answers the
+    declared body; a 5xx extra or one of a route reading its own body (the OAuth token
+    endpoint answers RFC 6749 errors) is described only.
     """
     success: dict[str, Any] = {"description": _phrase(spec.status)}
     if spec.response is not None and spec.status != 204:
@@ -477,6 +478,8 @@ def _responses(method: str, spec: Endpoint, has_path_params: bool) -> dict[str, 
             responses[status]["description"] += f"; {text}"
         elif 400 <= status < 500 and spec.media == "json":
             responses[status] = _problem(text)
+        elif 200 <= status < 300 and "content" in success:  # another success, with the same body
+            responses[status] = {"description": text, "content": success["content"]}
         else:
             responses[status] = {"description": text}
     return {str(status): responses[status] for status in sorted(responses)}

@@ -101,7 +101,14 @@ class UploadResource:
 
 
 class TagResource:
-    @endpoint("Tag an item", scopes=("items:write",), path={"tag": {"type": "string", "regex": "[a-z]{1,20}"}})
+    @endpoint(
+        "Tag an item",
+        scopes=("items:write",),
+        path={"tag": {"type": "string", "regex": "[a-z]{1,20}"}},
+        status=201,
+        response={"tag": {"type": "string"}},
+        responses={200: "Already tagged"},
+    )
     def on_put(self, req: falcon.Request, resp: falcon.Response, item_id: str, tag: str) -> None:
         resp.media = {}
 
@@ -203,6 +210,12 @@ def test_declared_path_parameters_carry_their_rules_and_a_422(document):
         "schema": {"type": "string", "pattern": "^(?:[a-z]{1,20}$)"},
     }
     assert "422" in tag_op["responses"]
+
+
+def test_another_success_answers_the_declared_body(document):
+    responses = _op(document, "/v1/items/{item_id}/tags/{tag}", "put")["responses"]
+    assert responses["200"]["description"] == "Already tagged"
+    assert responses["200"]["content"] == responses["201"]["content"]
 
 
 def test_query_parameters(document):

@@ -48,7 +48,11 @@ class AuditEvents:
         "when the body differs. A platform token names the trail with `tenant_id` (none: the platform trail); a "
         "tenant token appends to its own. `actor.client_id` is the appending client, from its token (another "
         "is 422). `metadata` is at most 16 KiB of JSON.",
-        responses={409: "The id is recorded with different content", 403: "Another tenant's trail"},
+        responses={
+            200: "The id is already recorded, with this content: the stored entry",
+            403: "Another tenant's trail",
+            409: "The id is recorded with different content",
+        },
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
