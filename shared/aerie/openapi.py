@@ -470,6 +470,8 @@ def _responses(method: str, spec: Endpoint, has_path_params: bool) -> dict[str, 
     success: dict[str, Any] = {"description": _phrase(spec.status)}
     if spec.response is not None and spec.status != 204:
         success["content"] = {spec.response_media: {"schema": object_schema(spec.response, strict=False)}}
+    elif spec.response_media != JSON and spec.status != 204:  # text of its own kind (an event stream)
+        success["content"] = {spec.response_media: {"schema": {"type": "string"}}}
     responses: dict[int, dict[str, Any]] = {spec.status: success}
     for status in _error_statuses(method, spec, has_path_params):
         responses[status] = _problem(_STANDARD_ERRORS[status])

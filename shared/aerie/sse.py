@@ -47,6 +47,7 @@ from aerie.config import number_setting
 from aerie.pubsub import Subscriber
 
 __all__ = [
+    "EVENT_STREAM",
     "EVERYONE",
     "HEARTBEAT",
     "RETRY",
@@ -71,6 +72,8 @@ log = logging.getLogger("aerie.sse")
 
 #: The first bytes of every stream: reconnect one second after the server ends a stream.
 RETRY = b"retry: 1000\n\n"
+#: The media type of a Server-Sent Events response.
+EVENT_STREAM = "text/event-stream"
 HEARTBEAT = b": heartbeat\n\n"
 
 T = TypeVar("T")
@@ -98,7 +101,7 @@ def id_only(event_id: str) -> bytes:
 
 def respond(resp: falcon.Response, body: Iterable[bytes]) -> None:
     """Send ``body`` as ``text/event-stream``, neither cached nor buffered by proxies."""
-    resp.content_type = "text/event-stream"
+    resp.content_type = EVENT_STREAM
     resp.cache_control = ["no-cache"]
     resp.set_header("X-Accel-Buffering", "no")
     resp.stream = body

@@ -113,11 +113,18 @@ class TagResource:
         resp.media = {}
 
 
+class EventsResource:
+    @endpoint("Item events", scopes=("items:read",), response_media="text/event-stream")
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.text = ""
+
+
 ROUTES: list[tuple[str, object]] = [
     ("/v1/items", ItemsResource()),
     ("/health", PingResource()),
     ("/v1/items/{item_id}", ItemResource()),
     ("/v1/items/{item_id}/tags/{tag}", TagResource()),
+    ("/v1/items/events", EventsResource()),
     ("/v1/uploads/{number:int}", UploadResource()),
 ]
 
@@ -210,6 +217,11 @@ def test_declared_path_parameters_carry_their_rules_and_a_422(document):
         "schema": {"type": "string", "pattern": "^(?:[a-z]{1,20}$)"},
     }
     assert "422" in tag_op["responses"]
+
+
+def test_a_response_of_another_media_type_is_documented_as_such(document):
+    ok = _op(document, "/v1/items/events", "get")["responses"]["200"]
+    assert ok["content"] == {"text/event-stream": {"schema": {"type": "string"}}}
 
 
 def test_another_success_answers_the_declared_body(document):

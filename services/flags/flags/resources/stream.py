@@ -5,7 +5,7 @@ from __future__ import annotations
 import falcon
 
 from aerie.endpoints import endpoint
-from aerie.sse import client_gone_probe, respond
+from aerie.sse import EVENT_STREAM, client_gone_probe, respond
 from flags.stream import FlagChanges
 
 READ = ("flags:read",)
@@ -19,6 +19,7 @@ class FlagStream:
         "Server-Sent Events of flag definition changes and the caller tenant's override changes",
         scopes=READ,
         tenant=True,
+        response_media=EVENT_STREAM,
         description="`text/event-stream`: `id:` the event id, `event:` its type (`flag.created|updated|deleted`, "
         "`flag.override.set|removed`), `data:` the event envelope. A change feed: it starts at the live end "
         "and does not replay, so a client (re)connects, then fetches `/v1/flags/snapshot`. Heartbeat comments "

@@ -8,7 +8,7 @@ import falcon
 
 from aerie.auth.principal import Principal
 from aerie.endpoints import endpoint
-from aerie.sse import client_gone_probe, respond, while_authorized
+from aerie.sse import EVENT_STREAM, client_gone_probe, respond, while_authorized
 from projects.event_stream import ProjectEventStream, parse_last_event_id
 from projects.resources.projects import READ, Scope
 
@@ -23,6 +23,7 @@ class ProjectEvents:
         "Server-Sent Events of the caller tenant's project.* events",
         scopes=READ,
         tenant=True,
+        response_media=EVENT_STREAM,
         description="`text/event-stream`. Each event's `id:` is its event id and `data:` its envelope; send "
         "the last id back as `Last-Event-ID` to resume (the tenant's newest 10,000 events can be resumed "
         "from). An unknown or expired `Last-Event-ID` starts live with an `event: reset` frame: events may "
