@@ -46,6 +46,17 @@ def vcap_services(server: RedisServer) -> str:
     return json.dumps({"p.redis": [binding]})
 
 
+def service_env(server: RedisServer, tenants_url: str, **extra: str) -> dict[str, str]:
+    """What every service but tenants starts with: Redis, the issuer, its own client."""
+    return {
+        "VCAP_SERVICES": vcap_services(server),
+        "AERIE_TENANTS_URL": tenants_url,
+        "AERIE_CLIENT_ID": SVC_ID,
+        "AERIE_CLIENT_SECRET": SVC_SECRET,
+        **extra,
+    }
+
+
 def tenants_env(server: RedisServer, key: TestKey, port: int) -> dict[str, str]:
     url = f"http://127.0.0.1:{port}"
     return {

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import REPO, SVC_ID, SVC_SECRET, Http, vcap_services
+from conftest import REPO, SVC_ID, SVC_SECRET, Http, service_env
 
 from aerie.events import EventContext, EventPublisher, new_event
 from aerie.local.redis_server import RedisServer, free_port
@@ -33,14 +33,8 @@ pytestmark = pytest.mark.audit
 
 
 def audit_env(server: RedisServer, tenants_url: str) -> dict[str, str]:
-    return {
-        "VCAP_SERVICES": vcap_services(server),
-        "AERIE_TENANTS_URL": tenants_url,
-        "AERIE_CLIENT_ID": SVC_ID,
-        "AERIE_CLIENT_SECRET": SVC_SECRET,
-        # Entries a killed instance left pending are taken over after a second (default 30 s).
-        "AERIE_AUDIT_RECLAIM_IDLE_MS": "1000",
-    }
+    # Entries a killed instance left pending are taken over after a second (default 30 s).
+    return service_env(server, tenants_url, AERIE_AUDIT_RECLAIM_IDLE_MS="1000")
 
 
 def audit_instance(server: RedisServer, tenants: UwsgiService, log_dir: Path, index: int) -> UwsgiService:

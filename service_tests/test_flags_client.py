@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import REPO, SVC_ID, SVC_SECRET, Http, vcap_services
+from conftest import REPO, SVC_ID, SVC_SECRET, Http, service_env
 
 from aerie.flags.client import Flag, FlagsClient
 from aerie.flags.evaluation import DEFAULT, STALE, TARGETING_MATCH
@@ -44,12 +44,7 @@ def flags(
 ) -> Iterator[UwsgiService]:
     """One flags instance of this test's own, since the test stops and restarts it."""
     logs: Path = tmp_path_factory.mktemp("logs")
-    env = {
-        "VCAP_SERVICES": vcap_services(redis_server),
-        "AERIE_TENANTS_URL": tenants.url,
-        "AERIE_CLIENT_ID": SVC_ID,
-        "AERIE_CLIENT_SECRET": SVC_SECRET,
-    }
+    env = service_env(redis_server, tenants.url)
     service = UwsgiService(REPO / "services" / "flags", free_port(), env, log_path=logs / "flags.log")
     service.start()
     try:

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from conftest import REPO, SVC_ID, SVC_SECRET, Http, vcap_services
+from conftest import REPO, Http, service_env
 
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.memory import tree_memory
@@ -34,13 +34,7 @@ CONFIRMATIONS = 4
 
 
 def flags_env(server: RedisServer, tenants_url: str, index: int) -> dict[str, str]:
-    return {
-        "VCAP_SERVICES": vcap_services(server),
-        "AERIE_TENANTS_URL": tenants_url,
-        "AERIE_CLIENT_ID": SVC_ID,
-        "AERIE_CLIENT_SECRET": SVC_SECRET,
-        "CF_INSTANCE_INDEX": str(index),
-    }
+    return service_env(server, tenants_url, CF_INSTANCE_INDEX=str(index))
 
 
 @pytest.fixture(scope="module")

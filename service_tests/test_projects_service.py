@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 import redis
 import requests
-from conftest import REPO, SVC_ID, SVC_SECRET, Http, vcap_services
+from conftest import REPO, Http, service_env
 
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.polling import wait_for
@@ -23,12 +23,7 @@ from aerie.testing.process import UwsgiService
 
 
 def projects_env(server: RedisServer, tenants_url: str) -> dict[str, str]:
-    return {
-        "VCAP_SERVICES": vcap_services(server),
-        "AERIE_TENANTS_URL": tenants_url,
-        "AERIE_CLIENT_ID": SVC_ID,
-        "AERIE_CLIENT_SECRET": SVC_SECRET,
-    }
+    return service_env(server, tenants_url)
 
 
 @pytest.fixture(scope="module")
