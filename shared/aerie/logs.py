@@ -46,6 +46,21 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 PIPE_BUF: int = getattr(select, "PIPE_BUF", 512)
 
 
+#: Characters JSON leaves unescaped that many line readers take for line ends (Python's
+#: ``str.splitlines``, log viewers): a request path holding one would cut its line in two,
+#: and the second half could pass for a line of its own. Escaped, they read back the same.
+_LINE_BREAKS = {"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAKS_UTF8 = [(raw.encode(), escaped.encode()) for raw, escaped in _LINE_BREAKS.items()]
+
+
+def _one_line(line: bytes) -> bytes:
+    """``line`` (UTF-8 JSON) with the characters of ``_LINE_BREAKS`` escaped."""
+    if b"\xc2\x85" in line or b"\xe2\x80" in line:  # U+0085, or U+2000..U+203F
+        for raw, escaped in _LINE_BREAKS_UTF8:
+            line = line.replace(raw, escaped)
+    return line
+
+
 class JsonLineFormatter(logging.Formatter):
     def __init__(self, static: dict[str, Any]) -> None:
         super().__init__()
@@ -64,7 +79,10 @@ class JsonLineFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc_info"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        text = json.dumps(line, ensure_ascii=False, default=str)
+        for raw, escaped in _LINE_BREAKS.items():
+            text = text.replace(raw, escaped)
+        return text
 
 
 class LineWriter:
@@ -328,7 +346,7 @@ class AccessLog:
         if "time" in fields or not self._static.isdisjoint(fields):
             raise ValueError("access log fields may not repeat the line's own")
         head = b'{"time":"' + _utc_now().encode() + b'",' + self._static_json
-        rest = orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        rest = _one_line(orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE))
         self._writer.write(head + (b"," + rest[1:] if fields else b"}\n"))
 
 

@@ -110,6 +110,42 @@ def test_an_access_line_is_one_json_object_whatever_the_fields(log_file):
     assert second["path"] == 'a"b\\c\u2028' and second["odd"] == str(object) and second["n"] is None
 
 
+#: Valid unescaped in JSON, but line ends to str.splitlines (and to many log viewers).
+LINE_BREAKS = "\u0085\u2028\u2029"
+#: Other characters from U+2000..U+203F (an en dash, a closing quote): left as they are.
+PUNCTUATION = "\u2013\u2019"
+
+
+def test_a_path_with_unicode_line_breaks_stays_on_its_line(log_file):
+    path, fd = log_file
+    writer = LineWriter(fd)
+    access = AccessLog("tenants", 0, writer)
+    forged = f'/v1/x{LINE_BREAKS}{{"level":"ERROR","message":"forged"}}{PUNCTUATION}'
+    access.write({"path": forged})
+    access.write({"path": f"/v1/plain{PUNCTUATION}"})
+    writer.close()
+    text = path.read_text()
+    assert PUNCTUATION in text and not any(ch in text for ch in LINE_BREAKS)
+    lines = [json.loads(line) for line in text.splitlines()]
+    assert [line["path"] for line in lines] == [forged, f"/v1/plain{PUNCTUATION}"]
+
+
+def test_an_application_log_message_with_unicode_line_breaks_stays_on_its_line(log_file):
+    path, fd = log_file
+    writer = LineWriter(fd, batch=False)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("flags", 0, "INFO", writer=writer)
+        logging.getLogger("aerie.test").warning("bad %s", f"a{LINE_BREAKS}b", extra={"path": LINE_BREAKS})
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        writer.close()
+    (line,) = (json.loads(line) for line in path.read_text().splitlines())
+    assert line["message"] == f"bad a{LINE_BREAKS}b" and line["path"] == LINE_BREAKS
+
+
 @pytest.mark.parametrize("name", ["time", "level", "service", "instance"])
 def test_access_fields_may_not_repeat_the_lines_own(log_file, name):
     _, fd = log_file
