@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
+from cachetools import LRUCache
+
 from aerie import errors
 from aerie.http_client import ClientCredentials, PeerUnavailable, ServiceClient
 from aerie.pubsub import Subscriber
@@ -30,6 +32,9 @@ __all__ = ["TENANT_EVENTS", "TenantDirectory", "TenantSource", "WriteGuard"]
 log = logging.getLogger("aerie.tenant_directory")
 
 TENANT_EVENTS = "aerie:event:tenant.*"
+#: Tenants a process keeps; past this the least recently asked for is dropped (and fetched
+#: again when next asked for), so a platform with many tenants cannot grow every worker.
+MAX_CACHED_TENANTS = 4096
 #: The status of a tenant that the tenants service does not know.
 MISSING = "deleted"
 
@@ -54,6 +59,7 @@ class TenantDirectory:
         *,
         subscribed_ttl_s: float = 300.0,
         unsubscribed_ttl_s: float = 1.0,
+        max_tenants: int = MAX_CACHED_TENANTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._client = client
@@ -62,7 +68,8 @@ class TenantDirectory:
         self._unsubscribed_ttl_s = unsubscribed_ttl_s
         self._clock = clock
         self._lock = threading.Lock()
-        self._cache: dict[str, tuple[Tenant | None, float]] = {}
+        # An LRU reorders on every read, so reads take the lock too (uncontended: well under a µs).
+        self._cache: LRUCache[str, tuple[Tenant | None, float]] = LRUCache(maxsize=max_tenants)
         #: Bumped by every event and reset; a fetch that raced one is not cached (it may be older).
         self._generation = 0
         self._listeners: list[Callable[[str], None]] = []
@@ -93,13 +100,13 @@ class TenantDirectory:
 
     def get(self, tenant_id: str) -> Tenant | None:
         now = self._clock()
-        hit = self._cache.get(tenant_id)  # one dict read is atomic; writes take the lock
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+            generation = self._generation
         connected = self._subscriber is not None and self._subscriber.connected
         ttl = self._subscribed_ttl_s if connected else self._unsubscribed_ttl_s
         if hit is not None and now - hit[1] < ttl:
             return hit[0]
-        with self._lock:
-            generation = self._generation
         try:
             tenant = self._fetch(tenant_id)
         except PeerUnavailable:
@@ -141,7 +148,10 @@ class TenantDirectory:
             self._cache.clear()
 
     def _on_event(self, channel: str, message: str) -> None:
-        """A ``tenant.*`` event: take the tenant it carries, or forget the tenant."""
+        """A ``tenant.*`` event: refresh a cached tenant from the document it carries, or forget it.
+
+        Tenants nobody here asked for are not added: every process sees every tenant's events.
+        """
         try:
             event = json.loads(message)
             tenant_id = event["tenant_id"]
@@ -152,10 +162,11 @@ class TenantDirectory:
         tenant = (event.get("data") or {}).get("tenant") if isinstance(event, dict) else None
         with self._lock:
             self._generation += 1
-            if isinstance(tenant, dict) and isinstance(tenant.get("status"), str):
-                self._cache[tenant_id] = (tenant, self._clock())
-            else:
-                self._cache.pop(tenant_id, None)
+            if tenant_id in self._cache:
+                if isinstance(tenant, dict) and isinstance(tenant.get("status"), str):
+                    self._cache[tenant_id] = (tenant, self._clock())
+                else:
+                    del self._cache[tenant_id]
         for listener in self._listeners:
             try:
                 listener(tenant_id)
