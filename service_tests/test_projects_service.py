@@ -305,6 +305,7 @@ def test_fifty_open_streams_leave_the_api_its_latency(http: Http, projects: Uwsg
     """50 streams open on one instance (2 workers): GET latency stays, every stream gets every event."""
     _tenant, headers = new_tenant(http)
     project = requests.post(f"{projects.url}/v1/projects", json={"name": "Measured"}, headers=headers, timeout=5)
+    assert project.status_code == 201, project.text
     url = f"{projects.url}/v1/projects/{project.json()['id']}"
     latencies_ms(url, headers, 20)  # warm both workers (JWKS, tenant cache)
     quiet = latencies_ms(url, headers)

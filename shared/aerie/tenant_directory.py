@@ -148,9 +148,10 @@ class TenantDirectory:
             self._cache.clear()
 
     def _on_event(self, channel: str, message: str) -> None:
-        """A ``tenant.*`` event: refresh a cached tenant from the document it carries, or forget it.
+        """A ``tenant.*`` event: take the tenant it carries, or forget the tenant.
 
-        Tenants nobody here asked for are not added: every process sees every tenant's events.
+        Every process sees every tenant's events, so a new tenant is known everywhere before
+        its first request; the LRU bound keeps that from growing without end.
         """
         try:
             event = json.loads(message)
@@ -162,11 +163,10 @@ class TenantDirectory:
         tenant = (event.get("data") or {}).get("tenant") if isinstance(event, dict) else None
         with self._lock:
             self._generation += 1
-            if tenant_id in self._cache:
-                if isinstance(tenant, dict) and isinstance(tenant.get("status"), str):
-                    self._cache[tenant_id] = (tenant, self._clock())
-                else:
-                    del self._cache[tenant_id]
+            if isinstance(tenant, dict) and isinstance(tenant.get("status"), str):
+                self._cache[tenant_id] = (tenant, self._clock())
+            else:
+                self._cache.pop(tenant_id, None)
         for listener in self._listeners:
             try:
                 listener(tenant_id)

@@ -152,30 +152,3 @@ def test_directory_keeps_at_most_max_tenants(fake_tenants):
     assert fake_tenants.hits == 3  # the two most recent are kept
     assert source.status("ten_1") == "active"
     assert fake_tenants.hits == 4  # the oldest was dropped, so asked again
-
-
-def test_events_of_tenants_never_asked_for_are_not_kept(fake_tenants, redis_provider, redis_url):
-    subscriber = Subscriber(redis_provider)
-    source = TenantDirectory(ServiceClient(fake_tenants.url, retries=0, peer="tenants"), subscriber)
-    changed: list[str] = []
-    source.on_change(changed.append)
-    subscriber.ensure_started()
-    assert subscriber.wait_connected(5)
-    try:
-        fake_tenants.statuses["ten_new"] = "active"
-        event = {
-            "id": "evt_3",
-            "type": "tenant.created",
-            "tenant_id": "ten_new",
-            "data": {"tenant": {"id": "ten_new", "status": "suspended", "plan": "team"}},
-        }
-        redis.Redis.from_url(redis_url).publish("aerie:event:tenant.created", json.dumps(event))
-        deadline = time.monotonic() + 2
-        while not changed and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert changed == ["ten_new"]
-        assert fake_tenants.hits == 0
-        assert source.status("ten_new") == "active"  # fetched, not taken from the event
-        assert fake_tenants.hits == 1
-    finally:
-        subscriber.stop()
