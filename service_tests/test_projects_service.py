@@ -196,6 +196,10 @@ def test_writes_are_503_when_tenants_is_down_and_nothing_cached(
     tenant, headers = new_tenant(http)
     # Reads only: workers fetch the JWKS, but none asks for this tenant's status.
     assert all(requests.get(f"{projects.url}/v1/projects", headers=headers, timeout=5).ok for _ in range(10))
+
+    def write() -> requests.Response:
+        return requests.post(f"{projects.url}/v1/projects", json={"name": "Blind"}, headers=headers, timeout=10)
+
     tenants.stop()
     try:
         # A worker subscribed when the tenant was created cached it from tenant.created, and
@@ -203,9 +207,6 @@ def test_writes_are_503_when_tenants_is_down_and_nothing_cached(
         # forget the tenant: from then on nothing is cached and tenants is away.
         r = redis.Redis(port=redis_server.port, password=redis_server.password)
         r.publish("aerie:event:tenant.updated", json.dumps({"id": "evt-forget", "tenant_id": tenant["id"]}))
-
-        def write() -> requests.Response:
-            return requests.post(f"{projects.url}/v1/projects", json={"name": "Blind"}, headers=headers, timeout=10)
 
         assert wait_for(lambda: write().status_code == 503, timeout=5)
         for r in [write() for _ in range(4)]:
@@ -217,6 +218,9 @@ def test_writes_are_503_when_tenants_is_down_and_nothing_cached(
         assert any(r.status_code == 200 for r in reads)
     finally:
         tenants.start()
+        # Leave projects recovered for the next test: each worker's token provider fails at
+        # once for a second after its last failed fetch (aerie.http_client.ClientCredentials).
+        wait_for(lambda: all(write().status_code == 201 for _ in range(4)), timeout=10)
 
 
 class SSEClient:
