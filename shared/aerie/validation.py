@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import cerberus
+import cerberus.errors
 
 from aerie import errors
 
@@ -43,8 +44,23 @@ def is_rfc3339(value: Any) -> bool:
     return parsed.tzinfo is not None
 
 
+class _Messages(cerberus.errors.BasicErrorHandler):
+    """Cerberus' messages, less the ones that speak Python to API clients.
+
+    A failed ``coerce`` reports the exception (``invalid literal for int() with base 10``)
+    beside the ``type`` rule's own ``must be of integer type``; every coerced field also
+    declares its type, so that message says all the client needs and the other is dropped.
+    """
+
+    messages = {**cerberus.errors.BasicErrorHandler.messages, cerberus.errors.COERCION_FAILED.code: ""}
+
+
 class Validator(cerberus.Validator):
     """Cerberus with the rules Aerie's schemas use (``check_with: rfc3339``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("error_handler", _Messages)
+        super().__init__(*args, **kwargs)
 
     def _check_with_rfc3339(self, field: str, value: Any) -> None:
         if value is None:  # Cerberus runs check_with on null too; `nullable` decides about it
@@ -106,7 +122,9 @@ def flatten_errors(tree: Mapping[str, Any], prefix: str = "") -> list[dict[str, 
             else:
                 own.append(str(message))
         if own:
-            out.append({"field": path, "message": "; ".join(own)})
+            # A message left empty (see _Messages) still marks the field as invalid.
+            said = "; ".join(m for m in own if m) or "has an invalid value"
+            out.append({"field": path, "message": said})
     return out
 
 

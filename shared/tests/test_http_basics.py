@@ -24,7 +24,7 @@ from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from aerie.testing.http import assert_problem
 from aerie.testing.keys import TestKey, make_claims
-from aerie.validation import LIST_QUERY
+from aerie.validation import LIST_QUERY, validate
 
 ISSUER = "http://issuer.test"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -394,11 +394,27 @@ def test_a_remembered_query_is_the_same_answer_every_time(client, key: TestKey) 
     assert client.simulate_get("/items", query_string="limit=7&limit=8", headers=auth(key)).status_code == 422
 
 
-@pytest.mark.parametrize("limit", ["0", "201", "abc", "-3", "1.5"])
-def test_bad_limit_is_422(client, key: TestKey, limit: str) -> None:
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("0", "min value is 1"),
+        ("201", "max value is 200"),
+        ("-3", "min value is 1"),
+        # Said in the API's words, not Python's ("invalid literal for int() with base 10").
+        ("abc", "must be of integer type"),
+        ("1.5", "must be of integer type"),
+    ],
+)
+def test_bad_limit_is_422(client, key: TestKey, limit: str, message: str) -> None:
     resp = client.simulate_get("/items", query_string=f"limit={limit}", headers=auth(key))
     body = assert_problem(resp, 422, "validation_error")
-    assert error_fields(body) == ["limit"]
+    assert body["errors"] == [{"field": "limit", "message": message}]
+
+
+def test_a_failed_coercion_without_a_type_rule_still_names_the_field() -> None:
+    with pytest.raises(Problem) as info:
+        validate({"n": {"coerce": int}}, {"n": "x"}, location="query")
+    assert info.value.errors == [{"field": "n", "message": "has an invalid value"}]
 
 
 def test_repeated_query_parameter_is_422(client, key: TestKey) -> None:
