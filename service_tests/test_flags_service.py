@@ -159,6 +159,36 @@ def test_tenant_created_at_and_plan_from_the_tenants_service(http: Http, flags_p
         assert wait_for(lambda s=service: all(evaluate(s, headers, key)["value"] == "vip" for _ in range(4)), 2.0)
 
 
+def test_values_no_service_can_store_are_refused_and_every_read_keeps_working(
+    http: Http, flags_pair: tuple[UwsgiService, UwsgiService]
+):
+    """A flag whose default is past 64 bits used to be stored: its PUT, then the list and every
+    evaluation of all flags, answered 500 from then on. NaN was stored as null."""
+    first, second = flags_pair
+    admin = {**http.bearer(), "Content-Type": "application/json"}
+    _, headers = new_tenant(http)
+    key = f"unstorable-{uuid.uuid4().hex[:6]}"
+    url = f"{first.url}/v1/flags/{key}"
+    for raw, status, field in [
+        ('{"default": 123456789012345678901234567890}', 422, "default"),
+        ('{"default": 1e400}', 422, "default"),
+        ('{"default": false, "description": "a\\ud800b"}', 422, "description"),
+        ('{"default": NaN}', 400, None),
+    ]:
+        r = requests.put(url, data=raw.encode(), headers=admin, timeout=5)
+        assert r.status_code == status, r.text
+        assert r.headers["Content-Type"] == "application/problem+json"
+        if field:
+            assert [e["field"] for e in r.json()["errors"]] == [field]
+    context = {"user_id": "u-1", "n": 2**70}
+    r = requests.post(f"{second.url}/v1/evaluate", json={"context": context}, headers=headers, timeout=5)
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "context.n", r.text
+    assert requests.get(url, headers=admin, timeout=5).status_code == 404
+    assert requests.get(f"{first.url}/v1/flags?limit=200", headers=admin, timeout=5).status_code == 200
+    r = requests.post(f"{second.url}/v1/evaluate", json={"context": {"user_id": "u-1"}}, headers=headers, timeout=5)
+    assert r.status_code == 200 and key not in r.json()["flags"], r.text
+
+
 def test_overrides_snapshot_and_stream_over_http(http: Http, flags_pair: tuple[UwsgiService, UwsgiService]):
     first, second = flags_pair
     admin = http.bearer()

@@ -12,7 +12,6 @@ request and keeps it on ``req.context.endpoint``.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -20,18 +19,18 @@ import time
 from typing import Any
 
 import falcon
-import orjson
 from cachetools import LRUCache
 
 from aerie import errors
 from aerie.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 from aerie.context import set_request_id
 from aerie.endpoints import Endpoint, endpoint_of
+from aerie.json_input import NotStorable, loads_json
 from aerie.logs import AccessLog
 from aerie.pubsub import Subscriber
 from aerie.validation import validate
 
-__all__ = ["MAX_BODY_BYTES", "AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "loads_json", "spec_for"]
+__all__ = ["MAX_BODY_BYTES", "AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "spec_for"]
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_CACHED_QUERY = 256
@@ -154,35 +153,24 @@ class AuthMiddleware:
         req.context.principal = principal
 
 
-#: A run of 19 digits may be an integer past 64 bits, which orjson reads as a float (a
-#: silent loss of precision); bodies with one go to the json module. Found by mapping every
-#: digit to "0" and everything else to " ", then a substring search: both in C, ~0.8 us for
-#: an evaluation body, where the regular expression ``\d{19}`` took 6 us, more than json.
-_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
-_LONG_DIGIT_RUN = b"0" * 19
-
-
-def loads_json(raw: bytes) -> Any:
-    """``raw`` as ``json.loads`` reads it, through orjson whenever that gives the same result.
-
-    The json module cost ~7% of a flag evaluation's CPU. orjson accepts nothing the json
-    module refuses, and agrees on everything both accept except integers past 64 bits, kept
-    away from it above. What orjson refuses (``NaN``, a lone surrogate, ``1e400``, a BOM,
-    nesting past 1024 levels) the json module decides, so bodies answer as they always did.
-    """
-    if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZEROS):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
-    return json.loads(raw)
-
-
 def _is_json(content_type: str | None) -> bool:
     if not content_type:
         return False
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+def _parse_body(raw: bytes) -> Any:
+    try:
+        return loads_json(raw)
+    except NotStorable as exc:
+        if exc.errors:
+            raise errors.validation_error(exc.errors, detail="The request body has invalid fields.") from None
+        raise errors.bad_request(
+            "The body holds a number out of range or text that is not Unicode (an unpaired surrogate)."
+        ) from None
+    except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than json allows
+        raise errors.bad_request("The body is not valid JSON.") from None
 
 
 #: No body was sent (as opposed to a JSON ``null``).
@@ -257,10 +245,7 @@ class BodyMiddleware:
                 raise errors.Problem(415, "unsupported_media_type", "Send the body as application/json.")
             raw = read_body(req, self._max)
             if raw.strip():
-                try:
-                    body = loads_json(raw)
-                except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than json allows
-                    raise errors.bad_request("The body is not valid JSON.") from None
+                body = _parse_body(raw)
         if spec.body is None:
             if body is not _NO_BODY and body not in (None, {}):
                 raise errors.bad_request("This route takes no body.")

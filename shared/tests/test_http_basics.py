@@ -18,8 +18,9 @@ from aerie.config import Settings
 from aerie.context import current_request_id
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.errors import Problem
+from aerie.json_input import NOT_TEXT, OUT_OF_RANGE, NotStorable, loads_json
 from aerie.local.redis_server import free_port
-from aerie.middleware import MAX_BODY_BYTES, BodyMiddleware, loads_json
+from aerie.middleware import MAX_BODY_BYTES, BodyMiddleware
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from aerie.testing.http import assert_problem
@@ -260,16 +261,13 @@ def test_json_that_is_not_an_object_is_400(client, key: TestKey, body: str) -> N
 
 
 JSON_EDGES = [
-    b'{"n": 18446744073709551616}',  # past 64 bits: orjson would make it a float
-    b'{"n": -9223372036854775809, "m": 123456789012345678}',
-    b'{"n": 1e400}',  # json reads infinity, orjson refuses
-    b'{"n": NaN}',
-    b'{"s": "\\ud800"}',  # a lone surrogate
+    b'{"n": 9223372036854775807, "m": -9223372036854775808}',  # the 64-bit bounds: orjson would make floats
+    b'{"n": 123456789012345678, "f": 0.1234567890123456789}',
     b"\xef\xbb\xbf{}",  # a BOM
     b"[" * 1100 + b"]" * 1100,  # deeper than orjson's limit
     b'{"s": "x\x01y"}',  # a raw control character: both refuse
     b'{"a": 1,}',
-    b'{"f": 0.1, "e": 5e-324, "z": -0.0, "u": "\xc3\xa9\\u00e9"}',
+    b'{"f": 0.1, "e": 5e-324, "z": -0.0, "u": "\xc3\xa9\\u00e9", "pair": "\\ud83d\\ude00"}',
 ]
 
 
@@ -285,6 +283,55 @@ def test_bodies_parse_exactly_as_the_json_module_parses_them(raw: bytes) -> None
         return "parsed", repr(value)
 
     assert outcome(loads_json) == outcome(json.loads)
+
+
+#: What the json module reads but no service can store or answer with (orjson refuses to
+#: write it): each used to be a 500, a stored ``null`` or a document that broke later reads.
+NOT_STORABLE = [
+    (b'{"n": 9223372036854775808}', "n", OUT_OF_RANGE),
+    (b'{"n": 18446744073709551616}', "n", OUT_OF_RANGE),
+    (b'{"n": -9223372036854775809, "m": 1}', "n", OUT_OF_RANGE),
+    (b'{"n": 1e400}', "n", OUT_OF_RANGE),
+    (b'{"a": [1, {"b": -1e999}]}', "a.1.b", OUT_OF_RANGE),
+    (b'{"n": ' + b"9" * 5000 + b"}", "n", OUT_OF_RANGE),
+    (b'{"s": "a\\ud800b"}', "s", NOT_TEXT),
+    (b'{"t": ["\\udfff"]}', "t.0", NOT_TEXT),
+]
+
+
+@pytest.mark.parametrize(("raw", "field", "message"), NOT_STORABLE)
+def test_values_that_cannot_be_stored_are_refused_by_name(raw: bytes, field: str, message: str) -> None:
+    with pytest.raises(NotStorable) as info:
+        loads_json(raw)
+    assert info.value.errors == [{"field": field, "message": message}]
+
+
+@pytest.mark.parametrize("raw", [b"1e400", b'"\\ud800"', b'{"\\udc00": 1}'])
+def test_a_value_that_cannot_be_stored_or_named_is_refused(raw: bytes) -> None:
+    with pytest.raises(NotStorable) as info:
+        loads_json(raw)
+    assert info.value.errors == []
+
+
+@pytest.mark.parametrize("raw", [b'{"n": NaN}', b'{"n": Infinity}', b'{"n": -Infinity}'])
+def test_nan_and_infinity_are_not_json(raw: bytes) -> None:
+    with pytest.raises(ValueError, match="is not JSON"):
+        loads_json(raw)
+
+
+def test_an_unstorable_body_is_422_naming_the_field_and_nothing_is_created(
+    client, key: TestKey, items: ItemsResource
+) -> None:
+    resp = post_json(client, key, b'{"name": "a\\ud800", "size": 1e400, "tags": ["ok", "\\udc00"]}')
+    body = assert_problem(resp, 422, "validation_error")
+    assert sorted(map(tuple, (e.values() for e in body["errors"]))) == [
+        ("name", NOT_TEXT),
+        ("size", OUT_OF_RANGE),
+        ("tags.1", NOT_TEXT),
+    ]
+    for raw in (b'{"name": NaN}', b'"\\ud800"', b'{"\\udc00": "x"}'):
+        assert_problem(post_json(client, key, raw), 400, "bad_request")
+    assert items.created == 0
 
 
 def padded_body(total: int) -> bytes:
