@@ -28,6 +28,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from aerie.json_input import MAX_INT, MIN_INT
+
 __all__ = [
     "GENESIS",
     "MAX_METADATA_BYTES",
@@ -51,7 +53,6 @@ MAX_EVENT_DATA_BYTES = 64 * 1024
 TENANT_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Keys whose values never belong in an audit trail, whatever an event carried.
 _SECRET_KEY_RE = re.compile(r"(secret|password|passwd|access_token|refresh_token|private_key)", re.IGNORECASE)
-_INT_RANGE = (-(2**63), 2**63 - 1)
 
 
 def canonical(entry: Mapping[str, Any]) -> bytes:
@@ -100,7 +101,7 @@ def json_safe(value: Any, *, redact: bool = False) -> Any:
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
-        return value if _INT_RANGE[0] <= value <= _INT_RANGE[1] else str(value)
+        return value if MIN_INT <= value <= MAX_INT else str(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Mapping):
