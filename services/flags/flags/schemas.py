@@ -89,6 +89,8 @@ OVERRIDE: dict[str, Any] = {
 #: Limits on an evaluation request: its context is walked and hashed per flag.
 MAX_CONTEXT_BYTES = 8192
 MAX_CONTEXT_KEYS = 100
+#: orjson's own limit: the size check writes the context with it.
+MAX_CONTEXT_DEPTH = 254
 MAX_KEYS = 200
 MAX_KEY_LENGTH = 100
 
@@ -121,9 +123,10 @@ def check_evaluate(body: dict[str, Any]) -> dict[str, Any]:
         try:
             size = len(orjson.dumps(context))
         except TypeError:  # orjson refuses nesting deeper than 254 levels
-            size = MAX_CONTEXT_BYTES + 1
-        if size > MAX_CONTEXT_BYTES:
-            found.append({"field": "context", "message": f"is {size} bytes as JSON; at most {MAX_CONTEXT_BYTES}"})
+            found.append({"field": "context", "message": f"nests deeper than {MAX_CONTEXT_DEPTH} levels"})
+        else:
+            if size > MAX_CONTEXT_BYTES:
+                found.append({"field": "context", "message": f"is {size} bytes as JSON; at most {MAX_CONTEXT_BYTES}"})
     keys = body.get("keys")
     if keys is not None:
         if not isinstance(keys, list):

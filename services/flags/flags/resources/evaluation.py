@@ -26,9 +26,9 @@ class Evaluate:
         check=schemas.check_evaluate,
         response=schemas.EVALUATE_RESULT,
         description="`context` is an object of attributes (`user_id`, `session_id`, `ip`, anything else), at "
-        "most 100 keys and 8 KiB as JSON. The server adds `tenant_id` (from the token) and `tenant` "
-        "(`plan`, `created_at`, `language` from the tenants service), replacing any sent. Without `keys`, "
-        "every flag is evaluated; a key that names no flag answers reason `ERROR` with value null.",
+        "most 100 keys and 8 KiB as JSON, nested at most 254 levels. The server adds `tenant_id` (from the "
+        "token) and `tenant` (`plan`, `created_at`, `language` from the tenants service), replacing any sent. "
+        "Without `keys`, every flag is evaluated; a key that names no flag answers reason `ERROR` with value null.",
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
