@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["NOT_TEXT", "OUT_OF_RANGE", "NotStorable", "loads_json"]
+__all__ = ["NOT_TEXT", "OUT_OF_RANGE", "NotStorable", "loads_json", "nests_deeper_than"]
 
 #: Integers as every service keeps them: signed 64 bits, what orjson writes and what the
 #: usual readers of these documents (Redis, Java's long, Go's int64) hold.
@@ -123,3 +123,24 @@ def loads_json(raw: bytes) -> Any:
     if errors or not nameable:
         raise NotStorable(errors if nameable else [])
     return document
+
+
+def nests_deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` has objects or lists more than ``limit`` levels deep.
+
+    Free-form values (a flag's served value, audit metadata) need a bound: the json module
+    reads about a thousand levels, but orjson writes at most 254, and code that walks a
+    value recursively stops at Python's recursion limit. Level by level, so a value of any
+    depth is measured without recursing.
+    """
+    level: list[Any] = [value]
+    for _ in range(limit + 1):
+        level = [
+            child
+            for node in level
+            if isinstance(node, dict | list)
+            for child in (node.values() if isinstance(node, dict) else node)
+        ]
+        if not level:
+            return False
+    return True

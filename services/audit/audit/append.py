@@ -1,10 +1,10 @@
 """Direct appends (``POST /v1/audit/events``): a validated body becomes an entry, once per id.
 
 The body has passed ``schemas.APPEND``; what Cerberus cannot say is checked here: the
-address is an IP address, and the metadata is at most 16 KiB. That it is plain JSON
-(finite numbers, 64-bit integers, valid Unicode: what re-serialises identically, so the
-entry's hash can be recomputed by anyone from the API's answer) the body's parsing
-already made sure of (``aerie.json_input``).
+address is an IP address, and the metadata is at most 16 KiB and 32 levels deep. That it
+is plain JSON (finite numbers, 64-bit integers, valid Unicode: what re-serialises
+identically, so the entry's hash can be recomputed by anyone from the API's answer) the
+body's parsing already made sure of (``aerie.json_input``).
 
 ``actor.client_id`` is the appending client's own id, from its token: the body names who
 acted (``actor.type`` and ``actor.id``, which only the appending system can know), never
@@ -25,7 +25,8 @@ from typing import Any
 
 from aerie import errors
 from aerie.events import utcnow
-from audit.entry import MAX_METADATA_BYTES, normalize_time
+from aerie.json_input import nests_deeper_than
+from audit.entry import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, normalize_time
 from audit.trail import Trail
 
 __all__ = ["append_entry"]
@@ -45,11 +46,16 @@ def _check(body: Mapping[str, Any], client_id: str) -> None:
         except ValueError:
             problems.append({"field": "ip", "message": "must be an IPv4 or IPv6 address"})
     metadata = body.get("metadata") or {}
-    size = len(json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
-    if size > MAX_METADATA_BYTES:
-        problems.append({"field": "metadata", "message": f"is {size} bytes; at most {MAX_METADATA_BYTES} are allowed"})
+    if nests_deeper_than(metadata, MAX_METADATA_DEPTH):
+        problems.append({"field": "metadata", "message": f"nests deeper than {MAX_METADATA_DEPTH} levels"})
+    else:
+        size = len(json.dumps(metadata, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_METADATA_BYTES:
+            problems.append(
+                {"field": "metadata", "message": f"is {size} bytes; at most {MAX_METADATA_BYTES} are allowed"}
+            )
     if problems:
-        raise errors.validation_error(problems)
+        raise errors.validation_error(problems, detail="The request body has invalid fields.")
 
 
 def append_entry(

@@ -33,6 +33,7 @@ from aerie.json_input import MAX_INT, MIN_INT
 __all__ = [
     "GENESIS",
     "MAX_METADATA_BYTES",
+    "MAX_METADATA_DEPTH",
     "TENANT_ID_RE",
     "canonical",
     "chain_hash",
@@ -46,6 +47,8 @@ __all__ = [
 GENESIS = "0" * 64
 #: Direct appends may carry at most this much metadata (its canonical JSON, UTF-8).
 MAX_METADATA_BYTES = 16 * 1024
+#: ... and nest at most this deep (JSON encoders and recursive walks stop at a few hundred).
+MAX_METADATA_DEPTH = 32
 #: Events carry their ``data`` as metadata; beyond this it is replaced by a digest so one
 #: oversized event cannot bloat the trail (the digest still pins what it was).
 MAX_EVENT_DATA_BYTES = 64 * 1024

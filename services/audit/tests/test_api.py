@@ -237,6 +237,7 @@ def test_an_append_is_503_when_the_tenant_status_is_unknown(api, tenants):
         ({"metadata": {"blob": "x" * 16_400}}, "metadata"),
         ({"metadata": [1, 2]}, "metadata"),
         ({"metadata": {"n": 2**70}}, "metadata.n"),
+        ({"metadata": {"deep": json.loads("[" * 33 + "]" * 33)}}, "metadata"),  # 33 levels below metadata
         ({"tenant_id": "no/slash"}, "tenant_id"),
         ({"extra": 1}, "extra"),
     ],
@@ -244,6 +245,15 @@ def test_an_append_is_503_when_the_tenant_status_is_unknown(api, tenants):
 def test_bad_appends_are_422_naming_the_field(api, overrides, field):
     body = assert_problem(api.append(good_append(**overrides)), 422, "validation_error")
     assert field in [e["field"] for e in body["errors"]], body
+
+
+def test_metadata_as_deep_as_allowed_is_recorded_and_verifies(api, redis_provider):
+    seed(redis_provider)
+    deepest = {"deep": json.loads("[" * 32 + "]" * 32)}
+    r = api.append(good_append(metadata=deepest))
+    assert r.status_code == 201, r.text
+    assert r.json["metadata"] == deepest
+    assert api.get("/v1/audit/verify").json["valid"] is True
 
 
 def test_append_needs_json(api):

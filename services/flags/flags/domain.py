@@ -17,6 +17,7 @@ from typing import Any
 from aerie import errors
 from aerie.flags.evaluation import STICKINESS
 from aerie.flags.operators import parse_timestamp
+from aerie.json_input import nests_deeper_than
 
 __all__ = [
     "ALLOW_OVERRIDES",
@@ -72,23 +73,9 @@ def json_kind(value: Any) -> str:
 MAX_VALUE_DEPTH = 20
 
 
-def _too_deep(value: Any, limit: int = MAX_VALUE_DEPTH) -> bool:
-    level: list[Any] = [value]
-    for _ in range(limit + 1):
-        level = [
-            child
-            for node in level
-            if isinstance(node, dict | list)
-            for child in (node.values() if isinstance(node, dict) else node)
-        ]
-        if not level:
-            return False
-    return True
-
-
 def _value_problem(value: Any, doc: Mapping[str, Any]) -> str | None:
     """Why ``value`` cannot be served by the flag ``doc``, or None when it can."""
-    if _too_deep(value):
+    if nests_deeper_than(value, MAX_VALUE_DEPTH):
         return f"nests deeper than {MAX_VALUE_DEPTH} levels"
     names = [v["name"] for v in doc.get("variants") or ()]
     if names:
@@ -120,7 +107,7 @@ def _definition_problems(key: str, doc: Mapping[str, Any]) -> Iterator[dict[str,
         yield {"field": "key", "message": f"must match {KEY_PATTERN} and not be one of {', '.join(RESERVED_KEYS)}"}
     if "key" in doc and doc["key"] != key:
         yield {"field": "key", "message": "must be the key in the path"}
-    if _too_deep(doc["default"]):
+    if nests_deeper_than(doc["default"], MAX_VALUE_DEPTH):
         yield {"field": "default", "message": f"nests deeper than {MAX_VALUE_DEPTH} levels"}
     variants = doc.get("variants") or []
     if variants:
