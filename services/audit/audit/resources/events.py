@@ -47,7 +47,7 @@ class AuditEvents:
         description="201 with the recorded entry; the same `id` again answers 200 with the stored entry, or 409 "
         "when the body differs. A platform token names the trail with `tenant_id` (none: the platform trail); a "
         "tenant token appends to its own. `actor.client_id` is the appending client, from its token (another "
-        "is 422). `metadata` is at most 16 KiB of JSON.",
+        "is 422). `metadata` is at most 16 KiB of JSON, nested at most 32 levels.",
         responses={
             200: "The id is already recorded, with this content: the stored entry",
             403: "Another tenant's trail",
