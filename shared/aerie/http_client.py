@@ -567,8 +567,10 @@ def _oauth_error(response: requests.Response) -> str:
 
 def _retry_after(raw: str | None) -> int:
     """The peer's Retry-After in whole seconds, if plain and sane, else our default."""
-    if raw and raw.strip().isdigit():
-        return max(1, min(int(raw.strip()), MAX_PASSED_RETRY_AFTER_S))
+    value = (raw or "").strip()
+    # isascii: str.isdigit also takes "²", which int() refuses; nine digits keep int() quick.
+    if value.isascii() and value.isdigit() and len(value) <= 9:
+        return max(1, min(int(value), MAX_PASSED_RETRY_AFTER_S))
     return DEFAULT_RETRY_AFTER_S
 
 

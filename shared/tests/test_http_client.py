@@ -22,7 +22,13 @@ from falcon import testing
 
 from aerie.context import current_request_id, set_request_id
 from aerie.errors import install_error_handling
-from aerie.http_client import ClientCredentials, CredentialsRejected, PeerUnavailable, ServiceClient
+from aerie.http_client import (
+    DEFAULT_RETRY_AFTER_S,
+    ClientCredentials,
+    CredentialsRejected,
+    PeerUnavailable,
+    ServiceClient,
+)
 from aerie.local.redis_server import free_port
 from aerie.middleware import REQUEST_ID_RE
 from aerie.testing.polling import wait_for
@@ -448,6 +454,15 @@ def test_retry_after_passed_on_to_our_caller(base_url, state):
     with pytest.raises(PeerUnavailable) as info:
         client(base_url, retries=0).get("/flaky")
     assert info.value.headers["Retry-After"] == "7"
+
+
+@pytest.mark.parametrize("retry_after", ["soon", "\u00b2", "9" * 5000, "-1"])
+def test_a_retry_after_that_is_not_plain_seconds_passes_on_our_default(base_url, state, retry_after: str):
+    state.flaky_failures = 100
+    state.flaky_retry_after = retry_after
+    with pytest.raises(PeerUnavailable) as info:
+        client(base_url, retries=0).get("/flaky")
+    assert info.value.headers["Retry-After"] == str(DEFAULT_RETRY_AFTER_S)
 
 
 def test_connection_refused_is_peer_unavailable():
