@@ -187,9 +187,10 @@ def _optional_url(env: Mapping[str, str], name: str) -> str | None:
 
 
 def int_setting(extra: Mapping[str, str], name: str, default: int, minimum: int, maximum: int) -> int:
-    """A service's own integer setting from ``Settings.extra``: ``default`` when unset, else checked."""
+    """A service's own integer setting from ``Settings.extra``: ``default`` when unset (or set
+    empty, as a manifest's blank variable is), else checked."""
     raw = extra.get(name)
-    return default if raw is None else _int(raw, name, minimum, maximum)
+    return default if raw is None or raw == "" else _int(raw, name, minimum, maximum)
 
 
 def number_setting(extra: Mapping[str, str], name: str, default: float, minimum: float, maximum: float) -> float:

@@ -10,22 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aerie.config import ConfigError
+from aerie.config import int_setting
 
 __all__ = ["AuditConfig"]
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int | None) -> int | None:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 1:
-        raise ConfigError(f"{name} must be at least 1, got {value}")
-    return value
 
 
 @dataclass(frozen=True)
@@ -42,9 +29,10 @@ class AuditConfig:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> AuditConfig:
+        days = int_setting(env, "AUDIT_RETENTION_DAYS", 0, 1, 100 * 366)
         return cls(
-            retention_days=_positive_int(env, "AUDIT_RETENTION_DAYS", None),
-            reclaim_idle_ms=_positive_int(env, "AERIE_AUDIT_RECLAIM_IDLE_MS", 30_000) or 30_000,
-            batch=_positive_int(env, "AERIE_AUDIT_BATCH", 500) or 500,
-            retention_interval_s=_positive_int(env, "AERIE_AUDIT_RETENTION_INTERVAL_S", 300) or 300,
+            retention_days=days or None,
+            reclaim_idle_ms=int_setting(env, "AERIE_AUDIT_RECLAIM_IDLE_MS", 30_000, 1, 24 * 3600 * 1000),
+            batch=int_setting(env, "AERIE_AUDIT_BATCH", 500, 1, 10_000),
+            retention_interval_s=int_setting(env, "AERIE_AUDIT_RETENTION_INTERVAL_S", 300, 1, 24 * 3600),
         )

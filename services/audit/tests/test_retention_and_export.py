@@ -69,7 +69,8 @@ def test_only_one_process_sweeps_at_a_time(redis_provider):
 def test_retention_setting_is_checked():
     assert AuditConfig.from_env({}).retention_days is None
     assert AuditConfig.from_env({"AUDIT_RETENTION_DAYS": "90"}).retention_days == 90
-    for bad in ("0", "-3", "ninety", "1.5"):
+    assert AuditConfig.from_env({"AUDIT_RETENTION_DAYS": ""}).retention_days is None
+    for bad in ("0", "-3", "ninety", "1.5", "\u00b2", "9" * 5000):
         with pytest.raises(ConfigError, match="AUDIT_RETENTION_DAYS"):
             AuditConfig.from_env({"AUDIT_RETENTION_DAYS": bad})
 

@@ -8,7 +8,7 @@ import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.auth.tokens import StaticKeySource
-from aerie.config import ConfigError, Settings
+from aerie.config import Settings, int_setting
 from aerie.events import EventPublisher
 from tenants.issuer import Issuer, PlatformClient, platform_clients_from_env
 from tenants.resources.clients import ClientCollection, ClientItem
@@ -29,13 +29,10 @@ class TenantsConfig:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TenantsConfig:
-        ttl_raw = settings.extra.get("AERIE_TOKEN_TTL", "900")
-        if not ttl_raw.isdigit() or not 60 <= int(ttl_raw) <= 86_400:
-            raise ConfigError(f"AERIE_TOKEN_TTL must be seconds between 60 and 86400, got {ttl_raw!r}")
         return cls(
             keys=SigningKeys.from_env_value(settings.require("AERIE_SIGNING_KEYS")),
             platform_clients=platform_clients_from_env(settings.extra),
-            token_ttl_s=int(ttl_raw),
+            token_ttl_s=int_setting(settings.extra, "AERIE_TOKEN_TTL", 900, 60, 86_400),
         )
 
 

@@ -209,3 +209,21 @@ def test_authorization_server_metadata(client):
     assert body["token_endpoint"] == f"{ISSUER}/v1/oauth/token"
     assert body["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
     assert body["grant_types_supported"] == ["client_credentials"]
+
+
+@pytest.mark.parametrize(("ttl", "seconds"), [(None, 900), ("", 900), ("60", 60), ("86400", 86_400)])
+def test_token_ttl_setting(env, ttl: str | None, seconds: int):
+    from aerie.config import Settings
+    from tenants.app import TenantsConfig
+
+    extra = {} if ttl is None else {"AERIE_TOKEN_TTL": ttl}
+    assert TenantsConfig.from_settings(Settings.from_env("tenants", {**env, **extra})).token_ttl_s == seconds
+
+
+@pytest.mark.parametrize("ttl", ["59", "86401", "soon", "1.5", "\u00b2", "9" * 5000])
+def test_a_bad_token_ttl_stops_start_up_with_its_name(env, ttl: str):
+    from aerie.config import ConfigError, Settings
+    from tenants.app import TenantsConfig
+
+    with pytest.raises(ConfigError, match="AERIE_TOKEN_TTL"):
+        TenantsConfig.from_settings(Settings.from_env("tenants", {**env, "AERIE_TOKEN_TTL": ttl}))
