@@ -88,6 +88,28 @@ def test_create_and_get_with_a_real_tenant_token(http: Http, projects: UwsgiServ
     )
 
 
+def test_a_body_that_stops_short_of_its_length_is_400_and_creates_nothing(
+    http: Http, projects: UwsgiService, redis_server: RedisServer
+):
+    """A client that declares more body than it sends: uWSGI gives up after its socket timeout
+    (4 s) and the read raises; that answered 500 and logged an unhandled exception."""
+    tenant, headers = new_tenant(http)
+    body = b'{"name": "cut"}'
+    head = (
+        f"POST /v1/projects HTTP/1.1\r\nHost: test\r\nAuthorization: {headers['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body) + 10}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", projects.port), timeout=15) as conn:
+        conn.sendall(head.encode() + body)
+        answer = b""
+        while chunk := conn.recv(65536):
+            answer += chunk
+    status_line, _, rest = answer.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 400 Bad Request", answer
+    assert json.loads(rest.partition(b"\r\n\r\n")[2])["code"] == "bad_request"
+    assert project_keys(redis_server, tenant["id"]) == []
+
+
 def test_every_list_after_a_write_shows_it_whichever_worker_answers(http: Http, projects: UwsgiService):
     """Both workers cache list pages (projects.pages); a write through either is seen by both at once."""
     _tenant, headers = new_tenant(http)

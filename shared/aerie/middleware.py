@@ -178,22 +178,39 @@ _NO_BODY = object()
 
 
 def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (413) whatever the framing."""
+    """The request body, refusing more than ``limit`` bytes (413) whatever the framing, and a
+    body that stops short of its ``Content-Length`` (400)."""
     length = req.content_length
     if length is not None and length > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
     if length is not None:
         # Exactly the declared length, as Falcon's own form parser reads it (bounded_stream
         # would build a wrapper per request to do the same).
-        return req.stream.read(length) if length else b""
+        data = _read(req, length) if length else b""
+        if len(data) < length:
+            raise _body_cut_short()
+        return data
     # Without a Content-Length (chunked), only a server that de-chunks may be read: it says so
     # with wsgi.input_terminated, and then the raw input ends at the body's end.
     if not req.env.get("wsgi.input_terminated"):
         return b""
-    data = req.stream.read(limit + 1)
+    data = _read(req, limit + 1)
     if len(data) > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
     return data
+
+
+def _read(req: falcon.Request, size: int) -> bytes:
+    try:
+        return req.stream.read(size)
+    except OSError:
+        # uWSGI raises when the client goes quiet for its socket-timeout, or goes away,
+        # before the body's end: the client's doing, not a fault of ours.
+        raise _body_cut_short() from None
+
+
+def _body_cut_short() -> errors.Problem:
+    return errors.bad_request("The body ended before its Content-Length, or stopped arriving.")
 
 
 class BodyMiddleware:

@@ -374,6 +374,27 @@ def test_a_body_is_read_to_its_declared_length_and_no_further(client, key: TestK
     assert resp.json["name"] == "exact"
 
 
+class _StalledInput(io.RawIOBase):
+    """wsgi.input as uWSGI gives it when the client stops sending before the body's end."""
+
+    def read(self, size: int = -1) -> bytes:
+        raise OSError("Timeout reading 8 bytes. Content-Length: 10 consumed: 2 left: 8")
+
+
+@pytest.mark.parametrize(
+    "stream", [io.BytesIO(b'{"name": "x"}'), _StalledInput()], ids=["ended early", "stopped arriving"]
+)
+def test_a_body_short_of_its_declared_length_is_400_not_500(
+    client, key: TestKey, items: ItemsResource, stream: io.RawIOBase
+) -> None:
+    extras = {"wsgi.input": stream, "CONTENT_LENGTH": "40"}
+    headers = {**auth(key), "Content-Type": "application/json"}
+    resp = client.simulate_request("POST", "/items", headers=headers, extras=extras)
+    body = assert_problem(resp, 400, "bad_request")
+    assert "Content-Length" in body["detail"]
+    assert items.created == 0
+
+
 def test_a_chunked_body_the_server_did_not_terminate_is_not_read(client, key: TestKey, items: ItemsResource) -> None:
     headers = {**auth(key), "Content-Type": "application/json", "Transfer-Encoding": "chunked"}
     extras = {"wsgi.input": io.BytesIO(b'{"name": "never"}')}
