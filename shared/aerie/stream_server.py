@@ -23,6 +23,11 @@ The mule's script (``projects/mule.py``) calls the service's ``serve_streams``, 
 :func:`run_mule` with the service's builder: the same app, without the background consumers
 the workers already run.
 
+Long downloads take the same road (audit's ``/v1/audit/export``): in a worker, ``harakiri``
+cut an export at 30 s, and a client that paused reading for uWSGI's socket timeout (4 s)
+cut it sooner. Cut close-delimited responses look complete to the client. waitress has
+neither limit and buffers what a slow client has not read yet.
+
 ``$(PORT)`` keeps two instances on one machine apart (tests, the local stack); on Cloud
 Foundry each instance has its own container.
 """
@@ -98,8 +103,9 @@ def serve(app: Callable[..., Any], path: str, threads: int = STREAM_THREADS) -> 
     )
 
 
-def run_mule(service: str, build: Callable[[Settings], falcon.App]) -> None:
-    """A stream mule's whole life: build the app from the environment and serve its streams.
+def run_mule(service: str, build: Callable[[Settings], falcon.App], threads: int = STREAM_THREADS) -> None:
+    """A stream mule's whole life: build the app from the environment and serve its streams
+    with ``threads`` threads (requests beyond them wait for one).
 
     On a configuration error the mule returns (and uWSGI respawns it); the workers hit the
     same error and ``need-app`` stops the instance.
@@ -109,7 +115,7 @@ def run_mule(service: str, build: Callable[[Settings], falcon.App]) -> None:
         raise RuntimeError("uwsgi.ini sets no streams-socket for the stream mule")
     app = exit_on_config_error(service, build)
     if app is not None:
-        serve(app, path)
+        serve(app, path, threads)
 
 
 class StreamsUnavailable(RuntimeError):

@@ -9,6 +9,9 @@ import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import ConfigError, Settings
+from aerie.redis import pool_for_threads
+from aerie.sse import uwsgi_threads
+from aerie.stream_server import StreamsReachable, run_mule, socket_path
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from audit.access import Trails
 from audit.config import AuditConfig
@@ -18,7 +21,7 @@ from audit.resources.events import AuditEvent, AuditEvents
 from audit.resources.trail import AuditExport, AuditVerify
 from audit.retention import Retention
 
-__all__ = ["AuditService", "build", "create_app", "get_app"]
+__all__ = ["EXPORT_THREADS", "AuditService", "build", "create_app", "get_app", "serve_exports"]
 
 
 @dataclass
@@ -34,13 +37,26 @@ class AuditService:
         self.infra.close()
 
 
+#: Exports the stream mule serves at once; more wait for one of them to end.
+EXPORT_THREADS = 16
+
+
 def build(
     settings: Settings,
     infra: Infrastructure | None = None,
     config: AuditConfig | None = None,
     tenants: TenantSource | None = None,
+    *,
+    threads: int | None = None,
+    streams_socket: str | None = None,
 ) -> AuditService:
-    infra = infra or Infrastructure.from_settings(settings)
+    """The service from its dependencies; what is not given is made from ``settings``.
+
+    ``threads`` is the threads of the process (a uWSGI worker's, or the export mule's), which
+    the Redis pool is sized for. ``/ready`` also checks the export mule when
+    ``streams_socket`` says where it listens (``aerie.stream_server``).
+    """
+    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, threads))
     config = config or AuditConfig()
     if tenants is None:
         if not (settings.tenants_url and settings.client_id and settings.client_secret):
@@ -65,6 +81,7 @@ def build(
     app = create_service_app(
         infra,
         routes,
+        ready_checks={"streams": StreamsReachable(streams_socket)} if streams_socket else None,
         description="Every security-relevant action of the suite, per tenant, in a hash chain anyone can verify.",
     )
     return AuditService(app, infra, config, tenants)
@@ -81,9 +98,20 @@ def create_app(
 
 def get_app() -> falcon.App | None:
     def make(settings: Settings) -> falcon.App:
-        service = build(settings, config=AuditConfig.from_env(os.environ))
+        service = build(
+            settings, config=AuditConfig.from_env(os.environ), threads=uwsgi_threads(), streams_socket=socket_path()
+        )
         # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
         service.infra.background.ensure_started()
         return service.app
 
     return exit_on_config_error("audit", make)
+
+
+def serve_exports() -> None:
+    """The export mule (``audit/mule.py``): serves ``/v1/audit/export`` (``aerie.stream_server``)."""
+    run_mule(
+        "audit",
+        lambda settings: build(settings, config=AuditConfig.from_env(os.environ), threads=EXPORT_THREADS).app,
+        threads=EXPORT_THREADS,
+    )
