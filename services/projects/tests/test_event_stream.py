@@ -124,6 +124,8 @@ def test_no_gap_and_no_duplicate_while_events_pour_in(api, sse, redis_url):
     api.create("Start")
     resume_from = stream_event_ids(redis_url, TEN_A)[-1]
 
+    written_by: list[float] = []
+
     def write() -> None:
         repo = ProjectRepository(
             _provider(redis_url), TEN_A, PositionedPublisher()
@@ -132,15 +134,21 @@ def test_no_gap_and_no_duplicate_while_events_pour_in(api, sse, redis_url):
             repo.create({"name": f"Pour {i}"}, EventContext.system("test"))
             if i % 10 == 0:
                 time.sleep(0.02)
+        written_by.append(time.monotonic())
 
     writer = threading.Thread(target=write)
     writer.start()
     r = sse.simulate_get("/v1/projects/events", headers={**api.headers(), "Last-Event-ID": resume_from})
+    stream_ended = time.monotonic()
     writer.join()
     sent = [e["id"] for e in events_of(r.text)]
     expected = stream_event_ids(redis_url, TEN_A)
-    assert sent == expected[expected.index(resume_from) + 1 :]
-    assert len(sent) == 60
+    later = expected[expected.index(resume_from) + 1 :]
+    # Each later event once and in order, up to where the stream's 1.5 s ended it: on a busy
+    # machine the writer may still be writing then, and what it writes after is not sent.
+    assert sent and sent == later[: len(sent)]
+    if written_by[0] < stream_ended - 0.2:  # the writer was done well before the stream ended
+        assert len(sent) == 60
 
 
 def test_events_committed_while_a_stream_opens_are_sent_once(redis_provider, redis_url):
