@@ -6,6 +6,10 @@ bits (signed), and unpaired surrogate escapes (``"\\ud800"``, which no UTF-8 enc
 takes). Each used to pass validation and then fail later: a 500 while writing to Redis, a
 500 on every later read of the stored document, or a value silently stored as ``null``.
 They are refused here, before any service code sees the body.
+
+JSON exchanged between systems is UTF-8, without a byte order mark (RFC 8259, section 8.1).
+The json module also reads UTF-16 and UTF-32, with or without a BOM, and UTF-8 after a
+BOM; those are refused (:class:`NotUTF8`) rather than guessed at.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["NOT_TEXT", "OUT_OF_RANGE", "NotStorable", "loads_json", "nests_deeper_than"]
+__all__ = ["NOT_TEXT", "OUT_OF_RANGE", "NotStorable", "NotUTF8", "loads_json", "nests_deeper_than"]
 
 #: Integers as every service keeps them: signed 64 bits, what orjson writes and what the
 #: usual readers of these documents (Redis, Java's long, Go's int64) hold.
@@ -44,6 +48,13 @@ class NotStorable(ValueError):
     def __init__(self, errors: list[dict[str, str]]) -> None:
         super().__init__("the body holds values that cannot be stored")
         self.errors = errors
+
+
+class NotUTF8(ValueError):
+    """A body in another encoding than UTF-8, or one that starts with a byte order mark."""
+
+    def __init__(self) -> None:
+        super().__init__("JSON must be UTF-8 without a byte order mark")
 
 
 class _OutOfRange:
@@ -110,14 +121,21 @@ def loads_json(raw: bytes) -> Any:
     docstring except integers past 64 bits, kept away from it above. Whatever it refuses
     goes to the json module, which decides as it always did and whose result is then
     checked for what orjson refused on purpose. ``NaN`` and ``Infinity`` are refused as
-    not JSON (a ``ValueError``).
+    not JSON (a ``ValueError``), and anything but UTF-8 without a BOM as :class:`NotUTF8`.
     """
     if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_ZEROS):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass
-    document = json.loads(raw, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise NotUTF8() from None
+    # A NUL is never in JSON text (nor escaped-free in its strings): UTF-16 or UTF-32 without a BOM.
+    if text.startswith("\ufeff") or "\x00" in text:
+        raise NotUTF8()
+    document = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
     errors: list[dict[str, str]] = []
     nameable = _unstorable(document, "", errors)
     if errors or not nameable:

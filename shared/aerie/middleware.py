@@ -25,7 +25,7 @@ from aerie import errors
 from aerie.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 from aerie.context import set_request_id
 from aerie.endpoints import Endpoint, endpoint_of
-from aerie.json_input import NotStorable, loads_json
+from aerie.json_input import NotStorable, NotUTF8, loads_json
 from aerie.logs import AccessLog
 from aerie.pubsub import Subscriber
 from aerie.validation import validate
@@ -154,15 +154,26 @@ class AuthMiddleware:
 
 
 def _is_json(content_type: str | None) -> bool:
+    """Whether ``content_type`` is JSON, in UTF-8: the only charset JSON has (RFC 8259)."""
     if not content_type:
         return False
-    media = content_type.split(";", 1)[0].strip().lower()
-    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if not (media == "application/json" or (media.startswith("application/") and media.endswith("+json"))):
+        return False
+    if "charset" in params.lower():
+        for param in params.split(";"):
+            name, _, value = param.partition("=")
+            if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
+                return False
+    return True
 
 
 def _parse_body(raw: bytes) -> Any:
     try:
         return loads_json(raw)
+    except NotUTF8:
+        raise errors.bad_request("JSON bodies must be UTF-8, without a byte order mark (RFC 8259).") from None
     except NotStorable as exc:
         if exc.errors:
             raise errors.validation_error(exc.errors, detail="The request body has invalid fields.") from None
@@ -259,7 +270,7 @@ class BodyMiddleware:
         body: Any = _NO_BODY
         if has_body:
             if not _is_json(req.content_type):
-                raise errors.Problem(415, "unsupported_media_type", "Send the body as application/json.")
+                raise errors.Problem(415, "unsupported_media_type", "Send the body as application/json, in UTF-8.")
             raw = read_body(req, self._max)
             if raw.strip():
                 body = _parse_body(raw)
@@ -269,9 +280,12 @@ class BodyMiddleware:
             return
         if body is _NO_BODY:
             body = {}
-        # A JSON null is a body too: it is no more an object than a list is.
+        # Valid JSON that is not an object (a list, a number, a JSON null) is a body of the
+        # wrong shape, not malformed JSON: 422, with the whole body as the field ("").
         if not isinstance(body, dict):
-            raise errors.bad_request("The body must be a JSON object.")
+            raise errors.validation_error(
+                [{"field": "", "message": "must be a JSON object"}], detail="The body must be a JSON object."
+            )
         req.context.body = spec.check(body) if spec.check is not None else validate(spec.body, body, location="body")
 
 

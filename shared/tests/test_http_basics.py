@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from aerie.testing.http import assert_problem
 from aerie.testing.keys import TestKey, make_claims
-from aerie.validation import LIST_QUERY, validate
+from aerie.validation import LIST_QUERY, MAX_REPORTED_ERRORS, validate
 
 ISSUER = "http://issuer.test"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
@@ -256,14 +257,14 @@ def test_declared_path_parameters_are_validated(client, key: TestKey) -> None:
 
 
 @pytest.mark.parametrize("body", ["[1, 2]", '"name"', "42", "null"])
-def test_json_that_is_not_an_object_is_400(client, key: TestKey, body: str) -> None:
-    assert_problem(post_json(client, key, body), 400, "bad_request")
+def test_json_that_is_not_an_object_is_422(client, key: TestKey, body: str) -> None:
+    problem = assert_problem(post_json(client, key, body), 422, "validation_error")
+    assert problem["errors"] == [{"field": "", "message": "must be a JSON object"}]
 
 
 JSON_EDGES = [
     b'{"n": 9223372036854775807, "m": -9223372036854775808}',  # the 64-bit bounds: orjson would make floats
     b'{"n": 123456789012345678, "f": 0.1234567890123456789}',
-    b"\xef\xbb\xbf{}",  # a BOM
     b"[" * 1100 + b"]" * 1100,  # deeper than orjson's limit
     b'{"s": "x\x01y"}',  # a raw control character: both refuse
     b'{"a": 1,}',
@@ -283,6 +284,31 @@ def test_bodies_parse_exactly_as_the_json_module_parses_them(raw: bytes) -> None
         return "parsed", repr(value)
 
     assert outcome(loads_json) == outcome(json.loads)
+
+
+NOT_UTF8 = [
+    pytest.param(b'\xef\xbb\xbf{"name": "x"}', id="utf-8 with a BOM"),
+    pytest.param('{"name": "x"}'.encode("utf-16"), id="utf-16 with a BOM"),
+    pytest.param('{"name": "x"}'.encode("utf-16-le"), id="utf-16-le"),
+    pytest.param('{"name": "x"}'.encode("utf-16-be"), id="utf-16-be"),
+    pytest.param('{"name": "x"}'.encode("utf-32"), id="utf-32 with a BOM"),
+    pytest.param('{"name": "x"}'.encode("utf-32-le"), id="utf-32-le"),
+    pytest.param('{"name": "\u00e9"}'.encode("latin-1"), id="latin-1"),
+]
+
+
+@pytest.mark.parametrize("raw", NOT_UTF8)
+def test_json_in_another_encoding_than_utf8_is_400(client, key: TestKey, items: ItemsResource, raw: bytes) -> None:
+    # The json module reads all of these (it detects UTF-16 and UTF-32, and skips a BOM).
+    problem = assert_problem(post_json(client, key, raw), 400, "bad_request")
+    assert "UTF-8" in problem["detail"]
+    assert items.created == 0
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "iso-8859-1", '"utf-32"'])
+def test_json_declared_in_another_charset_is_415(client, key: TestKey, charset: str) -> None:
+    resp = post_json(client, key, b'{"name": "x"}', **{"Content-Type": f"application/json; charset={charset}"})
+    assert_problem(resp, 415, "unsupported_media_type")
 
 
 #: What the json module reads but no service can store or answer with (orjson refuses to
@@ -432,6 +458,32 @@ def test_unknown_field_alone_is_rejected(client, key: TestKey) -> None:
     assert error_fields(body) == ["is_admin"]
 
 
+def test_thousands_of_unknown_fields_report_the_first_twenty(client, key: TestKey, items: ItemsResource) -> None:
+    # Cerberus re-sorts its error list on every error: without a cap, 5,000 unknown keys took
+    # 26 s of one worker thread, and 10,000 outlived harakiri.
+    body = {f"k{i:05}": 1 for i in range(5000)} | {"name": "x"}
+    problem = assert_problem(post_json(client, key, json.dumps(body)), 422, "validation_error")
+    assert len(problem["errors"]) == MAX_REPORTED_ERRORS
+    assert all(e["message"] == "unknown field" for e in problem["errors"])
+    assert problem["detail"] == f"The request body has invalid fields; the first {MAX_REPORTED_ERRORS} are listed."
+    assert items.created == 0
+
+
+def test_errors_in_thousands_of_list_items_are_capped_too() -> None:
+    document = {"name": "x", "tags": list(range(5000))}
+    with pytest.raises(Problem) as caught:
+        validate(ITEM_BODY, document)
+    assert len(caught.value.errors) == MAX_REPORTED_ERRORS
+    assert caught.value.errors[0]["field"] == "tags.0"
+
+
+def test_a_few_errors_are_all_listed_with_the_plain_detail() -> None:
+    with pytest.raises(Problem) as caught:
+        validate(ITEM_BODY, {f"k{i}": 1 for i in range(MAX_REPORTED_ERRORS - 1)} | {"name": "x"})
+    assert len(caught.value.errors) == MAX_REPORTED_ERRORS - 1
+    assert caught.value.description == "The request body has invalid fields."
+
+
 # --- query strings ---------------------------------------------------------------------------------
 
 
@@ -494,6 +546,13 @@ def test_repeated_query_parameter_is_422(client, key: TestKey) -> None:
 def test_unknown_query_parameter_is_422(client, key: TestKey) -> None:
     resp = client.simulate_get("/items", query_string="sort=name", headers=auth(key))
     assert error_fields(assert_problem(resp, 422, "validation_error")) == ["sort"]
+
+
+def test_thousands_of_unknown_query_parameters_report_the_first_twenty(client, key: TestKey) -> None:
+    query = "&".join(f"p{i}=1" for i in range(5000))
+    resp = client.simulate_get("/items", query_string=query, headers=auth(key))
+    problem = assert_problem(resp, 422, "validation_error")
+    assert len(problem["errors"]) == MAX_REPORTED_ERRORS
 
 
 # --- cursors -----------------------------------------------------------------------------------------
