@@ -283,6 +283,40 @@ def test_missing_required_claim(client, rsa_key: TestKey, claim: str) -> None:
     assert_invalid_token(get(client, "/projects", token), detail_has=claim)
 
 
+@pytest.mark.parametrize(
+    ("claim", "value"),
+    [
+        ("tenant_id", "*"),
+        ("tenant_id", "../x"),
+        ("tenant_id", "a b"),
+        ("tenant_id", "ten_" + "x" * 100),
+        ("tenant_id", "ten_a}:x"),
+        ("client_id", "cli a"),
+        ("client_id", "*"),
+        ("sub", "../../etc"),
+        ("sub", "x" * 300),
+        ("jti", "j\r\nk"),
+    ],
+)
+def test_a_signed_token_naming_ids_aerie_never_issues_is_401(
+    client, rsa_key: TestKey, claim: str, value: object
+) -> None:
+    # Ids in a token end up in Redis keys, log lines and events of every service.
+    token = rsa_key.sign(tenant_claims(**{claim: value}))
+    assert_invalid_token(get(client, "/projects", token), detail_has=claim)
+
+
+def test_ids_of_every_shape_aerie_issues_are_accepted(client, rsa_key: TestKey) -> None:
+    claims = tenant_claims(
+        tenant_id="ten_01JB3M4Z8Y6W0K2Q9X7V5T1R3N",
+        client_id="svc-projects.v2:a@b",
+        sub="usr_01JB3M4Z8Y6W0K2Q9X7V5T1R3N",
+        jti="0f9c1d2e-3a4b:5c6d.7e8f_90",
+    )
+    resp = get(client, "/projects", rsa_key.sign(claims))
+    assert resp.status_code == 200, resp.text
+
+
 @pytest.mark.parametrize("claim", ["exp", "iat", "nbf"])
 def test_non_numeric_time_claim(client, rsa_key: TestKey, claim: str) -> None:
     token = rsa_key.sign(tenant_claims(**{claim: "soon"}))

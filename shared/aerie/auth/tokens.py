@@ -11,6 +11,7 @@ twice; the revocation list is consulted on every request, cached or not.
 from __future__ import annotations
 
 import functools
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -220,29 +221,42 @@ class TokenVerifier:
         return _principal_from(claims)
 
 
+#: What ids in a token look like. They become parts of Redis keys, log lines and events in
+#: every service, so a correctly signed token naming ``*``, ``../x`` or a megabyte is refused
+#: here rather than trusted downstream. Tenant ids are ``ten_<ULID>``; client ids and
+#: subjects are ours (``cli_<ULID>``, ``usr_<ULID>``) or an operator's (``svc-projects``).
+TENANT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
+TOKEN_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+MAX_SCOPE_LENGTH = 4096
+
+
 def _principal_from(claims: Mapping[str, Any]) -> Principal:
-    def text(name: str, required: bool = True) -> str | None:
+    def text(name: str, shape: re.Pattern[str], required: bool = True) -> str | None:
         value = claims.get(name)
         if value is None and not required:
             return None
         if not isinstance(value, str) or not value:
             raise InvalidToken(f"The token's {name!r} claim must be a non-empty string.")
+        if not shape.fullmatch(value):
+            raise InvalidToken(f"The token's {name!r} claim is not an id Aerie issues.")
         return value
 
     scope = claims.get("scope", "")
-    if not isinstance(scope, str):
+    if not isinstance(scope, str) or len(scope) > MAX_SCOPE_LENGTH:
         raise InvalidToken("The token's 'scope' claim must be a space-separated string.")
     exp = claims["exp"]
     if not isinstance(exp, int | float):
         raise InvalidToken("The token's 'exp' claim must be a number.")
-    subject = text("sub")
-    assert subject is not None
+    subject = text("sub", SUBJECT_RE)
+    token_id = text("jti", TOKEN_ID_RE)
+    assert subject is not None and token_id is not None
     return Principal(
         subject=subject,
-        client_id=text("client_id", required=False) or subject,
-        tenant_id=text("tenant_id", required=False),
+        client_id=text("client_id", SUBJECT_RE, required=False) or subject,
+        tenant_id=text("tenant_id", TENANT_ID_RE, required=False),
         scopes=frozenset(_split(scope)),
-        token_id=str(claims["jti"]),
+        token_id=token_id,
         expires_at=int(exp),
     )
 
