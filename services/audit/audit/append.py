@@ -14,6 +14,14 @@ that gives a different ``client_id`` is refused (422).
 An id the trail already holds is a replay: the stored entry is answered (200) when every
 field the body gives equals it, and 409 when one differs. Fields the body leaves out
 (``occurred_at``: now; ``request_id``: this request's) are not compared.
+
+Ids starting with ``evt_`` (in any letter case) are refused (422 on ``id``): that space
+belongs to the entries ingested from the event stream. A trail records an id once, so an
+appended entry holding an event's id (read, say, from the live event stream before audit
+ingested it) would make the real event a duplicate and take its place. Keeping the two
+spaces disjoint, rather than deduping each source apart, also keeps one id naming at most
+one entry per trail, so ``GET /v1/audit/events/{id}`` can only ever answer the one entry
+an id means. Appended entries carry ``"source": "api"``, ingested ones ``"event"``.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ from typing import Any
 from aerie import errors
 from aerie.events import utcnow
 from aerie.json_input import nests_deeper_than
-from audit.entry import MAX_METADATA_BYTES, MAX_METADATA_DEPTH, normalize_time
+from audit.entry import EVENT_ID_PREFIX, MAX_METADATA_BYTES, MAX_METADATA_DEPTH, SOURCE_API, is_event_id, normalize_time
 from audit.trail import Trail
 
 __all__ = ["append_entry"]
@@ -36,6 +44,10 @@ _COMPARED = ("action", "actor", "target", "occurred_at", "ip", "user_agent", "re
 
 def _check(body: Mapping[str, Any], client_id: str) -> None:
     problems: list[dict[str, str]] = []
+    if is_event_id(body["id"]):
+        problems.append(
+            {"field": "id", "message": f"must not start with {EVENT_ID_PREFIX}: those ids are the ingested events'"}
+        )
     claimed = body["actor"].get("client_id")
     if claimed is not None and claimed != client_id:
         problems.append({"field": "actor.client_id", "message": "must be your own client id (set from your token)"})
@@ -77,6 +89,7 @@ def append_entry(
         "request_id": body.get("request_id") or request_id,
         "message": body.get("message", ""),
         "metadata": body.get("metadata", {}),
+        "source": SOURCE_API,
     }
     (outcome,) = trail.append([entry], utcnow)
     if outcome.created:

@@ -16,6 +16,20 @@ request_id, ip, user_agent, data``. ``actor`` is the verified token's principal 
 ``client`` or ``platform``), ``{"type": "service", ...}`` for a service's own work, the
 authenticating client for ``token.*`` events, and null when nobody could be identified
 (a token request with an unknown client).
+
+Every entry says where it came from in ``source``: ``"event"`` (ingested from the event
+stream) or ``"api"`` (appended directly with ``POST /v1/audit/events``). Like every other
+field it is covered by the hash; entries recorded before it existed simply lack it and
+verify as they were sealed, since the hash is always recomputed from the stored fields.
+
+The two sources have disjoint id spaces, so neither can ever claim the other's id (a
+trail records an id once; an entry that took an event's id first would make the event
+itself a "duplicate"): ingested entries' ids always start with :data:`EVENT_ID_PREFIX`
+(``aerie.events.new_event`` mints ``evt_<ULID>``; an event some other publisher gave
+another id is recorded under that id with the prefix put in front), and a direct append
+whose id starts with it, in any letter case, is refused (:mod:`audit.append`). One id
+therefore names at most one entry per trail, and ``GET /v1/audit/events/{id}`` is never
+ambiguous.
 """
 
 from __future__ import annotations
@@ -31,18 +45,30 @@ from typing import Any
 from aerie.json_input import MAX_INT, MIN_INT
 
 __all__ = [
+    "EVENT_ID_PREFIX",
     "GENESIS",
     "MAX_METADATA_BYTES",
     "MAX_METADATA_DEPTH",
+    "SOURCE_API",
+    "SOURCE_EVENT",
     "TENANT_ID_RE",
     "canonical",
     "chain_hash",
     "entry_from_event",
+    "is_event_id",
     "json_safe",
     "normalize_time",
     "seal",
 ]
 
+#: Every ingested entry's id starts with this, and no directly appended entry's id does.
+EVENT_ID_PREFIX = "evt_"
+#: ``source`` of an entry ingested from the event stream.
+SOURCE_EVENT = "event"
+#: ``source`` of an entry appended with ``POST /v1/audit/events``.
+SOURCE_API = "api"
+#: The longest entry id.
+MAX_ID_LENGTH = 128
 #: The ``prev_hash`` of a trail's first entry.
 GENESIS = "0" * 64
 #: Direct appends may carry at most this much metadata (its canonical JSON, UTF-8).
@@ -175,6 +201,19 @@ def _metadata(data: Any) -> dict[str, Any]:
     return safe
 
 
+def is_event_id(entry_id: str) -> bool:
+    """Whether ``entry_id`` lies in the ingested events' id space (any letter case, so no
+    direct append can even look like an event's id)."""
+    return entry_id[: len(EVENT_ID_PREFIX)].lower() == EVENT_ID_PREFIX
+
+
+def _event_entry_id(raw: Any) -> str:
+    text = json_safe(str(raw))
+    if not text.startswith(EVENT_ID_PREFIX):
+        text = EVENT_ID_PREFIX + text
+    return text[:MAX_ID_LENGTH]
+
+
 def entry_from_event(event: Mapping[str, Any], now: str) -> tuple[str | None, dict[str, Any]]:
     """The trail (tenant id, None for the platform's) and the unsealed entry of one event.
 
@@ -193,7 +232,7 @@ def entry_from_event(event: Mapping[str, Any], now: str) -> tuple[str | None, di
     actor = _actor(event.get("actor"))
     target = _target(action, tenant_id, data)
     entry = {
-        "id": json_safe(str(event["id"]))[:128],
+        "id": _event_entry_id(event["id"]),
         "tenant_id": tenant_id,
         "occurred_at": normalize_time(event.get("occurred_at")) or now,
         "action": action,
@@ -204,5 +243,6 @@ def entry_from_event(event: Mapping[str, Any], now: str) -> tuple[str | None, di
         "request_id": _str_or_none(event.get("request_id"), 128),
         "message": _message(action, actor, target, data),
         "metadata": metadata,
+        "source": SOURCE_EVENT,
     }
     return tenant_id, entry

@@ -39,6 +39,8 @@ CSV_COLUMNS = (
     "metadata",
     "prev_hash",
     "hash",
+    # Last, so the columns before it keep their positions for whoever reads CSV by index.
+    "source",
 )
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 #: Rows buffered before a chunk is handed to the server.
@@ -71,6 +73,7 @@ def _flatten(entry: dict[str, Any]) -> list[str]:
         orjson.dumps(entry.get("metadata") or {}).decode(),
         entry.get("prev_hash"),
         entry.get("hash"),
+        entry.get("source"),
     ]
     return [neutralise("" if v is None else str(v)) for v in values]
 

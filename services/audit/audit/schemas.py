@@ -40,7 +40,13 @@ EXPORT_QUERY: dict[str, Any] = {
 }
 
 APPEND: dict[str, Any] = {
-    "id": {"type": "string", "required": True, "regex": ENTRY_ID_PATTERN},
+    # Not starting with evt_ (any case): checked by audit.append, with a message saying why.
+    "id": {
+        "type": "string",
+        "required": True,
+        "regex": ENTRY_ID_PATTERN,
+        "meta": {"description": "Your own id for the entry; `evt_...` ids are the ingested events' (422)"},
+    },
     "tenant_id": {**_tenant, "nullable": True},
     "action": {"type": "string", "required": True, "maxlength": 100, "regex": ACTION_PATTERN},
     "actor": {
@@ -90,6 +96,14 @@ ENTRY: dict[str, Any] = {
     "request_id": {"type": "string", "nullable": True},
     "message": {"type": "string"},
     "metadata": {"type": "dict"},
+    "source": {
+        "type": "string",
+        "allowed": ["event", "api"],
+        "meta": {
+            "description": "`event`: ingested from the event stream; `api`: appended with POST /v1/audit/events. "
+            "Absent on entries recorded before entries named their source."
+        },
+    },
     "prev_hash": {"type": "string"},
     "hash": {"type": "string"},
 }

@@ -47,7 +47,8 @@ class AuditEvents:
         description="201 with the recorded entry; the same `id` again answers 200 with the stored entry, or 409 "
         "when the body differs. A platform token names the trail with `tenant_id` (none: the platform trail); a "
         "tenant token appends to its own. `actor.client_id` is the appending client, from its token (another "
-        "is 422). `metadata` is at most 16 KiB of JSON, nested at most 32 levels.",
+        "is 422). `metadata` is at most 16 KiB of JSON, nested at most 32 levels. Ids starting with `evt_` (in "
+        "any case) are refused (422): they are the ingested events' ids. The entry's `source` is `api`.",
         responses={
             200: "The id is already recorded, with this content: the stored entry",
             403: "Another tenant's trail",
