@@ -295,6 +295,47 @@ def test_tenant_client_and_token_actions_carry_who_from_where(audit: UwsgiServic
     verify_all(audit, admin, [tenant["id"]])
 
 
+def test_denied_token_requests_of_a_tenants_client_reach_its_trail_and_the_platforms(audit: UwsgiService, http: Http):
+    """tenants names the client's tenant on a denial once the client proved its secret; audit
+    records such a denial in that tenant's trail (the tenant sees what is tried with its
+    credentials) and in the platform trail (which has every denial), once in each."""
+    tenant, _, reader = new_tenant(http, ["audit:read"])
+    admin = http.bearer()
+    r = http.request(
+        "POST", f"/v1/tenants/{tenant['id']}/clients", json={"name": "app", "scopes": ["projects:read"]}, headers=admin
+    )
+    assert r.status_code == 201, r.text
+    client_id, secret = r.json()["client_id"], r.json()["client_secret"]
+
+    def ask(**form: str) -> requests.Response:
+        return requests.post(
+            f"{http.base}/v1/oauth/token",
+            data={"grant_type": "client_credentials", **form},
+            auth=(client_id, secret),
+            timeout=5,
+        )
+
+    assert ask(scope="tenants:write").status_code == 400  # a scope the client does not have
+    assert http.request("DELETE", f"/v1/tenants/{tenant['id']}/clients/{client_id}", headers=admin).status_code == 204
+    assert ask().status_code == 401  # a revoked client, with its right secret
+
+    def denials(token: str, **params: str) -> list[dict[str, Any]]:
+        return entries_of(audit, token, action="token.denied", target_id=client_id, **params)
+
+    assert wait_for(lambda: len(denials(reader)) == 2 and len(denials(_token(admin))) == 2, 10)
+    time.sleep(0.5)  # nothing more may arrive
+    in_tenant, on_platform = denials(reader), denials(_token(admin))
+    assert [e["metadata"]["error"] for e in in_tenant] == ["invalid_client", "invalid_scope"]
+    chain = ("seq", "recorded_at", "prev_hash", "hash")
+    assert [{k: v for k, v in e.items() if k not in chain} for e in in_tenant] == [
+        {k: v for k, v in e.items() if k not in chain} for e in on_platform
+    ]
+    assert all(e["tenant_id"] == tenant["id"] and e["source"] == "event" for e in in_tenant)
+    verify_all(audit, admin, [tenant["id"]])
+    platform = requests.get(f"{audit.url}/v1/audit/verify", headers=admin, timeout=30).json()
+    assert platform["valid"] is True, platform
+
+
 def test_project_actions_carry_the_original_request(
     audit: UwsgiService, http: Http, redis_server: RedisServer, tenants: UwsgiService, log_dir: Path
 ):

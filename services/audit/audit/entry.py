@@ -30,6 +30,12 @@ another id is recorded under that id with the prefix put in front), and a direct
 whose id starts with it, in any letter case, is refused (:mod:`audit.append`). One id
 therefore names at most one entry per trail, and ``GET /v1/audit/events/{id}`` is never
 ambiguous.
+
+``token.denied`` that names a tenant (the denied client is that tenant's, or a platform
+client asked to act for it) is recorded twice: in the tenant's trail, so a tenant sees the
+attempts on its credentials, and in the platform trail, which holds every denial. Both
+copies are the same entry (same id, ``tenant_id`` naming the tenant), each sealed in its
+own chain; see :func:`trails_of`.
 """
 
 from __future__ import annotations
@@ -59,6 +65,7 @@ __all__ = [
     "json_safe",
     "normalize_time",
     "seal",
+    "trails_of",
 ]
 
 #: Every ingested entry's id starts with this, and no directly appended entry's id does.
@@ -67,6 +74,8 @@ EVENT_ID_PREFIX = "evt_"
 SOURCE_EVENT = "event"
 #: ``source`` of an entry appended with ``POST /v1/audit/events``.
 SOURCE_API = "api"
+#: Actions whose entry goes to the platform trail as well as to the tenant the event names.
+ALSO_ON_PLATFORM_TRAIL = frozenset({"token.denied"})
 #: The longest entry id.
 MAX_ID_LENGTH = 128
 #: The ``prev_hash`` of a trail's first entry.
@@ -214,8 +223,21 @@ def _event_entry_id(raw: Any) -> str:
     return text[:MAX_ID_LENGTH]
 
 
+def trails_of(tenant_id: str | None, entry: Mapping[str, Any]) -> list[str | None]:
+    """The trails (tenant ids, None for the platform's) an ingested entry is recorded in.
+
+    The one its event names, and for :data:`ALSO_ON_PLATFORM_TRAIL` actions of a tenant
+    the platform trail too. Each trail dedupes by id on its own, so a redelivered event
+    lands once in each, also when a crash came between the two appends.
+    """
+    if tenant_id is not None and entry["action"] in ALSO_ON_PLATFORM_TRAIL:
+        return [None, tenant_id]
+    return [tenant_id]
+
+
 def entry_from_event(event: Mapping[str, Any], now: str) -> tuple[str | None, dict[str, Any]]:
-    """The trail (tenant id, None for the platform's) and the unsealed entry of one event.
+    """The tenant an event names (None: the platform) and its unsealed entry; :func:`trails_of`
+    says which trails record it.
 
     Never raises on a well-formed envelope with odd contents: an event is never dropped for
     its shape. A tenant id that cannot be a key sends the entry to the platform trail, with

@@ -4,7 +4,9 @@ The audit service reads ``aerie:events`` as consumer group ``audit`` (created fr
 stream's beginning, so events published while audit was down, or before it first ran, are
 recorded when it starts). :class:`aerie.events.StreamConsumer` in batch mode hands over one
 read at a time; the events are split by trail and each trail's share is appended in one
-transaction that also dedupes by event id (:meth:`audit.trail.Trail.append`). Only then
+transaction that also dedupes by event id (:meth:`audit.trail.Trail.append`); an event
+that belongs in two trails (``token.denied`` of a tenant: :func:`audit.entry.trails_of`)
+is in both shares, and each trail dedupes it on its own. Only then
 does the consumer acknowledge the read. A crash between commit and ack redelivers events
 that are already recorded, and the dedupe skips them; entries a dead consumer left pending
 are reclaimed by the survivors after ``reclaim_idle_ms``.
@@ -17,7 +19,7 @@ from typing import Any
 
 from aerie.events import StreamConsumer, utcnow
 from aerie.redis import RedisProvider
-from audit.entry import entry_from_event
+from audit.entry import entry_from_event, trails_of
 from audit.trail import Trail
 
 __all__ = ["GROUP", "Ingestor", "consumer"]
@@ -37,7 +39,8 @@ class Ingestor:
         by_trail: dict[str | None, list[dict[str, Any]]] = {}
         for _entry_id, event in batch:
             tenant_id, entry = entry_from_event(event, now)
-            by_trail.setdefault(tenant_id, []).append(entry)
+            for trail in trails_of(tenant_id, entry):
+                by_trail.setdefault(trail, []).append(entry)
         for tenant_id, entries in by_trail.items():
             Trail(self._redis, tenant_id).append(entries, self._clock)
 

@@ -2,7 +2,8 @@
 
 Key layout; the trail id sits in a hash tag, so one trail's keys share a Redis Cluster slot
 and its transactions stay legal. The trail id is the tenant id, or ``@platform`` for
-events without a tenant (``@`` cannot occur in a tenant id, so the two never meet):
+events without a tenant and for the platform's copy of a tenant's ``token.denied``
+(:func:`audit.entry.trails_of`; ``@`` cannot occur in a tenant id, so the two never meet):
 
 - ``audit:{<trail>}:meta``     hash: ``seq``/``hash`` of the head (the newest entry) and
   ``cp_seq``/``cp_hash``, the checkpoint: the last entry retention removed (absent until
