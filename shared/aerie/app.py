@@ -21,7 +21,7 @@ from aerie.auth.tokens import JWKSKeySource, KeySource, TokenVerifier
 from aerie.background import Background
 from aerie.config import ConfigError, Settings
 from aerie.docs import DocsAssetResource, DocsResource
-from aerie.endpoints import responders_of
+from aerie.endpoints import Endpoint, endpoint_of, responders_of
 from aerie.errors import install_error_handling
 from aerie.idempotency import IdempotencyMiddleware
 from aerie.logs import AccessLog, configure_logging
@@ -31,7 +31,15 @@ from aerie.pubsub import Subscriber
 from aerie.redis import RedisProvider
 from aerie.system import HealthResource, InfoResource, ReadyCheck, ReadyResource
 
-__all__ = ["JSON_UTF8", "Infrastructure", "Route", "create_service_app", "dumps_json", "exit_on_config_error"]
+__all__ = [
+    "JSON_UTF8",
+    "Infrastructure",
+    "Route",
+    "complete_methods",
+    "create_service_app",
+    "dumps_json",
+    "exit_on_config_error",
+]
 
 JSON_UTF8 = "application/json; charset=utf-8"
 Route = tuple[str, object]
@@ -132,8 +140,51 @@ def create_service_app(
         ("/docs/assets/{name}", DocsAssetResource()),
     ]
     for path, resource in [*all_routes, *docs_routes]:
+        complete_methods(resource)
         app.add_route(path, resource)
     return app
+
+
+def complete_methods(resource: object) -> None:
+    """Give ``resource`` the responders HTTP expects of it beside its own.
+
+    HEAD wherever GET is (RFC 9110, section 9.3.2): it runs the GET responder, with its
+    declaration and so its scopes and validation, and Falcon sends the headers without the
+    body (``Content-Length`` is the GET body's). A streamed body is closed unread, so an
+    event stream answers its headers and gives back the stream slot it took.
+
+    OPTIONS answering the same ``Allow`` as a 405 does: Falcon's own leaves OPTIONS out of
+    its answer but puts it in the 405's. Both are public, like Falcon's defaults.
+    """
+    get = getattr(resource, "on_get", None)
+    if get is not None and getattr(resource, "on_head", None) is None:
+
+        def on_head(req: falcon.Request, resp: falcon.Response, **params: object) -> None:
+            get(req, resp, **params)
+            stream = resp.stream
+            if stream is not None:
+                resp.stream = None
+                close = getattr(stream, "close", None)
+                if close is not None:
+                    close()
+
+        on_head.__aerie_endpoint__ = endpoint_of(get)  # type: ignore[attr-defined]
+        resource.on_head = on_head  # type: ignore[attr-defined]
+    if getattr(resource, "on_options", None) is None:
+        # Falcon's 405 lists the sorted methods a resource answers, OPTIONS among them.
+        allow = ", ".join(
+            sorted(m for m in falcon.COMBINED_METHODS if m == "OPTIONS" or hasattr(resource, f"on_{m.lower()}"))
+        )
+
+        def on_options(req: falcon.Request, resp: falcon.Response, **params: object) -> None:
+            resp.set_header("Allow", allow)
+            resp.content_length = 0
+
+        on_options.__aerie_endpoint__ = _OPTIONS  # type: ignore[attr-defined]
+        resource.on_options = on_options  # type: ignore[attr-defined]
+
+
+_OPTIONS = Endpoint("The methods this route answers (Allow)", scopes=None)
 
 
 class BackgroundMiddleware:

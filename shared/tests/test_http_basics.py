@@ -183,6 +183,35 @@ def test_wrong_method_is_a_problem_with_allow(client, key: TestKey) -> None:
     assert "GET" in resp.headers["Allow"]
 
 
+@pytest.mark.parametrize("path", ["/health", "/info", "/openapi.json", "/docs", "/counter"])
+def test_head_answers_what_get_answers_without_the_body(client, path: str) -> None:
+    get = client.simulate_get(path)
+    head = client.simulate_head(path)
+    assert head.status_code == get.status_code == 200
+    assert head.content == b""
+    assert head.headers["Content-Length"] == str(len(get.content))
+    assert head.headers["Content-Type"] == get.headers["Content-Type"]
+
+
+def test_head_is_authorized_and_validated_like_get(client, key: TestKey) -> None:
+    assert_head = client.simulate_head
+    assert assert_head("/items").status_code == 401
+    assert assert_head("/items", headers=auth(key)).status_code == 200
+    assert assert_head("/items", query_string="limit=0", headers=auth(key)).status_code == 422
+
+
+@pytest.mark.parametrize("path", ["/health", "/items", "/items/itm_1/labels/x"])
+def test_options_and_405_agree_on_allow(client, key: TestKey, path: str) -> None:
+    options = client.simulate_options(path)
+    assert options.status_code == 200
+    wrong = client.simulate_request("TRACE", path, headers=auth(key))
+    assert_problem(wrong, 405, "method_not_allowed")
+    assert options.headers["Allow"] == wrong.headers["Allow"]
+    allowed = [m.strip() for m in options.headers["Allow"].split(",")]
+    assert "OPTIONS" in allowed
+    assert ("HEAD" in allowed) == ("GET" in allowed)
+
+
 def test_success_is_json_utf8(client) -> None:
     resp = client.simulate_get("/health")
     assert resp.status_code == 200

@@ -131,7 +131,7 @@ def test_bad_bodies_are_clear_problems(api):
         400,
         "bad_request",
     )
-    assert_problem(api.c.simulate_put("/v1/flags/x1", json=[1, 2], headers=h), 400, "bad_request")
+    assert_problem(api.c.simulate_put("/v1/flags/x1", json=[1, 2], headers=h), 422, "validation_error")
     assert_problem(
         api.c.simulate_put("/v1/flags/x1", body="a=b", headers={**h, "Content-Type": "text/plain"}),
         415,
