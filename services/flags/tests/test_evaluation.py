@@ -119,8 +119,8 @@ def test_other_bad_evaluation_requests(api):
     h = api.headers()
     assert_problem(
         api.c.simulate_post("/v1/evaluate", body="[]", headers={**h, "Content-Type": "application/json"}),
-        400,
-        "bad_request",
+        422,
+        "validation_error",
     )
     assert_problem(
         api.c.simulate_post("/v1/evaluate", json={"context": {}, "extra": 1}, headers=h), 422, "validation_error"
