@@ -460,10 +460,18 @@ def test_cross_tenant_probing_of_flags_overrides_and_audit_trails(aerie):
             absent.status_code,
             _problem_code(absent),
         ), real.text[:200]
-        # Reusing the id of A's entry: recorded in B's own trail, never A's entry answered.
-        for entry_id in (a_ids["entry_id"], absent_ids["entry_id"]):
-            r = aerie.call("POST", "audit", "/v1/audit/events", token=b_token, json=entry(entry_id))
-            assert r.status_code == 201 and r.json()["tenant_id"] == b["id"], r.text[:300]
+        # Reusing the id of A's entry, an event's id (evt_...), which no direct append may take:
+        # refused exactly as an event id nobody holds is, and A's entry never answered.
+        answers = [
+            aerie.call("POST", "audit", "/v1/audit/events", token=b_token, json=entry(entry_id))
+            for entry_id in (a_ids["entry_id"], absent_ids["entry_id"])
+        ]
+        assert [(r.status_code, _problem_code(r)) for r in answers] == [(422, "validation_error")] * 2, [
+            r.text[:300] for r in answers
+        ]
+        # An id of B's own choosing lands in B's own trail.
+        r = aerie.call("POST", "audit", "/v1/audit/events", token=b_token, json=entry(f"b-{uuid.uuid4().hex}"))
+        assert r.status_code == 201 and r.json()["tenant_id"] == b["id"], r.text[:300]
 
     probes.run(("flags", "audit"))
 

@@ -57,6 +57,6 @@ PROJECT: dict[str, Any] = {
 }
 
 BATCH_RESULT: dict[str, Any] = {
-    "updated": {"type": "list", "schema": {"type": "dict", "schema": PROJECT}},
+    "updated": {"type": "list", "schema": {"type": "string"}},
     "not_found": {"type": "list", "schema": {"type": "string"}},
 }

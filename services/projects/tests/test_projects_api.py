@@ -87,8 +87,10 @@ def test_batch_update(api, client, redis_url):
     body = {"ids": [a["id"], "prj_missing", other["id"], b["id"], a["id"]], "changes": {"status": "invisible"}}
     r = client.simulate_post("/v1/projects/batch-update", json=body, headers=api.headers())
     assert r.status_code == 200, r.text
-    assert [p["id"] for p in r.json["updated"]] == [a["id"], b["id"]]
-    assert all(p["status"] == "invisible" and p["version"] == 2 for p in r.json["updated"])
+    assert r.json["updated"] == [a["id"], b["id"]]
+    for project_id in (a["id"], b["id"]):
+        project = client.simulate_get(f"/v1/projects/{project_id}", headers=api.headers()).json
+        assert project["status"] == "invisible" and project["version"] == 2
     assert r.json["not_found"] == ["prj_missing", other["id"]]
     theirs = client.simulate_get(f"/v1/projects/{other['id']}", headers=api.headers(TEN_B)).json
     assert theirs == other

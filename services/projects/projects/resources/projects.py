@@ -131,11 +131,12 @@ class ProjectBatchUpdate:
         tenant=True,
         body=schemas.BATCH_UPDATE,
         response=schemas.BATCH_RESULT,
-        description="Ids that are not the caller tenant's projects (missing, or another tenant's) "
-        "are listed in `not_found`. A slug cannot be batch-changed: it is unique per tenant.",
+        description="`updated` lists the ids of the projects changed, in the order given (each once). Ids "
+        "that are not the caller tenant's projects (missing, or another tenant's) are listed in `not_found`. "
+        "A slug cannot be batch-changed: it is unique per tenant.",
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
         repo = self._scope.writer(req)
         updated, not_found = repo.batch_update(body["ids"], body["changes"], EventContext.from_request(req))
-        resp.media = {"updated": updated, "not_found": not_found}
+        resp.media = {"updated": [project["id"] for project in updated], "not_found": not_found}
