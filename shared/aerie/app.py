@@ -213,12 +213,22 @@ def exit_on_config_error(service: str, build: Callable[[Settings], falcon.App]) 
 
     The WSGI module then has no callable, and uWSGI's ``need-app`` stops the whole instance
     instead of respawning workers that fail the same way forever (which a SystemExit in a
-    worker would cause).
+    worker would cause). Every worker and mule reads the same environment and fails alike;
+    only the first worker (or a process outside uWSGI) says so, so the log has one line.
     """
     try:
         settings = Settings.from_env(service)
         configure_logging(service, settings.instance_index, settings.log_level)
         return build(settings)
     except ConfigError as exc:
-        print(f"aerie-{service}: configuration error: {exc}", file=sys.stderr, flush=True)
+        if _speaks_for_the_instance():
+            print(f"aerie-{service}: configuration error: {exc}", file=sys.stderr, flush=True)
         return None
+
+
+def _speaks_for_the_instance() -> bool:
+    try:
+        import uwsgi  # type: ignore[import-not-found]
+    except ImportError:
+        return True
+    return bool(uwsgi.worker_id() == 1)

@@ -9,6 +9,7 @@ that names the variable, so start-up fails with a sentence instead of a tracebac
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -88,7 +89,7 @@ class Settings:
             tenants_url=tenants_url.rstrip("/") if tenants_url else None,
             client_id=env.get("AERIE_CLIENT_ID") or None,
             client_secret=env.get("AERIE_CLIENT_SECRET") or None,
-            log_level=env.get("AERIE_LOG_LEVEL", "INFO").upper(),
+            log_level=_log_level(env.get("AERIE_LOG_LEVEL") or "INFO"),
             extra={k: v for k, v in env.items() if k.startswith("AERIE_")},
         )
 
@@ -222,6 +223,18 @@ def _float(raw: Any, name: str) -> float:
         value = float(raw)
     except (TypeError, ValueError):
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name} must be a positive number, got {raw!r}")
     return value
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level == "WARN":
+        return "WARNING"
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"AERIE_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {raw!r}")
+    return level

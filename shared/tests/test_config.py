@@ -266,6 +266,26 @@ def test_bad_redis_timeouts(name: str, value: str) -> None:
     assert name in message
 
 
+@pytest.mark.parametrize("value", ["soon", "0", "-1", "nan", "inf"])
+def test_redis_timeouts_must_be_positive_and_finite(value: str) -> None:
+    assert "AERIE_REDIS_READ_TIMEOUT" in config_error(
+        Settings.from_env, "demo", base_env(AERIE_REDIS_READ_TIMEOUT=value)
+    )
+
+
+@pytest.mark.parametrize("value", ["verbose", "trace", "10", "info,debug"])
+def test_an_unknown_log_level_is_a_configuration_error(value: str) -> None:
+    message = config_error(Settings.from_env, "demo", base_env(AERIE_LOG_LEVEL=value))
+    assert message == f"AERIE_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got {value!r}"
+
+
+@pytest.mark.parametrize(
+    ("value", "level"), [("debug", "DEBUG"), (" Warning ", "WARNING"), ("warn", "WARNING"), ("", "INFO")]
+)
+def test_log_levels_are_read_as_logging_names_them(value: str, level: str) -> None:
+    assert Settings.from_env("demo", base_env(AERIE_LOG_LEVEL=value)).log_level == level
+
+
 # --- exit_on_config_error ----------------------------------------------------------------------
 
 CONFIG_VARIABLES = (
