@@ -274,6 +274,7 @@ def test_openapi_documents_every_route_the_app_serves(client, app):
     for route in falcon.inspect.inspect_routes(app):
         if route.path in doc["paths"]:
             methods = {m.method.lower() for m in route.methods if m.internal is False}
-            assert methods == set(doc["paths"][route.path]), route.path
+            # HEAD (wherever GET is) and OPTIONS (everywhere) follow from HTTP, not from a declaration.
+            assert methods - {"head", "options"} == set(doc["paths"][route.path]), route.path
     assert "/v1/tenants/{tenant_id}/clients/{client_id}" in doc["paths"]
     assert client.simulate_get("/docs").status_code == 200
