@@ -1,7 +1,9 @@
 """Start-up and shutdown of a service under the production uWSGI ini (shared/uwsgi/base.ini).
 
 Cloud Foundry sends SIGTERM and, 10 s later, SIGKILL. A request in flight at SIGTERM must be
-answered, and the process must be gone before the SIGKILL. A request is made slow without
+answered, and the process must be gone before the SIGKILL. A connection that arrives during
+the stop must be refused (the router retries it on another instance), never accepted into the
+listen queue and reset when the instance exits (a 502). A request is made slow without
 any test-only code in the service: the test's own Redis is paused for writes
 (``CLIENT PAUSE ... WRITE``), so a real ``POST /v1/tenants`` waits inside Redis while the
 service is told to stop. At start-up, an app that cannot be imported must stop the whole
@@ -11,9 +13,11 @@ instance (``need-app``), never leave workers that answer 500.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -103,6 +107,71 @@ def test_sigterm_lets_a_slow_request_finish(own_redis: RedisServer, signing_key:
         assert stored.get(f"tenants:t:{answer.json()['id']}"), "the tenant acknowledged during shutdown is not stored"
     finally:
         stored.close()
+
+
+def _get_health(port: int) -> str:
+    """One ``GET /health`` on a new connection: "answered", "refused", or what went wrong."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(b"GET /health HTTP/1.1\r\nHost: test\r\n\r\n")
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+    except ConnectionRefusedError:
+        return "refused"
+    except OSError as exc:
+        return type(exc).__name__
+    if answer.startswith(b"HTTP/1.1 200 "):
+        return "answered"
+    return answer.partition(b"\r\n")[0].decode(errors="replace") or "closed unanswered"
+
+
+def test_sigterm_refuses_new_connections_and_resets_none(
+    own_redis: RedisServer, signing_key: TestKey, tmp_path: Path
+) -> None:
+    """Under a steady stream (8 clients, each a new connection every 10 ms), SIGTERM: the
+    requests in flight are answered and every later connection is refused at once. The
+    listening socket used to stay open about a second after the workers stopped accepting,
+    and the connections that queued there meanwhile were reset at the exit."""
+    port = free_port()
+    service = UwsgiService(
+        REPO / "services" / "tenants", port, tenants_env(own_redis, signing_key, port), log_path=tmp_path / "t.log"
+    )
+    outcomes: list[tuple[float, str]] = []  # (when the request started, how it ended)
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            outcomes.append((started, _get_health(port)))
+            time.sleep(0.01)
+
+    clients = [threading.Thread(target=client, daemon=True) for _ in range(8)]
+    try:
+        service.start()
+        service.wait_workers_loaded(2)  # a worker still loading its app would miss the signal
+        for thread in clients:
+            thread.start()
+        time.sleep(1.0)
+        assert service.process is not None
+        signalled = time.monotonic()
+        service.process.terminate()
+        code = service.process.wait(timeout=10)
+        exited = time.monotonic()
+        time.sleep(0.3)  # connections after the exit: refused too
+    finally:
+        stop.set()
+        for thread in clients:
+            thread.join(15)
+        service.stop()
+    counts = Counter(outcome for _, outcome in outcomes)
+    print(f"\nSIGTERM under a steady stream: exit after {exited - signalled:.2f}s, {dict(counts)}")
+    assert code == 0, service.log_tail()
+    before = Counter(outcome for started, outcome in outcomes if started < signalled)
+    assert set(before) == {"answered"}, f"a request sent before SIGTERM was not answered: {before}"
+    assert set(counts) <= {"answered", "refused"}, f"connections were accepted and then dropped: {counts}"
+    # Refused while the instance was still finishing its requests: the socket closed first.
+    assert any(outcome == "refused" and started < exited for started, outcome in outcomes), outcomes[-20:]
 
 
 def _broken_app(tmp_path: Path, module: str, source: str | None) -> UwsgiService:
