@@ -189,8 +189,9 @@ _NO_BODY = object()
 
 
 def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (413) whatever the framing, and a
-    body that stops short of its ``Content-Length`` (400)."""
+    """The request body, refusing more than ``limit`` bytes (413) whatever the framing, a body
+    that stops short of its ``Content-Length`` or last chunk (400), and a chunked body the
+    server cannot de-chunk (411): a body that was sent is never taken for an empty one."""
     length = req.content_length
     if length is not None and length > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
@@ -201,26 +202,37 @@ def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
         if len(data) < length:
             raise _body_cut_short()
         return data
-    # Without a Content-Length (chunked), only a server that de-chunks may be read: it says so
-    # with wsgi.input_terminated, and then the raw input ends at the body's end.
+    # Without a Content-Length the body is chunked, or there is none. A server that de-chunks
+    # says so with wsgi.input_terminated (under uWSGI, aerie.wsgi_guard), and the input then
+    # ends at the body's end.
     if not req.env.get("wsgi.input_terminated"):
+        if req.env.get("HTTP_TRANSFER_ENCODING"):
+            raise errors.Problem(
+                411, "bad_request", "This server cannot read a chunked body here; send it with a Content-Length."
+            )
         return b""
-    data = _read(req, limit + 1)
+    data = _read(req, limit + 1, chunked=True)
     if len(data) > limit:
         raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
     return data
 
 
-def _read(req: falcon.Request, size: int) -> bytes:
+def _read(req: falcon.Request, size: int, *, chunked: bool = False) -> bytes:
     try:
         return req.stream.read(size)
     except OSError:
         # uWSGI raises when the client goes quiet for its socket-timeout, or goes away,
-        # before the body's end: the client's doing, not a fault of ours.
-        raise _body_cut_short() from None
+        # before the body's end, and on chunked framing it cannot parse: the client's doing,
+        # not a fault of ours.
+        raise _body_cut_short(chunked=chunked) from None
 
 
-def _body_cut_short() -> errors.Problem:
+def _body_cut_short(*, chunked: bool = False) -> errors.Problem:
+    if chunked:
+        return errors.bad_request(
+            "The chunked body is malformed, has a chunk larger than the server buffers, "
+            "or stopped arriving before its last chunk."
+        )
     return errors.bad_request("The body ended before its Content-Length, or stopped arriving.")
 
 
