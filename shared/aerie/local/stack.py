@@ -406,7 +406,7 @@ class LocalStack:
         found = shutil.which("uwsgi")
         if not found:
             raise StackError(
-                "no uwsgi executable beside the Python interpreter nor on PATH: pip install 'pyuwsgi>=2.0.28'"
+                "no uwsgi executable beside the Python interpreter nor on PATH: pip install 'pyuwsgi>=2.0.29'"
             )
         return found
 
