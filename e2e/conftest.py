@@ -1,6 +1,6 @@
 """End-to-end journeys against a running Aerie: local, or staging after a deploy.
 
-The suite reads only the ``AERIE_*`` variables of API.md ("Running it"). With none set it
+The suite reads only the ``AERIE_*`` variables of docs/api.md ("Running it"). With none set it
 starts an isolated local stack on free ports and stops it afterwards. Everything a run
 creates is removed again, newest first, even when a test fails, so it can run against a
 shared staging space again and again.
@@ -239,7 +239,7 @@ class Aerie:
     def first_broken_link(entries: list[dict[str, Any]]) -> int | None:
         """The seq of the first entry whose hash chain link does not hold, or None.
 
-        Recomputed here as API.md defines it, not taken from ``/v1/audit/verify``: a customer
+        Recomputed here as docs/api.md defines it, not taken from ``/v1/audit/verify``: a customer
         checking their export must not have to trust the service that wrote it. A trail that
         retention trimmed starts from its oldest kept entry's ``prev_hash``.
         """

@@ -20,7 +20,7 @@ PROPAGATION_S = 5.0
 
 
 def bucket(key: str, value: str) -> int:
-    """The rollout bucket exactly as API.md fixes it, computed here as an independent oracle."""
+    """The rollout bucket exactly as docs/api.md fixes it, computed here as an independent oracle."""
     return int.from_bytes(hashlib.sha256(f"{key}:{value}".encode()).digest()[:4], "big") % 10000
 
 

@@ -13,7 +13,7 @@ PROBLEM = "application/problem+json"
 
 @schemathesis.check
 def errors_are_problem_documents(ctx: Any, response: Any, case: Any) -> bool | None:
-    """Every 4xx of an Aerie service is application/problem+json (API.md)."""
+    """Every 4xx of an Aerie service is application/problem+json (docs/api.md)."""
     if not 400 <= response.status_code < 500 or case.operation.path == TOKEN_ENDPOINT:
         return None
     value = response.headers.get("content-type") or [""]

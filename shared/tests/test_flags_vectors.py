@@ -23,7 +23,7 @@ OPERATORS = {"in", "not_in", "eq", "neq", "contains", "starts_with", "ends_with"
 
 
 def independent_bucket(key: str, value: str) -> int:
-    # Written out again from API.md rather than imported, so a changed formula fails here.
+    # Written out again from docs/api.md rather than imported, so a changed formula fails here.
     return int.from_bytes(sha256(f"{key}:{value}".encode()).digest()[:4], "big") % 10000
 
 

@@ -1,7 +1,7 @@
 """What an audit entry is, how its hash is computed, and how an event becomes one.
 
 An entry is exactly the document the API returns. Its ``hash`` is the hex SHA-256 of
-``prev_hash`` followed by the canonical JSON of every other field (API.md), so anyone
+``prev_hash`` followed by the canonical JSON of every other field (docs/api.md), so anyone
 holding an export can recompute the chain with the standard library alone::
 
     json.dumps(entry_without_hash, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -94,7 +94,7 @@ _SECRET_KEY_RE = re.compile(r"(secret|password|passwd|access_token|refresh_token
 
 
 def canonical(entry: Mapping[str, Any]) -> bytes:
-    """The canonical JSON of ``entry`` without its ``hash``, UTF-8 encoded (API.md)."""
+    """The canonical JSON of ``entry`` without its ``hash``, UTF-8 encoded (docs/api.md)."""
     body = {k: v for k, v in entry.items() if k != "hash"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 

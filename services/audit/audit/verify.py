@@ -45,7 +45,7 @@ def _check(trail: Trail, state: TrailState) -> tuple[int | None, int]:
 
 
 def verify(trail: Trail) -> dict[str, Any]:
-    """API.md's ``{"valid", "entries", "head", "first_invalid_seq"}``, plus the checkpoint.
+    """docs/api.md's ``{"valid", "entries", "head", "first_invalid_seq"}``, plus the checkpoint.
 
     A trim that runs during the check moves the checkpoint, and the removed entries would
     look missing: the check is then repeated on the new range (a trail is only trimmed

@@ -14,7 +14,7 @@ from audit.verify import verify
 
 
 def recompute(entries: list[dict]) -> bool:
-    """The chain checked with the standard library only, exactly as API.md describes it."""
+    """The chain checked with the standard library only, exactly as docs/api.md describes it."""
     prev = GENESIS
     for e in entries:
         body = {k: v for k, v in e.items() if k != "hash"}

@@ -17,7 +17,7 @@ Lifetime: each reconnect costs the client a snapshot fetch, so a stream lives lo
 ``AERIE_SSE_MAX_SECONDS`` (default 300 s; the stream mule has no ``harakiri``, and where one
 applies, the limit is capped 5 s below it). Because a token is checked only
 when a request starts, a long stream re-checks its caller itself: it ends at the token's
-``exp`` and within a second of the client's revocation (API.md: "within a second ...
+``exp`` and within a second of the client's revocation (docs/api.md: "within a second ...
 everywhere").
 """
 

@@ -1,6 +1,6 @@
 """Access-token verification: what every service does with ``Authorization: Bearer``.
 
-The rules (API.md, "Tokens and scopes"): RS256 or ES256 only, the key chosen by ``kid``
+The rules (docs/api.md, "Tokens and scopes"): RS256 or ES256 only, the key chosen by ``kid``
 from the tenants service's JWKS, ``iss`` and ``aud`` checked, ``exp``, ``iat``, ``iss``,
 ``aud``, ``sub`` and ``jti`` required, 30 s leeway. Tokens must carry the ``at+jwt`` type
 of RFC 9068, so refresh or ID tokens minted by some other issuer with the same keys are

@@ -2,7 +2,7 @@
 
 The server answers ``POST /v1/evaluate`` with it and the client evaluates its tenant's
 snapshot locally with it, so the two cannot disagree: there is no second implementation to
-drift. The order and the bucket formula are API.md's:
+drift. The order and the bucket formula are docs/api.md's:
 
     disabled -> user override -> tenant override -> first matching rule -> rollout -> default
 
@@ -130,7 +130,7 @@ class Evaluation:
 
 
 def bucket(key: str, value: str) -> int:
-    """The rollout bucket (0..9999) of ``value`` for flag ``key``, exactly as API.md fixes it."""
+    """The rollout bucket (0..9999) of ``value`` for flag ``key``, exactly as docs/api.md fixes it."""
     return int.from_bytes(sha256(f"{key}:{value}".encode()).digest()[:4], "big") % BUCKETS
 
 

@@ -4,7 +4,7 @@ A condition ``{"attribute", "op", "values"}`` is turned into a function ``contex
 when a flag is compiled, so evaluating it does no parsing, no validation and no dispatch on
 the operator name: the client must evaluate at least 100,000 flags a second on one core.
 
-The semantics are the ones the server and the client share (see API.md and the flags
+The semantics are the ones the server and the client share (see docs/api.md and the flags
 contract), and every rule here is chosen so that a predicate can never raise:
 
 * ``attribute`` names a context key; a dotted path walks nested objects

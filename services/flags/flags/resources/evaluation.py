@@ -71,8 +71,8 @@ class FlagSnapshot:
         scopes=READ,
         tenant=True,
         response=schemas.SNAPSHOT,
-        description="Not in API.md: the Python client (`aerie.flags.client`) evaluates this snapshot with the "
-        "same code as the server, and refetches it when `/v1/flags/stream` reports a change.",
+        description="Not in the HTTP contract: the Python client (`aerie.flags.client`) evaluates this snapshot "
+        "with the same code as the server, and refetches it when `/v1/flags/stream` reports a change.",
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         tenant_id = req.context.principal.tenant_id
