@@ -12,6 +12,7 @@ that died with entries pending, and idempotent by event id.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -28,11 +29,13 @@ import redis
 from ulid import ULID
 
 from aerie.auth.principal import Principal
+from aerie.logs import truncated
 from aerie.redis import REDIS_DOWN, RedisProvider
 
 __all__ = [
     "ENVELOPE_VERSION",
     "EVENT_CHANNEL_PREFIX",
+    "MAX_EVENT_CHARS",
     "STREAM_KEY",
     "BatchHandler",
     "EventContext",
@@ -55,6 +58,30 @@ EVENT_CHANNEL_PREFIX = "aerie:event:"
 ENVELOPE_VERSION = 1
 #: Roughly how many events the durable stream keeps; consumers are expected to keep up.
 STREAM_MAXLEN = 1_000_000
+
+#: The longest value an envelope keeps of each field that comes from a request's headers or
+#: from what a caller claims (a token request's client id): whatever arrived, longer values
+#: are cut, with a marker saying how long they were (:func:`aerie.logs.truncated`). These
+#: are the lengths the audit trail keeps of them (``audit.entry``), so nothing downstream is
+#: lost; uWSGI alone would let a User-Agent or X-Forwarded-For of 32 KiB into every event.
+MAX_ENVELOPE_CHARS: Mapping[str, int] = {
+    "tenant_id": 200,
+    "request_id": 128,
+    "ip": 64,
+    "user_agent": 512,
+}
+#: ... and of each string in ``actor`` (its type, id and client id).
+MAX_ACTOR_CHARS = 200
+_TENANT_ID_CHARS, _REQUEST_ID_CHARS, _IP_CHARS, _USER_AGENT_CHARS = MAX_ENVELOPE_CHARS.values()
+#: An event whose JSON is longer than this (in characters) has its ``data`` replaced by
+#: ``{"truncated": true, "chars": <its length>, "sha256": <of its JSON>}`` when published,
+#: and a warning is logged. Twice the 1 MiB body limit: no event of a validated request
+#: comes near it, so this is a backstop for a route that copies unbounded input into an
+#: event (the token endpoint once wrote 2.7 MB per denied request) and never alters a real
+#: event. It replaces rather than cuts strings because consumers apply ``data`` as state
+#: (the flags snapshot compiles ``data.flag``): a flags process that sees no ``revision``
+#: reloads from Redis, where a silently shortened value would be served as it is.
+MAX_EVENT_CHARS = 2 * 1024 * 1024
 
 
 def utcnow() -> str:
@@ -120,19 +147,76 @@ class EventContext:
         )
 
 
+def _bounded(value: Any, limit: int) -> Any:
+    return truncated(value, limit) if isinstance(value, str) and len(value) > limit else value
+
+
+def _bounded_envelope(event: dict[str, Any]) -> None:
+    for name, limit in MAX_ENVELOPE_CHARS.items():
+        event[name] = _bounded(event[name], limit)
+    if event["actor"]:
+        event["actor"] = {k: _bounded(v, MAX_ACTOR_CHARS) for k, v in event["actor"].items()}
+
+
 def new_event(type_: str, tenant_id: str | None, data: Mapping[str, Any], ctx: EventContext) -> dict[str, Any]:
-    return {
+    """The envelope of one event; request-borne fields cut to :data:`MAX_ENVELOPE_CHARS`.
+
+    ``data`` is the caller's, unchanged: routes bound their own input (see
+    :data:`MAX_EVENT_CHARS` for the backstop applied when publishing). While every field is
+    short (always, short of an attack) the check is a few ``len`` calls: about 0.3 us of the
+    6 us this takes.
+    """
+    actor = dict(ctx.actor) if ctx.actor else None
+    event = {
         "id": f"evt_{ULID()}",
         "type": type_,
         "version": ENVELOPE_VERSION,
         "occurred_at": utcnow(),
         "tenant_id": tenant_id,
-        "actor": dict(ctx.actor) if ctx.actor else None,
+        "actor": actor,
         "request_id": ctx.request_id,
         "ip": ctx.ip,
         "user_agent": ctx.user_agent,
         "data": dict(data),
     }
+    # Inline and call-free where it can be: this runs for every event.
+    if (
+        len(ctx.user_agent or "") > _USER_AGENT_CHARS
+        or len(ctx.ip or "") > _IP_CHARS
+        or len(ctx.request_id or "") > _REQUEST_ID_CHARS
+        or len(tenant_id or "") > _TENANT_ID_CHARS
+        or (actor and _has_long_string(actor))
+    ):
+        _bounded_envelope(event)
+    return event
+
+
+def _has_long_string(actor: Mapping[str, Any]) -> bool:
+    # A loop, not any() over a generator, which doubled what these checks add to every event.
+    for value in actor.values():  # noqa: SIM110
+        if isinstance(value, str) and len(value) > MAX_ACTOR_CHARS:
+            return True
+    return False
+
+
+def _dumps(event: Mapping[str, Any]) -> str:
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+
+
+def _within_bound(event: Mapping[str, Any], payload: str) -> tuple[Mapping[str, Any], str]:
+    """``event`` and its JSON, its ``data`` replaced by a marker (``payload`` is over :data:`MAX_EVENT_CHARS`)."""
+    data_json = json.dumps(event.get("data"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    marker = {
+        "truncated": True,
+        "chars": len(data_json),
+        "sha256": hashlib.sha256(data_json.encode("utf-8", "surrogatepass")).hexdigest(),
+    }
+    log.warning(
+        "event data over the size bound replaced by a marker",
+        extra={"event_id": event.get("id"), "event_type": event.get("type"), "chars": len(payload)},
+    )
+    bounded = {**event, "data": marker}
+    return bounded, _dumps(bounded)
 
 
 class EventPublisher:
@@ -141,8 +225,14 @@ class EventPublisher:
         self._maxlen = maxlen
 
     def add(self, pipe: Any, event: Mapping[str, Any]) -> None:
-        """Queue ``event`` on a transaction pipeline, beside the write that causes it."""
-        payload = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+        """Queue ``event`` on a transaction pipeline, beside the write that causes it.
+
+        An event over :data:`MAX_EVENT_CHARS` goes out with its ``data`` replaced by a marker:
+        the check is one ``len`` of the JSON made here anyway.
+        """
+        payload = _dumps(event)
+        if len(payload) > MAX_EVENT_CHARS:
+            event, payload = _within_bound(event, payload)
         fields = {"event": payload, "type": event["type"], "tenant_id": event.get("tenant_id") or ""}
         pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
         pipe.publish(EVENT_CHANNEL_PREFIX + event["type"], payload)

@@ -3,6 +3,13 @@
 Fields that could carry credentials are never logged: the access log records method,
 path, status and identities, never headers, bodies or query strings.
 
+Nothing a client sends makes a line long: an access line's strings are cut to
+:data:`MAX_ACCESS_FIELD_CHARS` (a request path may be as long as uWSGI's 32 KiB buffer),
+an application line's message and fields to :data:`MAX_LOG_FIELD_CHARS` and its traceback
+to :data:`MAX_EXC_INFO_CHARS`, each with a marker saying how long it was
+(:func:`truncated`). Both checks run only on a line that is already long, so an ordinary
+line costs one ``len`` more.
+
 The formatter is a few lines over ``json.dumps`` rather than python-json-logger: the access
 log writes one line per request, and the library's field processing cost about 45 µs of
 each request in the benchmark (bench/), a quarter of an authenticated read. The access log
@@ -36,7 +43,18 @@ from typing import Any
 
 import orjson
 
-__all__ = ["AccessLog", "JsonLineFormatter", "LineHandler", "LineWriter", "configure_logging", "stdout_writer"]
+__all__ = [
+    "MAX_ACCESS_FIELD_CHARS",
+    "MAX_EXC_INFO_CHARS",
+    "MAX_LOG_FIELD_CHARS",
+    "AccessLog",
+    "JsonLineFormatter",
+    "LineHandler",
+    "LineWriter",
+    "configure_logging",
+    "stdout_writer",
+    "truncated",
+]
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
@@ -44,6 +62,43 @@ _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
 #: Writes of at most this many bytes to a pipe are atomic (POSIX), so two workers sharing
 #: the stdout pipe never interleave inside each other's lines; a longer line goes alone.
 PIPE_BUF: int = getattr(select, "PIPE_BUF", 512)
+
+
+#: The longest string an access line keeps of a field (a path, say).
+MAX_ACCESS_FIELD_CHARS = 1024
+#: The longest message, and string field, an application log line keeps.
+MAX_LOG_FIELD_CHARS = 8192
+#: The longest traceback an application log line keeps: its start and its end, where the
+#: exception and its message are.
+MAX_EXC_INFO_CHARS = 32768
+
+
+def truncated(text: str, limit: int, *, keep_end: bool = False) -> str:
+    """``text`` if it has at most ``limit`` characters, else a cut ``limit`` long at most.
+
+    The cut keeps the start (with ``keep_end``, the start and the end) and marks what was
+    left out: ``"abc…[truncated, 900000 chars]"``, so a reader knows the value was longer
+    and by how much. The same marker in log lines and in events (:mod:`aerie.events`).
+    """
+    if len(text) <= limit:
+        return text
+    mark = f"…[truncated, {len(text)} chars]"
+    room = max(0, limit - len(mark))
+    tail = room // 2 if keep_end else 0
+    return text[: room - tail] + mark + (text[len(text) - tail :] if tail else "")
+
+
+def _bounded_value(value: Any, limit: int) -> Any:
+    """``value`` as a log line may carry it: strings (and what only ``str()`` can write) cut to ``limit``."""
+    if isinstance(value, str):
+        return truncated(value, limit)
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, dict):
+        return {truncated(str(k), limit): _bounded_value(v, limit) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_bounded_value(v, limit) for v in value]
+    return truncated(str(value), limit)
 
 
 #: Characters JSON leaves unescaped that many line readers take for line ends (Python's
@@ -77,9 +132,15 @@ class JsonLineFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 line[key] = value
-        if record.exc_info:
-            line["exc_info"] = self.formatException(record.exc_info)
+        exc_info = self.formatException(record.exc_info) if record.exc_info else None
+        if exc_info is not None:
+            line["exc_info"] = exc_info
         text = json.dumps(line, ensure_ascii=False, default=str)
+        if len(text) > MAX_LOG_FIELD_CHARS:  # some field may be too long: only then look
+            bounded = {k: _bounded_value(v, MAX_LOG_FIELD_CHARS) for k, v in line.items() if k != "exc_info"}
+            if exc_info is not None:
+                bounded["exc_info"] = truncated(exc_info, MAX_EXC_INFO_CHARS, keep_end=True)
+            text = json.dumps(bounded, ensure_ascii=False, default=str)
         for raw, escaped in _LINE_BREAKS.items():
             text = text.replace(raw, escaped)
         return text
@@ -346,7 +407,11 @@ class AccessLog:
         if "time" in fields or not self._static.isdisjoint(fields):
             raise ValueError("access log fields may not repeat the line's own")
         head = b'{"time":"' + _utc_now().encode() + b'",' + self._static_json
-        rest = _one_line(orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE))
+        rest = orjson.dumps(fields, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        if len(rest) > MAX_ACCESS_FIELD_CHARS:  # a field may be too long (a string is at least a byte a character)
+            bounded = {k: _bounded_value(v, MAX_ACCESS_FIELD_CHARS) for k, v in fields.items()}
+            rest = orjson.dumps(bounded, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        rest = _one_line(rest)
         self._writer.write(head + (b"," + rest[1:] if fields else b"}\n"))
 
 

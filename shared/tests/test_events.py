@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +20,9 @@ from aerie.auth.revocation import REVOKED_CLIENTS_KEY, RevocationList, record_re
 from aerie.config import RedisSettings
 from aerie.events import (
     EVENT_CHANNEL_PREFIX,
+    MAX_ACTOR_CHARS,
+    MAX_ENVELOPE_CHARS,
+    MAX_EVENT_CHARS,
     STREAM_KEY,
     EventContext,
     EventPublisher,
@@ -117,6 +121,70 @@ def test_event_context_from_request():
     assert ctx.request_id == "req-42"
     assert ctx.actor == {"type": "client", "id": "sub-9", "client_id": "cli-9"}
     assert EventContext.system("audit").actor == {"type": "service", "id": "audit", "client_id": None}
+
+
+# -- bounds (issue 23, item 2) -------------------------------------------------------------
+
+
+def test_request_borne_envelope_fields_are_cut_with_a_marker_saying_how_long_they_were():
+    huge = "h" * 900_000
+    ctx = EventContext(
+        actor={"type": "client", "id": huge, "client_id": huge, "n": 7},
+        request_id=huge,
+        ip=huge,
+        user_agent=huge,
+    )
+    evt = new_event("token.denied", huge, {"kept": "as it is"}, ctx)
+    limits = {**MAX_ENVELOPE_CHARS, "actor.id": MAX_ACTOR_CHARS, "actor.client_id": MAX_ACTOR_CHARS}
+    values = {**{k: evt[k] for k in MAX_ENVELOPE_CHARS}, "actor.id": evt["actor"]["id"]}
+    values["actor.client_id"] = evt["actor"]["client_id"]
+    for name, value in values.items():
+        assert len(value) <= limits[name], name
+        assert value.startswith("hhhh") and value.endswith("…[truncated, 900000 chars]"), name
+    assert evt["actor"]["type"] == "client" and evt["actor"]["n"] == 7
+    assert evt["data"] == {"kept": "as it is"}  # data is the route's to bound (see the backstop below)
+    assert len(json.dumps(evt)) < 2048
+
+
+def test_values_within_the_bounds_are_kept_exactly():
+    at_limit = EventContext(
+        actor={"type": "client", "id": "i" * MAX_ACTOR_CHARS, "client_id": None},
+        request_id="r" * MAX_ENVELOPE_CHARS["request_id"],
+        ip="2001:db8::1",
+        user_agent="u" * MAX_ENVELOPE_CHARS["user_agent"],
+    )
+    evt = new_event("x.y", "t" * MAX_ENVELOPE_CHARS["tenant_id"], {}, at_limit)
+    assert evt["actor"] == dict(at_limit.actor)
+    assert (evt["request_id"], evt["ip"], evt["user_agent"]) == (
+        at_limit.request_id,
+        "2001:db8::1",
+        at_limit.user_agent,
+    )
+    assert evt["tenant_id"] == "t" * MAX_ENVELOPE_CHARS["tenant_id"]
+    assert new_event("x.y", None, {}, EventContext(None, None, None, None))["actor"] is None
+
+
+def test_an_event_past_the_size_bound_is_published_with_a_marker_for_its_data(r, caplog):
+    copies = "c" * 900_000
+    evt = new_event("token.denied", "ten-1", {"a": copies, "b": copies, "c": copies}, CTX)
+    EventPublisher().publish(r, evt)
+    [(_id, fields)] = r.xrange(STREAM_KEY)
+    assert len(fields["event"]) < 2048
+    stored = json.loads(fields["event"])
+    assert stored["data"]["truncated"] is True and stored["data"]["chars"] > 2_700_000
+    assert re.fullmatch(r"[0-9a-f]{64}", stored["data"]["sha256"])
+    assert {k: v for k, v in stored.items() if k != "data"} == {k: v for k, v in evt.items() if k != "data"}
+    assert any("size bound" in rec.getMessage() and rec.event_id == evt["id"] for rec in caplog.records)
+
+
+def test_the_largest_event_a_validated_request_makes_is_published_whole(r):
+    # A flag whose default is a string as long as a 1 MiB body allows: consumers apply it as state.
+    doc = {"key": "big", "default": "v" * (1024 * 1024 - 100)}
+    evt = new_event("flag.updated", None, {"flag": doc, "revision": 3}, CTX)
+    EventPublisher().publish(r, evt)
+    [(_id, fields)] = r.xrange(STREAM_KEY)
+    assert json.loads(fields["event"]) == evt
+    assert 1024 * 1024 < len(fields["event"]) < MAX_EVENT_CHARS
 
 
 # -- publication -------------------------------------------------------------------------

@@ -26,7 +26,16 @@ import requests
 
 from aerie import logs
 from aerie.local.redis_server import RedisServer, free_port
-from aerie.logs import PIPE_BUF, AccessLog, LineWriter, configure_logging
+from aerie.logs import (
+    MAX_ACCESS_FIELD_CHARS,
+    MAX_EXC_INFO_CHARS,
+    MAX_LOG_FIELD_CHARS,
+    PIPE_BUF,
+    AccessLog,
+    LineWriter,
+    configure_logging,
+    truncated,
+)
 from aerie.testing.keys import TestKey
 from aerie.testing.process import UwsgiService
 
@@ -144,6 +153,65 @@ def test_an_application_log_message_with_unicode_line_breaks_stays_on_its_line(l
         writer.close()
     (line,) = (json.loads(line) for line in path.read_text().splitlines())
     assert line["message"] == f"bad a{LINE_BREAKS}b" and line["path"] == LINE_BREAKS
+
+
+def test_an_access_line_cuts_long_fields_and_says_how_long_they_were(log_file):
+    path, fd = log_file
+    writer = LineWriter(fd)
+    access = AccessLog("tenants", 0, writer)
+    huge = "/v1/" + "p" * 900_000
+    access.write({**FIELDS, "path": huge, "agent": "a" * 5000, "odd": types.SimpleNamespace(x="o" * 5000)})
+    access.write({**FIELDS, "path": "/v1/" + "q" * (MAX_ACCESS_FIELD_CHARS - 4)})  # at the limit: whole
+    writer.close()
+    long_line, at_limit = path.read_bytes().splitlines()
+    assert len(long_line) < 4 * MAX_ACCESS_FIELD_CHARS
+    line = json.loads(long_line)
+    assert line["path"].startswith("/v1/ppp") and line["path"].endswith("…[truncated, 900004 chars]")
+    assert len(line["path"]) == MAX_ACCESS_FIELD_CHARS
+    assert line["agent"].endswith("…[truncated, 5000 chars]") and len(line["odd"]) <= MAX_ACCESS_FIELD_CHARS
+    assert {k: line[k] for k in FIELDS if k != "path"} == {k: v for k, v in FIELDS.items() if k != "path"}
+    assert json.loads(at_limit)["path"] == "/v1/" + "q" * (MAX_ACCESS_FIELD_CHARS - 4)
+
+
+def test_an_application_line_cuts_a_long_message_fields_and_traceback(log_file):
+    path, fd = log_file
+    writer = LineWriter(fd, batch=False)
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    try:
+        configure_logging("tenants", 0, "INFO", writer=writer)
+        log = logging.getLogger("aerie.test")
+        log.warning("client %s refused", "c" * 900_000, extra={"client_id": "c" * 900_000, "n": 3})
+        try:
+            raise ValueError("v" * 900_000 + " the end")
+        except ValueError:
+            log.exception("failed")
+        log.info("short", extra={"client_id": "cli_1"})
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        writer.close()
+    warned, failed, short = (json.loads(line) for line in path.read_text().splitlines())
+    assert len(warned["message"]) == len(warned["client_id"]) == MAX_LOG_FIELD_CHARS
+    assert warned["message"].startswith("client ccc") and warned["message"].endswith("…[truncated, 900015 chars]")
+    assert warned["n"] == 3 and warned["level"] == "WARNING"
+    trace = failed["exc_info"]
+    assert len(trace) == MAX_EXC_INFO_CHARS
+    assert trace.startswith("Traceback") and trace.endswith("vvv the end")  # the start and the end, where the error is
+    assert short["message"] == "short" and short["client_id"] == "cli_1"
+
+
+@pytest.mark.parametrize(
+    ("text", "limit", "keep_end", "expected"),
+    [
+        ("abc", 3, False, "abc"),
+        ("a" * 100, 40, False, "a" * 17 + "…[truncated, 100 chars]"),
+        ("a" * 50 + "b" * 50, 43, True, "a" * 10 + "…[truncated, 100 chars]" + "b" * 10),
+        ("a" * 100, 5, False, "…[truncated, 100 chars]"),  # shorter than the marker: the marker alone
+    ],
+)
+def test_truncated(text, limit, keep_end, expected):
+    assert truncated(text, limit, keep_end=keep_end) == expected
 
 
 @pytest.mark.parametrize("name", ["time", "level", "service", "instance"])

@@ -17,14 +17,40 @@ from typing import Any
 
 from aerie.auth.principal import PLATFORM_ADMIN, PLATFORM_READ
 from aerie.config import ConfigError
+from aerie.logs import truncated
 from tenants.domain import KNOWN_SCOPES, READ_SCOPES, TENANT_SCOPES, hash_secret, secret_matches
 from tenants.signing import SigningKeys
 from tenants.storage import ClientStore, TenantStore
 
-__all__ = ["IssuedToken", "Issuer", "OAuthError", "PlatformClient", "platform_clients_from_env"]
+__all__ = [
+    "MAX_CLIENT_ID_CHARS",
+    "MAX_CLIENT_SECRET_CHARS",
+    "MAX_SCOPE_CHARS",
+    "MAX_TENANT_ID_CHARS",
+    "IssuedToken",
+    "Issuer",
+    "OAuthError",
+    "PlatformClient",
+    "platform_clients_from_env",
+]
 
 # Compared against when the client id is unknown, so both paths cost the same.
 _DUMMY_HASH = hash_secret("not a real secret")
+
+#: What a token request may bring, checked before anything is looked up (issue 23). Each is
+#: far beyond what a real client sends, and what stays of a refused value in an event is
+#: bounded by the same numbers. A client id: ours are 30 characters (``cli_`` and a ULID),
+#: the platform clients' come from the environment and are held to it at start-up.
+MAX_CLIENT_ID_CHARS = 128
+#: Ours are 43 characters (256 random bits); the bootstrap secret is held to it at start-up.
+MAX_CLIENT_SECRET_CHARS = 256
+#: Every known scope, space-separated, is 130 characters.
+MAX_SCOPE_CHARS = 512
+#: Ours are 30 characters (``ten_`` and a ULID); no tenant id is longer than 64 (audit's rule).
+MAX_TENANT_ID_CHARS = 64
+#: How many refused scopes an error names, each cut to ``_SCOPE_NAME_CHARS``.
+_LISTED_SCOPES = 5
+_SCOPE_NAME_CHARS = 40
 
 
 class OAuthError(Exception):
@@ -60,8 +86,10 @@ def platform_clients_from_env(env: Mapping[str, str]) -> dict[str, PlatformClien
     boot_secret = env.get("AERIE_BOOTSTRAP_CLIENT_SECRET")
     if not boot_id or not boot_secret:
         raise ConfigError("AERIE_BOOTSTRAP_CLIENT_ID and AERIE_BOOTSTRAP_CLIENT_SECRET must both be set")
-    if len(boot_secret) < 32:
-        raise ConfigError("AERIE_BOOTSTRAP_CLIENT_SECRET must be at least 32 characters")
+    if len(boot_id) > MAX_CLIENT_ID_CHARS:
+        raise ConfigError(f"AERIE_BOOTSTRAP_CLIENT_ID must be at most {MAX_CLIENT_ID_CHARS} characters")
+    if not 32 <= len(boot_secret) <= MAX_CLIENT_SECRET_CHARS:
+        raise ConfigError(f"AERIE_BOOTSTRAP_CLIENT_SECRET must be 32 to {MAX_CLIENT_SECRET_CHARS} characters")
     clients[boot_id] = PlatformClient(boot_id, hash_secret(boot_secret), frozenset({PLATFORM_ADMIN}))
     raw = env.get("AERIE_SERVICE_CLIENTS")
     if raw:
@@ -79,6 +107,8 @@ def platform_clients_from_env(env: Mapping[str, str]) -> dict[str, PlatformClien
             unknown = set(scopes) - set(KNOWN_SCOPES)
             if unknown:
                 raise ConfigError(f"AERIE_SERVICE_CLIENTS[{i}] has unknown scopes: {', '.join(sorted(unknown))}")
+            if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS:
+                raise ConfigError(f"AERIE_SERVICE_CLIENTS[{i}] client_id must be 1 to {MAX_CLIENT_ID_CHARS} characters")
             clients[client_id] = PlatformClient(client_id, str(digest).lower(), frozenset(scopes))
     return clients
 
@@ -104,6 +134,7 @@ class Issuer:
         self._tenants = tenants
 
     def issue(self, client_id: str, secret: str, scope: str | None, tenant_id: str | None) -> IssuedToken:
+        _check_lengths(client_id, secret, scope, tenant_id)
         platform = self._platform.get(client_id)
         if platform is not None:
             if not secret_matches(secret, platform.secret_hash):
@@ -145,14 +176,12 @@ class Issuer:
         wanted = set(requested.split())
         unknown = wanted - set(KNOWN_SCOPES)
         if unknown:
-            raise OAuthError("invalid_scope", f"Unknown scope: {' '.join(sorted(unknown))}.", tenant_id=tenant_id)
+            raise OAuthError("invalid_scope", f"Unknown scope: {_listed(unknown)}.", tenant_id=tenant_id)
         if PLATFORM_ADMIN in allowed and tenant_id is None:
             return sorted(wanted)
         refused = wanted - allowed
         if refused:
-            raise OAuthError(
-                "invalid_scope", f"The client may not have: {' '.join(sorted(refused))}.", tenant_id=tenant_id
-            )
+            raise OAuthError("invalid_scope", f"The client may not have: {_listed(refused)}.", tenant_id=tenant_id)
         return sorted(wanted)
 
     def _mint(self, client_id: str, tenant_id: str | None, scopes: list[str], *, platform: bool) -> IssuedToken:
@@ -171,3 +200,23 @@ class Issuer:
         if tenant_id is not None:
             claims["tenant_id"] = tenant_id
         return IssuedToken(self._keys.sign(claims), self.ttl_s, claims["scope"], claims, platform)
+
+
+def _check_lengths(client_id: str, secret: str, scope: str | None, tenant_id: str | None) -> None:
+    """Refuse what no client sends, before anything is looked up (the limits above)."""
+    if len(client_id) > MAX_CLIENT_ID_CHARS:
+        raise OAuthError("invalid_client", f"No client id is longer than {MAX_CLIENT_ID_CHARS} characters.", 401)
+    if len(secret) > MAX_CLIENT_SECRET_CHARS:
+        raise OAuthError("invalid_client", f"No secret is longer than {MAX_CLIENT_SECRET_CHARS} characters.", 401)
+    if scope is not None and len(scope) > MAX_SCOPE_CHARS:
+        raise OAuthError("invalid_request", f"scope is limited to {MAX_SCOPE_CHARS} characters.")
+    if tenant_id is not None and len(tenant_id) > MAX_TENANT_ID_CHARS:
+        raise OAuthError("invalid_request", f"tenant_id is limited to {MAX_TENANT_ID_CHARS} characters.")
+
+
+def _listed(scopes: set[str]) -> str:
+    """Some of ``scopes`` for an error's description: a few, each cut short, and how many more."""
+    names = sorted(scopes)
+    shown = " ".join(truncated(name, _SCOPE_NAME_CHARS) for name in names[:_LISTED_SCOPES])
+    more = len(names) - _LISTED_SCOPES
+    return f"{shown} (and {more} more)" if more > 0 else shown

@@ -2,6 +2,17 @@
 
 Errors here are RFC 6749 JSON (``{"error", "error_description"}``), not problem+json:
 OAuth client libraries parse them. Every token issued or denied is published as an event.
+
+The endpoint answers anyone, so everything a request brings is bounded before it is looked
+up, stored, published or logged (issue 23): the form to :data:`MAX_FORM_BYTES` (refused on
+its ``Content-Length`` before a byte is read), the Authorization header to
+:data:`MAX_AUTHORIZATION_CHARS`, and each field to the limits in :mod:`tenants.issuer`
+(:data:`~tenants.issuer.MAX_CLIENT_ID_CHARS` and the rest), all far beyond any real
+client's. Past one, the answer is ``invalid_request`` (400), or ``invalid_client`` (401)
+for credentials no client can have; the ``token.denied`` event keeps at most
+:data:`~tenants.issuer.MAX_CLIENT_ID_CHARS` of a claimed client id and
+:data:`MAX_REASON_CHARS` of the reason, and :func:`aerie.events.new_event` bounds the
+request's headers, so its stream entry stays under 2 KB whatever was sent (it was 2.7 MB).
 """
 
 from __future__ import annotations
@@ -13,20 +24,46 @@ from urllib.parse import parse_qs, unquote_plus
 
 import falcon
 
+from aerie import errors
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.events import EventContext, EventPublisher, new_event
+from aerie.logs import truncated
 from aerie.middleware import read_body
 from aerie.redis import RedisProvider
-from tenants.issuer import Issuer, OAuthError
+from tenants.issuer import (
+    MAX_CLIENT_ID_CHARS,
+    MAX_CLIENT_SECRET_CHARS,
+    MAX_SCOPE_CHARS,
+    MAX_TENANT_ID_CHARS,
+    Issuer,
+    OAuthError,
+)
 
 FORM = "application/x-www-form-urlencoded"
 
+#: A token request's whole form: its fields at their limits, percent-encoded, fit with room
+#: to spare (a real request is a few hundred bytes), and 4 KiB is a 256th of the 1 MiB the
+#: JSON routes take. Refused on the ``Content-Length`` alone, before the body is read.
+MAX_FORM_BYTES = 4096
+#: ``Basic `` and the base64 of a client id and secret at their limits, percent-encoded.
+MAX_AUTHORIZATION_CHARS = 2048
+#: ``client_credentials`` is the only grant; any grant type's name is shorter.
+MAX_GRANT_TYPE_CHARS = 64
+#: What a ``token.denied`` event and the error's description keep of the reason (ours, but
+#: it may quote requested scopes).
+MAX_REASON_CHARS = 256
+
 TOKEN_REQUEST = {
-    "grant_type": {"type": "string", "required": True, "allowed": ["client_credentials"]},
-    "scope": {"type": "string"},
-    "tenant_id": {"type": "string"},
-    "client_id": {"type": "string"},
-    "client_secret": {"type": "string"},
+    "grant_type": {
+        "type": "string",
+        "required": True,
+        "allowed": ["client_credentials"],
+        "maxlength": MAX_GRANT_TYPE_CHARS,
+    },
+    "scope": {"type": "string", "maxlength": MAX_SCOPE_CHARS},
+    "tenant_id": {"type": "string", "maxlength": MAX_TENANT_ID_CHARS},
+    "client_id": {"type": "string", "maxlength": MAX_CLIENT_ID_CHARS},
+    "client_secret": {"type": "string", "maxlength": MAX_CLIENT_SECRET_CHARS},
 }
 TOKEN_RESPONSE = {
     "access_token": {"type": "string"},
@@ -40,7 +77,13 @@ def _form(req: falcon.Request) -> dict[str, str]:
     media = (req.content_type or "").split(";", 1)[0].strip().lower()
     if media != FORM:
         raise OAuthError("invalid_request", f"The body must be {FORM}.")
-    raw = read_body(req)
+    length = req.content_length
+    if length is not None and length > MAX_FORM_BYTES:
+        raise OAuthError("invalid_request", f"A token request's form is limited to {MAX_FORM_BYTES} bytes.")
+    try:
+        raw = read_body(req, MAX_FORM_BYTES)
+    except errors.Problem as exc:  # chunked past the limit, or cut short: answered the OAuth way
+        raise OAuthError("invalid_request", exc.description or "The form body cannot be read.") from None
     try:
         parsed = parse_qs(raw.decode("utf-8"), keep_blank_values=True, strict_parsing=bool(raw))
     except (UnicodeDecodeError, ValueError):
@@ -57,6 +100,8 @@ def _credentials(req: falcon.Request, form: dict[str, str]) -> tuple[str, str]:
     if header:
         if in_body:
             raise OAuthError("invalid_request", "Use one client authentication method, not two.")
+        if len(header) > MAX_AUTHORIZATION_CHARS:
+            raise OAuthError("invalid_client", "The Authorization header is longer than any client's credentials.", 401)
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "basic":
             raise OAuthError("invalid_client", "Use HTTP Basic or client_id/client_secret fields.", 401)
@@ -87,7 +132,7 @@ class TokenResource:
         media=FORM,
         response=TOKEN_RESPONSE,
         description="Form-encoded (RFC 6749 section 4.4). Client authentication by HTTP Basic or "
-        "client_id/client_secret. "
+        f"client_id/client_secret. The form is limited to {MAX_FORM_BYTES} bytes and each field to its maxLength. "
         "Errors are RFC 6749 JSON: invalid_client 401, invalid_scope, unsupported_grant_type, invalid_request 400.",
         responses={400: "RFC 6749 error", 401: "invalid_client"},
     )
@@ -100,6 +145,8 @@ class TokenResource:
             grant = form.get("grant_type")
             if not grant:
                 raise OAuthError("invalid_request", "grant_type is required.")
+            if len(grant) > MAX_GRANT_TYPE_CHARS:
+                raise OAuthError("invalid_request", f"grant_type is limited to {MAX_GRANT_TYPE_CHARS} characters.")
             if grant != "client_credentials":
                 raise OAuthError("unsupported_grant_type", "Only client_credentials is supported.")
             client_id, secret = _credentials(req, form)
@@ -125,16 +172,21 @@ class TokenResource:
         }
 
     def _deny(self, req: falcon.Request, resp: falcon.Response, exc: OAuthError, client_id: str | None) -> None:
-        data: dict[str, Any] = {"client_id": client_id, "error": exc.error, "reason": exc.description}
-        event = new_event("token.denied", exc.tenant_id, data, self._context(req, client_id))
+        # The claimed client id is whatever the caller sent (it may be no client's): cut to
+        # the longest a client id can be, so the event stays small whatever arrived.
+        claimed = truncated(client_id, MAX_CLIENT_ID_CHARS) if client_id else client_id
+        reason = truncated(exc.description, MAX_REASON_CHARS)
+        data: dict[str, Any] = {"client_id": claimed, "error": exc.error, "reason": reason}
+        event = new_event("token.denied", exc.tenant_id, data, self._context(req, claimed))
         self._events.publish(self._redis.client, event)
         resp.status = exc.status
         if exc.status == 401:
             resp.set_header("WWW-Authenticate", 'Basic realm="aerie"')
-        resp.media = {"error": exc.error, "error_description": exc.description}
+        resp.media = {"error": exc.error, "error_description": reason}
 
     @staticmethod
     def _context(req: falcon.Request, client_id: str | None) -> EventContext:
+        """The request's context with the (claimed) client as actor; new_event bounds the rest."""
         ctx = EventContext.from_request(req)
         actor = {"type": "client", "id": client_id, "client_id": client_id} if client_id else None
         return EventContext(actor=actor, request_id=ctx.request_id, ip=ctx.ip, user_agent=ctx.user_agent)
