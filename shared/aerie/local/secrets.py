@@ -117,6 +117,9 @@ def new_signing_jwks() -> dict[str, Any]:
     """
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     jwk = RSAAlgorithm.to_jwk(key, as_dict=True)
+    # PyJWT adds key_ops ["sign"]; "use" says it already, and RFC 7517 (4.3) advises against
+    # both. The issuer never publishes key_ops either way (tenants.signing).
+    jwk.pop("key_ops", None)
     kid = f"local-{datetime.now(UTC):%Y%m%d}-{secrets.token_hex(4)}"
     jwk.update({"kid": kid, "alg": "RS256", "use": "sig"})
     return {"keys": [jwk]}

@@ -13,6 +13,9 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 __all__ = ["TestKey", "make_claims"]
 
+#: A JWK's private members (RFC 7518), and key_ops, which a published key does not carry.
+_NOT_PUBLISHED = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k", "key_ops"})
+
 
 class TestKey:
     """A private signing key with its kid, able to mint any token a test needs."""
@@ -30,14 +33,16 @@ class TestKey:
             jwk = json.loads(ECAlgorithm.to_jwk(self.private))
         else:
             raise ValueError(alg)
+        # As PyJWT writes it, so with key_ops ["sign"] for RSA, like the keys deployments hold.
         self.private_jwk: dict[str, Any] = {**jwk, "kid": kid, "alg": alg, "use": "sig"}
 
     def private_jwks(self) -> dict[str, Any]:
         return {"keys": [self.private_jwk]}
 
     def public_jwk(self) -> dict[str, Any]:
-        private = {"d", "p", "q", "dp", "dq", "qi"}
-        return {k: v for k, v in self.private_jwk.items() if k not in private}
+        """The key as a JWKS publishes it: no private member, and no key_ops (a private key's
+        ``["sign"]`` makes WebCrypto refuse to import it for verifying)."""
+        return {k: v for k, v in self.private_jwk.items() if k not in _NOT_PUBLISHED}
 
     def public_pem(self) -> bytes:
         from cryptography.hazmat.primitives import serialization
