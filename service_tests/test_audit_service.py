@@ -268,8 +268,8 @@ def test_tenant_client_and_token_actions_carry_who_from_where(audit: UwsgiServic
     assert issued["user_agent"] == "auditor-agent/2.0" and issued["request_id"] == "req-token-1"
     assert issued["ip"] == "127.0.0.1"
     assert by_action["client.created"]["target"] == {"type": "client", "id": client_id}
-    # tenants publishes a failed authentication without a tenant (it does not trust the
-    # client id yet), so the denial is on the platform trail.
+    # A wrong secret for the tenant's client is an attack on the tenant's credentials: the
+    # denial names the tenant, and lands in the platform's trail and in the tenant's own.
     admin = http.bearer()
 
     def denials() -> list[dict[str, Any]]:
@@ -277,7 +277,8 @@ def test_tenant_client_and_token_actions_carry_who_from_where(audit: UwsgiServic
 
     assert wait_for(denials, 10)
     (denial,) = denials()
-    assert denial["tenant_id"] is None and denial["request_id"] == "req-denied-1"
+    assert denial["tenant_id"] == tenant["id"] and denial["request_id"] == "req-denied-1"
+    assert [e["id"] for e in entries_of(audit, token, action="token.denied")] == [denial["id"]]
     assert denial["actor"]["client_id"] == client_id and denial["ip"] == "127.0.0.1"
     # Deleting the tenant keeps its trail: offboarding is part of the record.
     assert http.request("DELETE", f"/v1/tenants/{tenant['id']}", headers=admin).status_code == 204

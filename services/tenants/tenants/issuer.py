@@ -143,7 +143,11 @@ class Issuer:
         stored = self._clients.get(client_id)
         matches = secret_matches(secret, stored["secret_hash"] if stored else _DUMMY_HASH)
         if stored is None or not matches:
-            raise OAuthError("invalid_client", "Client authentication failed.", 401)
+            # A wrong secret for a tenant's client is an attack on that tenant's credentials:
+            # the denial names the tenant, so it reaches the tenant's own trail too. The answer
+            # is the same as for an unknown client, so it tells the caller nothing.
+            owner = stored["tenant_id"] if stored else None
+            raise OAuthError("invalid_client", "Client authentication failed.", 401, tenant_id=owner)
         if stored["status"] != "active":
             raise OAuthError("invalid_client", "Client authentication failed.", 401, tenant_id=stored["tenant_id"])
         if tenant_id is not None:

@@ -66,6 +66,21 @@ def test_tenant_client_token_is_bound_to_its_tenant_and_scopes(api, client):
     assert jwt.decode(narrowed, options={"verify_signature": False})["scope"] == "projects:read"
 
 
+def test_a_wrong_secret_for_a_tenants_client_names_the_tenant_in_the_denial(api, client, redis_url):
+    tenant = api.create_tenant("initech")
+    created = api.create_client(tenant["id"], ["projects:read"])
+    form = "grant_type=client_credentials"
+    wrong = post_token(client, form, {"Authorization": basic(created["client_id"], "x" * 43)})
+    unknown = post_token(client, form, {"Authorization": basic("cli_nobody", "x" * 43)})
+    # The caller learns nothing: both answers are the same.
+    assert (wrong.status_code, wrong.json) == (unknown.status_code, unknown.json) == (
+        401,
+        {"error": "invalid_client", "error_description": "Client authentication failed."},
+    )
+    denied = [e for e in events(redis_url, "token.denied") if e["data"].get("client_id") == created["client_id"]]
+    assert [e["tenant_id"] for e in denied] == [tenant["id"]]
+
+
 def test_platform_client_can_mint_a_tenant_bound_token(api, redis_url):
     tenant = api.create_tenant("globex")
     token = api.token(tenant_id=tenant["id"], scope="projects:read")
