@@ -73,6 +73,19 @@ def stack_env(pytestconfig: pytest.Config) -> Iterator[dict[str, str]]:
             yield env
 
 
+@pytest.fixture
+def own_stack(stack_env: dict[str, str]) -> dict[str, str]:
+    """``stack_env``, for a test that must not run on a stack others use: skipped against AERIE_* URLs.
+
+    Journeys name what they make after the run, so they can share a staging; a test that
+    creates fixed names (the README's tenant ``acme``, its platform-wide flag
+    ``new-dashboard``) would fail on a second run there, or replace someone's flag.
+    """
+    if _configured() is not None:
+        pytest.skip("makes fixed, platform-wide names: runs only against a local stack this run starts")
+    return stack_env
+
+
 @dataclass
 class Call:
     """One HTTP call a journey made, as a failure report shows it."""
