@@ -32,8 +32,8 @@ from aerie.cf.manifest import (
     validate_manifest,
 )
 from aerie.cf.secrets import is_secret_var
-from aerie.cf.version import GitVersion, describe
-from aerie.local.stack import KNOWN_SERVICES, find_repo_root, service_order
+from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
+from aerie.suite.version import GitVersion, describe
 
 __all__ = ["DeployError", "Step", "main", "plan", "run"]
 

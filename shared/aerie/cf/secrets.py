@@ -24,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from aerie.local.secrets import (
+from aerie.suite.secrets import (
     DEFAULT_CLIENT_SERVICES,
     generate,
     new_signing_jwks,

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from aerie.local.stack import KNOWN_SERVICES, find_repo_root, service_order
+from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 
 __all__ = [
     "CFIGNORE",

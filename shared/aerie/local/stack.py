@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from aerie.cf.version import describe
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.local.secrets import LocalSecrets, load_or_create, write_private_file
+from aerie.suite.layout import KNOWN_SERVICES, RepoNotFound, find_repo_root, service_order
+from aerie.suite.version import describe
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -47,8 +48,6 @@ __all__ = [
     "resolve_ports",
 ]
 
-#: Start order: the issuer first, so the others find its JWKS when they come up.
-KNOWN_SERVICES: tuple[str, ...] = ("tenants", "projects", "flags", "audit")
 DEFAULT_PORTS: Mapping[str, int] = {"tenants": 8081, "projects": 8082, "flags": 8083, "audit": 8084}
 DEFAULT_REDIS_PORT = 6380
 HOST = "127.0.0.1"
@@ -73,25 +72,6 @@ _NOT_INHERITED = {
 
 class StackError(RuntimeError):
     """The stack could not start or lost a process; the message says which and why."""
-
-
-def find_repo_root(start: Path | None = None) -> Path:
-    """The nearest directory at or above ``start`` (default: cwd) that holds ``services/``."""
-    here = Path(start or Path.cwd()).resolve()
-    for candidate in (here, *here.parents):
-        if (candidate / "services").is_dir():
-            return candidate
-    # Run from elsewhere: this file sits at <repo>/shared/aerie/local/stack.py.
-    fallback = Path(__file__).resolve().parents[3]
-    if (fallback / "services").is_dir():
-        return fallback
-    raise StackError(f"no services/ folder at or above {here}; run from inside the Aerie repository")
-
-
-def service_order(names: Sequence[str]) -> list[str]:
-    """Known services in their start order, any others alphabetically after them."""
-    known = [n for n in KNOWN_SERVICES if n in names]
-    return known + sorted(n for n in names if n not in KNOWN_SERVICES)
 
 
 def discover_services(repo_root: Path) -> list[str]:
@@ -271,7 +251,7 @@ class LocalStack:
     @property
     def version(self) -> str:
         if self._version is None:
-            # The same version a deploy gives every manifest (aerie.cf.version), from git tags.
+            # The same version a deploy gives every manifest (aerie.suite.version), from git tags.
             try:
                 self._version = describe(self.repo_root).version
             except (OSError, subprocess.SubprocessError, ValueError):
@@ -648,7 +628,7 @@ def _banner(stack: LocalStack, elapsed: float) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         repo_root = find_repo_root()
-    except StackError as exc:
+    except RepoNotFound as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args = _parse_args(argv, repo_root)
