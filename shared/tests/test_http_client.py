@@ -525,13 +525,13 @@ def test_calling_service_answers_503_problem(base_url, state):
 
 
 def test_session_recreated_in_a_forked_process(base_url, state, monkeypatch):
-    import aerie.http_client as module
+    import os
 
     c = client(base_url)
     parent_session = c.session
     assert c.session is parent_session
-    real_getpid = module.os.getpid
-    monkeypatch.setattr(module.os, "getpid", lambda: real_getpid() + 1)
+    real_getpid = os.getpid
+    monkeypatch.setattr(os, "getpid", lambda: real_getpid() + 1)
     assert c.session is not parent_session
     assert c.get("/echo").status_code == 200
 
