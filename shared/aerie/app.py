@@ -67,7 +67,7 @@ class Infrastructure:
     subscriber: Subscriber
     revocations: RevocationList
     verifier: TokenVerifier
-    #: Threads each worker runs (consumers, refreshers); see :mod:`aerie.background`.
+    #: Threads each worker runs (the subscriber, consumers, sweepers); see :mod:`aerie.background`.
     background: Background
 
     @classmethod
@@ -82,10 +82,17 @@ class Infrastructure:
         verifier = TokenVerifier(
             keys, issuer=settings.issuer, audience=settings.audience, is_revoked=revocations.is_revoked
         )
-        return cls(settings, redis_provider, subscriber, revocations, verifier, Background())
+        background = Background()
+        # The subscriber is one more worker: it starts with the service's own, after the fork.
+        background.add("subscriber", lambda: subscriber)
+        return cls(settings, redis_provider, subscriber, revocations, verifier, background)
 
     def close(self) -> None:
-        """Stop background threads (tests build many apps in one process)."""
+        """Stop background threads (tests build many apps in one process).
+
+        The subscriber is stopped even when no ``ensure_started`` of the background started
+        it: a first request or stream may have (see :meth:`Subscriber.ensure_started`).
+        """
         self.background.stop()
         self.subscriber.stop()
 
@@ -99,9 +106,9 @@ def create_service_app(
 ) -> falcon.App:
     """A ``falcon.App`` with the standard middleware, system routes and the service's routes.
 
-    Refuses to build if any responder lacks an ``@endpoint`` declaration. When the service
-    registered workers on ``infra.background``, every request and ``/ready`` probe makes sure
-    they run in this process (the service's ``get_app()`` starts them after the fork).
+    Refuses to build if any responder lacks an ``@endpoint`` declaration. Every request and
+    ``/ready`` probe makes sure ``infra.background``'s workers run in this process (the
+    service's ``get_app()`` starts them after the fork, :func:`aerie.service.started`).
     """
     settings = infra.settings
     middleware: list[object] = [

@@ -1,10 +1,12 @@
-"""Threads that must run in every worker process: stream consumers, snapshot refreshers.
+"""The one lifecycle of the threads every worker process runs: the pub/sub subscriber,
+stream consumers (the tenant-deletion cascade, audit's ingest), sweepers (retention).
 
 Threads do not survive a fork. ``base.ini`` sets ``lazy-apps``, so each uWSGI worker builds
-its app after it forked, and a service's ``get_app()`` calls :meth:`Background.ensure_started`
-there. The app factory also calls it on every request and every ``/ready`` probe, and it
-notices a fork by the pid, so a worker never runs without its threads for longer than one
-request. Tests build apps without starting anything and call ``Infrastructure.close()``.
+its app after it forked, and every service's ``get_app()`` starts them there, through
+:func:`aerie.service.started`. The app factory also calls :meth:`Background.ensure_started`
+on every request and every ``/ready`` probe, and it notices a fork by the pid, so a worker
+never runs without its threads for longer than one request. Tests build apps without
+starting anything and call ``Infrastructure.close()``.
 """
 
 from __future__ import annotations

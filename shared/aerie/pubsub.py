@@ -47,8 +47,16 @@ class Subscriber:
     def on_connect(self, hook: Callable[[], None]) -> None:
         self._on_connect.append(hook)
 
+    def start(self) -> None:
+        """As one of :class:`aerie.background.Background`'s workers: :meth:`ensure_started`."""
+        self.ensure_started()
+
     def ensure_started(self) -> None:
-        """Start (or, after a fork, restart) the listener thread. Cheap to call per request."""
+        """Start (or, after a fork, restart) the listener thread. Cheap to call per request.
+
+        Code that needs the subscription now (a stream, the flag snapshot) calls this as a
+        safety net; the worker's :class:`~aerie.background.Background` starts it first.
+        """
         if self._pid == os.getpid() and self._thread is not None:
             return
         with self._lock:
