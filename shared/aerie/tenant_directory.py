@@ -24,6 +24,7 @@ from typing import Any, Protocol
 from cachetools import LRUCache
 
 from aerie import errors
+from aerie.config import ConfigError, Settings
 from aerie.http_client import ClientCredentials, PeerUnavailable, ServiceClient
 from aerie.pubsub import Subscriber
 
@@ -78,17 +79,17 @@ class TenantDirectory:
             subscriber.on_connect(self.clear)
 
     @classmethod
-    def from_settings(cls, settings: Any, subscriber: Subscriber | None) -> TenantDirectory:
-        tenants_url = getattr(settings, "tenants_url", None)
-        if not tenants_url:
-            raise ValueError("AERIE_TENANTS_URL is needed to ask the tenants service")
+    def from_settings(cls, settings: Settings, subscriber: Subscriber | None) -> TenantDirectory:
+        """The directory a service asks with its own client credentials."""
+        if not (settings.tenants_url and settings.client_id and settings.client_secret):
+            raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
         provider = ClientCredentials.from_settings(settings, scope="platform:read")
         # One lookup at a time per process: a silent tenants service then holds one thread of
         # a worker until the read timeout, and the others answer 503 at once (aerie.http_client).
         client = ServiceClient(
-            tenants_url,
+            settings.tenants_url,
             token_provider=provider,
-            service_name=getattr(settings, "service", "aerie"),
+            service_name=settings.service,
             peer="tenants",
             max_in_flight=1,
         )

@@ -1,17 +1,18 @@
-"""The audit service, wired: ``build(settings, ...)``, ``create_app`` and ``get_app()``."""
+"""The audit service, wired: ``build(settings, config, ...)``, ``create_app`` and ``get_app()``."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
-from aerie.config import ConfigError, Settings
+from aerie.config import Settings
+from aerie.readiness import tenants_ready_checks
 from aerie.redis import pool_for_threads
-from aerie.sse import uwsgi_threads
-from aerie.stream_server import StreamsReachable, run_mule, socket_path
+from aerie.service import Process, started
+from aerie.stream_server import StreamsReachable, run_mule
+from aerie.system import ReadyCheck
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from audit.access import Trails
 from audit.config import AuditConfig
@@ -43,24 +44,19 @@ EXPORT_THREADS = 16
 
 def build(
     settings: Settings,
-    infra: Infrastructure | None = None,
     config: AuditConfig | None = None,
-    tenants: TenantSource | None = None,
     *,
-    threads: int | None = None,
-    streams_socket: str | None = None,
+    infra: Infrastructure | None = None,
+    tenants: TenantSource | None = None,
+    process: Process = Process(),
 ) -> AuditService:
     """The service from its dependencies; what is not given is made from ``settings``.
 
-    ``threads`` is the threads of the process (a uWSGI worker's, or the export mule's), which
-    the Redis pool is sized for. ``/ready`` also checks the export mule when
-    ``streams_socket`` says where it listens (``aerie.stream_server``).
+    The Redis pool is sized for the process's threads (:class:`aerie.service.Process`).
     """
-    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, threads))
-    config = config or AuditConfig()
+    config = config or AuditConfig.from_settings(settings)
+    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, process.threads))
     if tenants is None:
-        if not (settings.tenants_url and settings.client_id and settings.client_secret):
-            raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
         tenants = TenantDirectory.from_settings(settings, infra.subscriber)
     infra.background.add(
         "ingest",
@@ -71,6 +67,9 @@ def build(
     if config.retention_days is not None:
         days = config.retention_days
         infra.background.add("retention", lambda: Retention(infra.redis, days, interval_s=config.retention_interval_s))
+    ready_checks: dict[str, ReadyCheck] = tenants_ready_checks(settings)
+    if process.streams_socket:
+        ready_checks["streams"] = StreamsReachable(process.streams_socket)
     trails = Trails(infra.redis, WriteGuard(tenants))
     routes: list[Route] = [
         ("/v1/audit/events", AuditEvents(trails, PageCache())),
@@ -81,7 +80,7 @@ def build(
     app = create_service_app(
         infra,
         routes,
-        ready_checks={"streams": StreamsReachable(streams_socket)} if streams_socket else None,
+        ready_checks=ready_checks,
         description="Every security-relevant action of the suite, per tenant, in a hash chain anyone can verify.",
     )
     return AuditService(app, infra, config, tenants)
@@ -89,29 +88,24 @@ def build(
 
 def create_app(
     settings: Settings,
-    infra: Infrastructure | None = None,
     config: AuditConfig | None = None,
+    *,
+    infra: Infrastructure | None = None,
     tenants: TenantSource | None = None,
 ) -> falcon.App:
-    return build(settings, infra, config, tenants).app
+    return build(settings, config, infra=infra, tenants=tenants).app
 
 
 def get_app() -> falcon.App | None:
-    def make(settings: Settings) -> falcon.App:
-        service = build(
-            settings, config=AuditConfig.from_env(os.environ), threads=uwsgi_threads(), streams_socket=socket_path()
-        )
-        # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
-        service.infra.background.ensure_started()
-        return service.app
-
-    return exit_on_config_error("audit", make)
+    return exit_on_config_error(
+        "audit", lambda s: started(build(s, AuditConfig.from_settings(s), process=Process.uwsgi_worker()))
+    )
 
 
 def serve_exports() -> None:
     """The export mule (``audit/mule.py``): serves ``/v1/audit/export`` (``aerie.stream_server``)."""
     run_mule(
         "audit",
-        lambda settings: build(settings, config=AuditConfig.from_env(os.environ), threads=EXPORT_THREADS).app,
+        lambda s: build(s, AuditConfig.from_settings(s), process=Process.stream_mule(EXPORT_THREADS)).app,
         threads=EXPORT_THREADS,
     )

@@ -35,7 +35,7 @@ def tenants() -> FakeTenants:
 @pytest.fixture
 def service(settings: Settings, signing_key: TestKey, tenants: FakeTenants) -> Iterator[AuditService]:
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, AuditConfig(reclaim_idle_ms=500, block_ms=20), tenants)
+    svc = build(settings, AuditConfig(reclaim_idle_ms=500, block_ms=20), infra=infra, tenants=tenants)
     yield svc
     svc.close()
 

@@ -338,7 +338,7 @@ def test_redis_away_is_503_not_500_nor_a_truncated_export(signing_key):
         },
     )
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, tenants=FakeTenants())
+    svc = build(settings, infra=infra, tenants=FakeTenants())
     try:
         api = Api(testing.TestClient(svc.app), signing_key)
         for path in ("/v1/audit/events", "/v1/audit/export", "/v1/audit/verify"):

@@ -66,13 +66,13 @@ def test_only_one_process_sweeps_at_a_time(redis_provider):
     assert Trail(redis_provider, TEN_A).state().cp_seq == 0
 
 
-def test_retention_setting_is_checked():
-    assert AuditConfig.from_env({}).retention_days is None
-    assert AuditConfig.from_env({"AUDIT_RETENTION_DAYS": "90"}).retention_days == 90
-    assert AuditConfig.from_env({"AUDIT_RETENTION_DAYS": ""}).retention_days is None
+def test_retention_setting_is_checked(settings):
+    assert AuditConfig.from_settings(settings, {}).retention_days is None
+    assert AuditConfig.from_settings(settings, {"AUDIT_RETENTION_DAYS": "90"}).retention_days == 90
+    assert AuditConfig.from_settings(settings, {"AUDIT_RETENTION_DAYS": ""}).retention_days is None
     for bad in ("0", "-3", "ninety", "1.5", "\u00b2", "9" * 5000):
         with pytest.raises(ConfigError, match="AUDIT_RETENTION_DAYS"):
-            AuditConfig.from_env({"AUDIT_RETENTION_DAYS": bad})
+            AuditConfig.from_settings(settings, {"AUDIT_RETENTION_DAYS": bad})
 
 
 def test_export_of_100k_entries_streams_in_constant_memory(redis_provider):
@@ -104,7 +104,7 @@ def test_the_retention_worker_runs_only_when_configured(settings, signing_key):
 
     for config, expected in ((AuditConfig(block_ms=20), False), (AuditConfig(retention_days=7, block_ms=20), True)):
         infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-        svc = build(settings, infra, config, FakeTenants())
+        svc = build(settings, config, infra=infra, tenants=FakeTenants())
         try:
             svc.infra.background.ensure_started()
             assert svc.infra.background.worker("ingest") is not None

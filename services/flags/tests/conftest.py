@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 from falcon import testing
-from flagtest import ISSUER, Api
+from flagtest import ISSUER, Api, fast_config
 
 from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
@@ -39,7 +39,7 @@ def tenants() -> FakeTenants:
 @pytest.fixture
 def service(settings: Settings, signing_key: TestKey, tenants: FakeTenants) -> Iterator[FlagsService]:
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, tenants, consumer_block_ms=50)
+    svc = build(settings, fast_config(settings), infra=infra, tenants=tenants)
     yield svc
     svc.close()
 

@@ -3,15 +3,23 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from falcon import testing
 
+from aerie.config import Settings
 from aerie.testing.keys import TestKey, make_claims
+from flags.config import FlagsConfig
 
 ISSUER = "http://tenants.test"
 TEN_A, TEN_B = "ten_A", "ten_B"
 TENANT_SCOPES = "flags:read flags:write"
+
+
+def fast_config(settings: Settings) -> FlagsConfig:
+    """The settings' config, with a cascade consumer that stops within 50 ms."""
+    return replace(FlagsConfig.from_settings(settings), consumer_block_ms=50)
 
 
 class Api:

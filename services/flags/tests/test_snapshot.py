@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from falcon import testing
-from flagtest import TEN_A, Api
+from flagtest import TEN_A, Api, fast_config
 
 from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
@@ -23,7 +23,7 @@ from flags.app import FlagsService, build
 def second(settings: Settings, signing_key, tenants: FakeTenants) -> Iterator[FlagsService]:
     """Another instance of the service on the same Redis (its own pool, subscriber, snapshot)."""
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, tenants, consumer_block_ms=50)
+    svc = build(settings, fast_config(settings), infra=infra, tenants=tenants)
     yield svc
     svc.close()
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 from falcon import testing
-from flagtest import ISSUER, TEN_A, TEN_B, Api
+from flagtest import ISSUER, TEN_A, TEN_B, Api, fast_config
 
 from aerie.app import Infrastructure
 from aerie.auth.revocation import record_revocation
@@ -39,7 +39,7 @@ def _service(env, signing_key, tenants, max_seconds: str) -> FlagsService:
     short = {**env, "AERIE_SSE_MAX_SECONDS": max_seconds, "AERIE_SSE_HEARTBEAT_SECONDS": "0.5"}
     settings = Settings.from_env("flags", {**short, "AERIE_SSE_MAX_STREAMS": "2"})
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    return build(settings, infra, tenants, consumer_block_ms=50)
+    return build(settings, fast_config(settings), infra=infra, tenants=tenants)
 
 
 @pytest.fixture

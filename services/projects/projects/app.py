@@ -1,4 +1,4 @@
-"""The projects service, wired: ``build(settings, ...)``, ``create_app`` and ``get_app()``."""
+"""The projects service, wired: ``build(settings, config, ...)``, ``create_app`` and ``get_app()``."""
 
 from __future__ import annotations
 
@@ -7,17 +7,18 @@ from dataclasses import dataclass
 import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
-from aerie.config import ConfigError, Settings
+from aerie.config import Settings
+from aerie.readiness import tenants_ready_checks
 from aerie.redis import pool_for_threads
-from aerie.sse import uwsgi_threads
-from aerie.stream_server import STREAM_THREADS, StreamsReachable, run_mule, socket_path
+from aerie.service import Process, started
+from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
 from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
 from projects.cascade import TenantCascade
+from projects.config import ProjectsConfig
 from projects.event_positions import EventPositions, PositionedPublisher
-from projects.event_stream import LiveProjectEvents, ProjectEventStream, StreamLimits
+from projects.event_stream import LiveProjectEvents, ProjectEventStream
 from projects.pages import PageCache
-from projects.readiness import TenantsReachable
 from projects.resources.events import ProjectEvents
 from projects.resources.projects import ProjectBatchUpdate, ProjectCollection, ProjectItem, Scope
 
@@ -30,7 +31,8 @@ class ProjectsService:
 
     app: falcon.App
     infra: Infrastructure
-    status: TenantSource
+    config: ProjectsConfig
+    tenants: TenantSource
 
     def close(self) -> None:
         self.infra.close()
@@ -38,39 +40,34 @@ class ProjectsService:
 
 def build(
     settings: Settings,
-    infra: Infrastructure | None = None,
-    status: TenantSource | None = None,
+    config: ProjectsConfig | None = None,
     *,
-    threads: int | None = None,
-    streams_socket: str | None = None,
+    infra: Infrastructure | None = None,
+    tenants: TenantSource | None = None,
+    process: Process = Process(),
 ) -> ProjectsService:
     """The service from its dependencies; what is not given is made from ``settings``.
 
-    ``threads`` is the threads of the process (a uWSGI worker's, or the stream mule's):
-    open event streams are capped below it, and the Redis pool sized above it. ``/ready``
-    also checks the tenants service whenever it is configured (it always is in production:
-    tenant status comes from it; unit tests pass a fake ``status`` instead), and the stream
-    mule when ``streams_socket`` says where it listens (``aerie.stream_server``).
+    Open event streams are capped below the process's threads, and the Redis pool sized
+    above them (:class:`aerie.service.Process`).
     """
-    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, threads))
-    if status is None:
-        if not (settings.tenants_url and settings.client_id and settings.client_secret):
-            raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
-        status = TenantDirectory.from_settings(settings, infra.subscriber)
-    ready_checks: dict[str, ReadyCheck] = {}
-    if settings.tenants_url:
-        ready_checks["tenants"] = TenantsReachable.at(settings.tenants_url, settings.service)
-    if streams_socket:
-        ready_checks["streams"] = StreamsReachable(streams_socket)
+    config = config or ProjectsConfig.from_settings(settings)
+    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, process.threads))
+    if tenants is None:
+        tenants = TenantDirectory.from_settings(settings, infra.subscriber)
+    ready_checks: dict[str, ReadyCheck] = tenants_ready_checks(settings)
+    if process.streams_socket:
+        ready_checks["streams"] = StreamsReachable(process.streams_socket)
 
     events = PositionedPublisher()
-    forget = getattr(status, "clear", None)
+    forget = getattr(tenants, "clear", None)
     cascade = TenantCascade(infra.redis, events, on_deleted=(lambda _tid: forget()) if forget else None)
     infra.background.add("cascade", lambda: cascade.consumer(infra.redis))
 
-    limits = StreamLimits.from_env(settings.extra).for_threads(threads)
+    limits = config.stream_limits.for_threads(process.threads)
     stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
-    scope = Scope(infra.redis, events, WriteGuard(status), PageCache.from_env(settings.extra))
+    pages = PageCache(config.page_cache_bytes) if config.page_cache_bytes else None
+    scope = Scope(infra.redis, events, WriteGuard(tenants), pages)
     routes: list[Route] = [
         ("/v1/projects", ProjectCollection(scope)),
         ("/v1/projects/batch-update", ProjectBatchUpdate(scope)),
@@ -83,23 +80,23 @@ def build(
         ready_checks=ready_checks,
         description="Each tenant's projects; removes a deleted tenant's projects.",
     )
-    return ProjectsService(app, infra, status)
+    return ProjectsService(app, infra, config, tenants)
 
 
 def create_app(
-    settings: Settings, infra: Infrastructure | None = None, status: TenantSource | None = None
+    settings: Settings,
+    config: ProjectsConfig | None = None,
+    *,
+    infra: Infrastructure | None = None,
+    tenants: TenantSource | None = None,
 ) -> falcon.App:
-    return build(settings, infra, status).app
+    return build(settings, config, infra=infra, tenants=tenants).app
 
 
 def get_app() -> falcon.App | None:
-    def make(settings: Settings) -> falcon.App:
-        service = build(settings, threads=uwsgi_threads(), streams_socket=socket_path())
-        # lazy-apps (shared/uwsgi/base.ini): this runs in the worker, after the fork.
-        service.infra.background.ensure_started()
-        return service.app
-
-    return exit_on_config_error("projects", make)
+    return exit_on_config_error(
+        "projects", lambda s: started(build(s, ProjectsConfig.from_settings(s), process=Process.uwsgi_worker()))
+    )
 
 
 def serve_streams() -> None:
@@ -107,4 +104,4 @@ def serve_streams() -> None:
 
     The same app, without the background consumers the workers already run.
     """
-    run_mule("projects", lambda settings: build(settings, threads=STREAM_THREADS).app)
+    run_mule("projects", lambda s: build(s, ProjectsConfig.from_settings(s), process=Process.stream_mule()).app)

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Mapping
 from dataclasses import dataclass
 
 import orjson
 from cachetools import LRUCache
-
-from aerie.config import int_setting
 
 __all__ = ["DEFAULT_MAX_BYTES", "JsonPage", "PageCache"]
 
@@ -65,12 +62,6 @@ class PageCache:
             maxsize=max_bytes, getsizeof=lambda entry: _footprint(entry[1])
         )
         self._lock = threading.Lock()
-
-    @classmethod
-    def from_env(cls, extra: Mapping[str, str]) -> PageCache | None:
-        """The cache ``AERIE_PAGE_CACHE_BYTES`` asks for; None (every page read) for 0."""
-        max_bytes = int_setting(extra, "AERIE_PAGE_CACHE_BYTES", DEFAULT_MAX_BYTES, 0, 64 * 1024 * 1024)
-        return cls(max_bytes) if max_bytes else None
 
     def get(self, key: PageKey) -> tuple[str, JsonPage] | None:
         """The lists version and page kept for ``key``, if any."""

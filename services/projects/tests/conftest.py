@@ -37,7 +37,7 @@ def tenant_status() -> FakeTenants:
 @pytest.fixture
 def service(settings: Settings, signing_key: TestKey, tenant_status: FakeTenants) -> Iterator[ProjectsService]:
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, tenant_status)
+    svc = build(settings, infra=infra, tenants=tenant_status)
     yield svc
     svc.close()
 

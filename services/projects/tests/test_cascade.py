@@ -45,7 +45,7 @@ def test_deletion_published_before_the_consumer_started_is_handled(settings, sig
     _delete_tenant(redis_url, TEN_A)  # nobody consumes yet: projects is "down"
     assert _keys(redis_url, TEN_A)
 
-    svc = build(settings, infra, tenant_status)
+    svc = build(settings, infra=infra, tenants=tenant_status)
     try:
         svc.infra.background.ensure_started()  # what the worker does on start, /ready and any request
         assert wait_for(lambda: not _keys(redis_url, TEN_A))

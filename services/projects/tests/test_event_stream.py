@@ -79,7 +79,7 @@ def short_settings(redis_url: str) -> Settings:
 @pytest.fixture
 def sse(short_settings, signing_key, tenant_status) -> Iterator[testing.TestClient]:
     infra = Infrastructure.from_settings(short_settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(short_settings, infra, tenant_status)
+    svc = build(short_settings, infra=infra, tenants=tenant_status)
     yield testing.TestClient(svc.app)
     svc.close()
 
@@ -257,7 +257,7 @@ def long_sse(redis_url, signing_key, tenant_status) -> Iterator[testing.TestClie
     env = {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER, "AERIE_SSE_MAX_SECONDS": "20"}
     settings = Settings.from_env("projects", env)
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-    svc = build(settings, infra, tenant_status)
+    svc = build(settings, infra=infra, tenants=tenant_status)
     yield testing.TestClient(svc.app)
     svc.close()
 

@@ -115,9 +115,14 @@ def test_the_cache_is_bounded_by_bytes() -> None:
 
 
 def test_the_size_comes_from_the_environment() -> None:
-    from aerie.config import ConfigError
+    from aerie.config import ConfigError, Settings
+    from projects.config import ProjectsConfig
 
-    assert PageCache.from_env({}) is not None
-    assert PageCache.from_env({"AERIE_PAGE_CACHE_BYTES": "0"}) is None
+    def page_cache_bytes(**env: str) -> int:
+        settings = Settings.from_env("projects", {"REDIS_URL": "redis://127.0.0.1:1/0", "AERIE_ISSUER": "x", **env})
+        return ProjectsConfig.from_settings(settings).page_cache_bytes
+
+    assert page_cache_bytes() > 0
+    assert page_cache_bytes(AERIE_PAGE_CACHE_BYTES="0") == 0  # no cache: every page read
     with pytest.raises(ConfigError, match="AERIE_PAGE_CACHE_BYTES"):
-        PageCache.from_env({"AERIE_PAGE_CACHE_BYTES": "lots"})
+        page_cache_bytes(AERIE_PAGE_CACHE_BYTES="lots")

@@ -14,8 +14,8 @@ from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.http_client import PeerUnavailable, ServiceClient
 from aerie.local.redis_server import free_port
+from aerie.readiness import TenantsReachable
 from projects.app import build
-from projects.readiness import TenantsReachable
 
 
 class FakeTenants(ThreadingHTTPServer):
@@ -74,7 +74,7 @@ def test_ready_names_tenants_when_it_is_away(redis_url, signing_key, tenant_stat
     def ready(tenants_url: str) -> testing.Result:
         settings = Settings.from_env("projects", {"REDIS_URL": redis_url, "AERIE_TENANTS_URL": tenants_url})
         infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
-        svc = build(settings, infra, tenant_status)
+        svc = build(settings, infra=infra, tenants=tenant_status)
         try:
             return testing.TestClient(svc.app).simulate_get("/ready")
         finally:

@@ -1,4 +1,4 @@
-"""The tenants service, wired: ``create_app(settings, deps)`` and ``get_app()``."""
+"""The tenants service, wired: ``build(settings, config, ...)``, ``create_app`` and ``get_app()``."""
 
 from __future__ import annotations
 
@@ -8,35 +8,40 @@ import falcon
 
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.auth.tokens import StaticKeySource
-from aerie.config import Settings, int_setting
+from aerie.config import Settings
 from aerie.events import EventPublisher
-from tenants.issuer import Issuer, PlatformClient, platform_clients_from_env
+from aerie.service import started
+from tenants.config import TenantsConfig
+from tenants.issuer import Issuer
 from tenants.resources.clients import ClientCollection, ClientItem
 from tenants.resources.oauth import TokenResource
 from tenants.resources.tenants import TenantAction, TenantCollection, TenantItem
 from tenants.resources.wellknown import AuthorizationServerMetadata, JWKSResource
-from tenants.signing import SigningKeys
 from tenants.storage import ClientStore, TenantStore
 
-__all__ = ["TenantsConfig", "create_app", "get_app"]
+__all__ = ["TenantsConfig", "TenantsService", "build", "create_app", "get_app"]
 
 
-@dataclass(frozen=True)
-class TenantsConfig:
-    keys: SigningKeys
-    platform_clients: dict[str, PlatformClient]
-    token_ttl_s: int
+@dataclass
+class TenantsService:
+    """The app and what runs beside it, so tests (and wsgi) can start and stop it."""
 
-    @classmethod
-    def from_settings(cls, settings: Settings) -> TenantsConfig:
-        return cls(
-            keys=SigningKeys.from_env_value(settings.require("AERIE_SIGNING_KEYS")),
-            platform_clients=platform_clients_from_env(settings.extra),
-            token_ttl_s=int_setting(settings.extra, "AERIE_TOKEN_TTL", 900, 60, 86_400),
-        )
+    app: falcon.App
+    infra: Infrastructure
+    config: TenantsConfig
+
+    def close(self) -> None:
+        self.infra.close()
 
 
-def create_app(settings: Settings, config: TenantsConfig, infra: Infrastructure | None = None) -> falcon.App:
+def build(
+    settings: Settings, config: TenantsConfig | None = None, *, infra: Infrastructure | None = None
+) -> TenantsService:
+    """The service from its dependencies; what is not given is made from ``settings``.
+
+    The one service without a tenant directory: it is the directory the others ask.
+    """
+    config = config or TenantsConfig.from_settings(settings)
     # The issuer verifies its own tokens with its own keys: no HTTP call to itself.
     infra = infra or Infrastructure.from_settings(settings, keys=StaticKeySource(config.keys.jwks()))
     events = EventPublisher()
@@ -62,12 +67,19 @@ def create_app(settings: Settings, config: TenantsConfig, infra: Infrastructure 
         ("/v1/tenants/{tenant_id}/clients", ClientCollection(tenants, clients)),
         ("/v1/tenants/{tenant_id}/clients/{client_id}", ClientItem(tenants, clients)),
     ]
-    return create_service_app(
+    app = create_service_app(
         infra,
         routes,
         description="Tenant lifecycle, API clients, and the OAuth2 token endpoint and JWKS every service trusts.",
     )
+    return TenantsService(app, infra, config)
+
+
+def create_app(
+    settings: Settings, config: TenantsConfig | None = None, *, infra: Infrastructure | None = None
+) -> falcon.App:
+    return build(settings, config, infra=infra).app
 
 
 def get_app() -> falcon.App | None:
-    return exit_on_config_error("tenants", lambda s: create_app(s, TenantsConfig.from_settings(s)))
+    return exit_on_config_error("tenants", lambda s: started(build(s, TenantsConfig.from_settings(s))))

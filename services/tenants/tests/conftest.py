@@ -10,7 +10,8 @@ from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.testing.http import basic_auth as basic
 from aerie.testing.keys import TestKey
-from tenants.app import TenantsConfig, create_app
+from tenants.app import create_app
+from tenants.config import TenantsConfig
 
 pytest_plugins = ["aerie.testing.fixtures"]
 
@@ -54,7 +55,7 @@ def app(env: dict[str, str]):
     settings = Settings.from_env("tenants", env)
     config = TenantsConfig.from_settings(settings)
     infra = Infrastructure.from_settings(settings, keys=StaticKeySource(config.keys.jwks()))
-    yield create_app(settings, config, infra)
+    yield create_app(settings, config, infra=infra)
     infra.close()
 
 

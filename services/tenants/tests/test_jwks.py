@@ -15,7 +15,8 @@ from falcon import testing
 
 from aerie.config import Settings
 from aerie.testing.keys import TestKey
-from tenants.app import TenantsConfig, create_app
+from tenants.app import create_app
+from tenants.config import TenantsConfig
 from tenants.signing import SigningKeys
 
 PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}

@@ -203,7 +203,8 @@ def test_rotation_signs_with_the_first_key_and_publishes_both(env, redis_url, ap
 
     from aerie.config import Settings
     from aerie.testing.keys import TestKey
-    from tenants.app import TenantsConfig, create_app
+    from tenants.app import create_app
+    from tenants.config import TenantsConfig
 
     old, new = TestKey("old"), TestKey("new", alg="ES256")
     env = {**env, "AERIE_SIGNING_KEYS": json.dumps({"keys": [new.private_jwk, old.private_jwk]})}
@@ -230,7 +231,7 @@ def test_authorization_server_metadata(client):
 @pytest.mark.parametrize(("ttl", "seconds"), [(None, 900), ("", 900), ("60", 60), ("86400", 86_400)])
 def test_token_ttl_setting(env, ttl: str | None, seconds: int):
     from aerie.config import Settings
-    from tenants.app import TenantsConfig
+    from tenants.config import TenantsConfig
 
     extra = {} if ttl is None else {"AERIE_TOKEN_TTL": ttl}
     assert TenantsConfig.from_settings(Settings.from_env("tenants", {**env, **extra})).token_ttl_s == seconds
@@ -239,7 +240,7 @@ def test_token_ttl_setting(env, ttl: str | None, seconds: int):
 @pytest.mark.parametrize("ttl", ["59", "86401", "soon", "1.5", "\u00b2", "9" * 5000])
 def test_a_bad_token_ttl_stops_start_up_with_its_name(env, ttl: str):
     from aerie.config import ConfigError, Settings
-    from tenants.app import TenantsConfig
+    from tenants.config import TenantsConfig
 
     with pytest.raises(ConfigError, match="AERIE_TOKEN_TTL"):
         TenantsConfig.from_settings(Settings.from_env("tenants", {**env, "AERIE_TOKEN_TTL": ttl}))

@@ -1,4 +1,7 @@
-"""``/ready``'s check of the tenants service: without it no token key, no write can be checked.
+"""``/ready``'s check of the tenants service, for every service that asks it about tenants.
+
+Without tenants a service has no token key and cannot check a write (a suspended tenant's
+writes are refused), so it is not ready while tenants is away.
 
 The probe is the tenants service's own ``GET /health`` (no token, no Redis on its side),
 asked with a short timeout and no retries, and its verdict is kept for a few seconds:
@@ -12,9 +15,11 @@ import threading
 import time
 from collections.abc import Callable
 
+from aerie.config import Settings
 from aerie.http_client import PeerUnavailable, ServiceClient
+from aerie.system import ReadyCheck
 
-__all__ = ["TenantsReachable"]
+__all__ = ["TenantsReachable", "tenants_ready_checks"]
 
 
 class TenantsReachable:
@@ -51,3 +56,11 @@ class TenantsReachable:
                 return response.status_code == 200
         except PeerUnavailable:
             return False
+
+
+def tenants_ready_checks(settings: Settings) -> dict[str, ReadyCheck]:
+    """``{"tenants": ...}`` when the service is configured to ask tenants (production always
+    is; unit tests that pass a fake tenant directory are not), else nothing."""
+    if not settings.tenants_url:
+        return {}
+    return {"tenants": TenantsReachable.at(settings.tenants_url, settings.service)}
