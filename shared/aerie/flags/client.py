@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aerie.flags.evaluation import ERROR, STALE, Evaluation, error_evaluation
-from aerie.flags.snapshot import Snapshot
+from aerie.flags.snapshot import TenantSnapshot
 from aerie.flags.sync import Syncer
 from aerie.http_client import ServiceClient
 
@@ -112,7 +112,7 @@ class FlagsClient:
         }
         #: The last snapshot fetched (any process's: a forked child inherits it). Replaced as a
         #: whole, so readers need no lock.
-        self._snapshot: Snapshot | None = None
+        self._snapshot: TenantSnapshot | None = None
         #: True while the service cannot be reached after a snapshot was had.
         self._stale = False
         self._closed = False
@@ -203,7 +203,7 @@ class FlagsClient:
         # The parent's threads are gone and its locks may have been held mid-fork.
         self._reset_process_state()
 
-    def _set_snapshot(self, snapshot: Snapshot) -> None:
+    def _set_snapshot(self, snapshot: TenantSnapshot) -> None:
         self._snapshot = snapshot
         # A fetch still in flight when close() ran lands after it: closed stays stale.
         self._stale = self._closed

@@ -3,9 +3,9 @@
 The body is everything the server itself evaluates with for the caller's tenant: every flag
 document, the tenant's overrides, the tenant's attributes and id. :func:`parse_snapshot`
 compiles each flag once, so an evaluation in the client is as cheap as in the server, and
-builds an immutable :class:`Snapshot` that the client swaps in as a whole: readers never see
-half of an update and never take a lock. (Its mappings are plain dicts that nothing writes
-to after parsing: a read-only proxy would cost a tenth of an evaluation's time.)
+builds an immutable :class:`TenantSnapshot` that the client swaps in as a whole: readers
+never see half of an update and never take a lock. (Its mappings are plain dicts that
+nothing writes to after parsing: a read-only proxy would cost a tenth of an evaluation's time.)
 """
 
 from __future__ import annotations
@@ -17,13 +17,13 @@ from typing import Any
 
 from aerie.flags.evaluation import ABSENT, CompiledFlag, Evaluation, compile_flag
 
-__all__ = ["Snapshot", "parse_snapshot"]
+__all__ = ["TenantSnapshot", "parse_snapshot"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
-class Snapshot:
+class TenantSnapshot:
     flags: Mapping[str, CompiledFlag]
     tenant_overrides: Mapping[str, Any]
     user_overrides: Mapping[str, Mapping[str, Any]]
@@ -64,7 +64,7 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-def parse_snapshot(body: Any) -> Snapshot:
+def parse_snapshot(body: Any) -> TenantSnapshot:
     """The snapshot in a response body; ValueError when the body is not one.
 
     A malformed body is refused as a whole (the client then keeps what it had) rather than
@@ -80,7 +80,7 @@ def parse_snapshot(body: Any) -> Snapshot:
     users = _mapping(overrides.get("users"), "overrides.users")
     tenant_id = body.get("tenant_id")
     revision = body.get("revision")
-    return Snapshot(
+    return TenantSnapshot(
         flags={str(key): compile_flag(doc) for key, doc in docs.items()},
         tenant_overrides=dict(_mapping(overrides.get("tenant"), "overrides.tenant")),
         user_overrides={

@@ -35,7 +35,7 @@ import requests
 from sseclient import SSEClient
 from ulid import ULID
 
-from aerie.flags.snapshot import Snapshot, parse_snapshot
+from aerie.flags.snapshot import TenantSnapshot, parse_snapshot
 from aerie.http_client import PeerUnavailable, ServiceClient, TokenProvider
 
 __all__ = ["Backoff", "Syncer"]
@@ -72,7 +72,7 @@ class Syncer:
         self,
         http: ServiceClient,
         tokens: TokenProvider | None,
-        on_snapshot: Callable[[Snapshot], None],
+        on_snapshot: Callable[[TenantSnapshot], None],
         on_failure: Callable[[], None],
         *,
         poll_interval_s: float,

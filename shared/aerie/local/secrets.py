@@ -12,28 +12,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from aerie.suite.secrets import (
-    BOOTSTRAP_CLIENT_ID,
-    DEFAULT_CLIENT_SERVICES,
-    SERVICE_CLIENT_SCOPES,
-    ServiceClient,
-    SuiteSecrets,
-    generate,
-    new_signing_jwks,
-    write_private_file,
-)
+from aerie.suite.secrets import DEFAULT_CLIENT_SERVICES, SuiteSecrets, generate, new_signing_jwks, write_private_file
 
-__all__ = [
-    "BOOTSTRAP_CLIENT_ID",
-    "DEFAULT_CLIENT_SERVICES",
-    "SERVICE_CLIENT_SCOPES",
-    "LocalSecrets",
-    "ServiceClient",
-    "generate",
-    "load_or_create",
-    "new_signing_jwks",
-    "write_private_file",
-]
+__all__ = ["LocalSecrets", "load_or_create", "new_signing_jwks"]
 
 #: The stack's secrets are the suite's secrets, kept in a file.
 LocalSecrets = SuiteSecrets

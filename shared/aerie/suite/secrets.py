@@ -24,7 +24,7 @@ __all__ = [
     "BOOTSTRAP_CLIENT_ID",
     "DEFAULT_CLIENT_SERVICES",
     "SERVICE_CLIENT_SCOPES",
-    "ServiceClient",
+    "ServiceCredentials",
     "SuiteSecrets",
     "generate",
     "new_service_client",
@@ -40,7 +40,7 @@ DEFAULT_CLIENT_SERVICES: tuple[str, ...] = ("projects", "flags", "audit")
 
 
 @dataclass(frozen=True)
-class ServiceClient:
+class ServiceCredentials:
     """A service's own platform client; tenants only ever sees the secret's SHA-256."""
 
     client_id: str
@@ -62,7 +62,7 @@ class SuiteSecrets:
     bootstrap_client_id: str
     bootstrap_client_secret: str
     redis_password: str
-    service_clients: Mapping[str, ServiceClient] = field(default_factory=dict)
+    service_clients: Mapping[str, ServiceCredentials] = field(default_factory=dict)
 
     def signing_keys_json(self) -> str:
         """``AERIE_SIGNING_KEYS``: the private JWK Set as one line of JSON."""
@@ -88,7 +88,7 @@ class SuiteSecrets:
         try:
             boot = data["bootstrap_client"]
             clients = {
-                name: ServiceClient(c["client_id"], c["secret"], tuple(c["scopes"]))
+                name: ServiceCredentials(c["client_id"], c["secret"], tuple(c["scopes"]))
                 for name, c in data.get("service_clients", {}).items()
             }
             keys = data["signing_keys"]
@@ -125,8 +125,8 @@ def new_signing_jwks() -> dict[str, Any]:
     return {"keys": [jwk]}
 
 
-def new_service_client(service: str) -> ServiceClient:
-    return ServiceClient(f"svc-{service}", secrets.token_urlsafe(32))
+def new_service_client(service: str) -> ServiceCredentials:
+    return ServiceCredentials(f"svc-{service}", secrets.token_urlsafe(32))
 
 
 def generate(services: Iterable[str] = DEFAULT_CLIENT_SERVICES) -> SuiteSecrets:
