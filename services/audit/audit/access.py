@@ -1,4 +1,4 @@
-"""Which trail a caller may read or append to.
+"""Which trail a caller may read or append to (the rule itself is :class:`aerie.tenancy.TenantScope`'s).
 
 Reading (``audit:read``): a tenant token reads its own tenant's trail (``?tenant_id=`` may
 only repeat it); a platform token needs ``platform:admin`` and reads the tenant it names,
@@ -14,36 +14,21 @@ record what happens to such a tenant (its suspension is itself an entry).
 
 from __future__ import annotations
 
-from aerie import errors
 from aerie.auth.principal import PLATFORM_ADMIN, Principal
 from aerie.redis import RedisProvider
-from aerie.tenant_directory import WriteGuard
+from aerie.tenancy import ANY_PLATFORM, TenantScope
 from audit.trail import Trail
 
-__all__ = ["Trails"]
+__all__ = ["TrailAccess"]
 
 
-class Trails:
-    def __init__(self, redis_provider: RedisProvider, guard: WriteGuard) -> None:
+class TrailAccess:
+    def __init__(self, redis_provider: RedisProvider, scope: TenantScope) -> None:
         self._redis = redis_provider
-        self._guard = guard
+        self._scope = scope
 
     def for_reading(self, principal: Principal, requested: str | None) -> Trail:
-        if principal.is_platform:
-            if PLATFORM_ADMIN not in principal.scopes:
-                raise errors.Problem(
-                    403, "tenant_required", "Use a tenant-bound token; only platform:admin reads any trail."
-                )
-            return Trail(self._redis, requested)
-        if requested is not None and requested != principal.tenant_id:
-            raise errors.forbidden("Only platform:admin may read another tenant's trail.")
-        return Trail(self._redis, principal.tenant_id)
+        return Trail(self._redis, self._scope.reading(principal, requested, platform=PLATFORM_ADMIN))
 
     def for_writing(self, principal: Principal, requested: str | None) -> Trail:
-        if principal.is_platform:
-            return Trail(self._redis, requested)
-        if requested is not None and requested != principal.tenant_id:
-            raise errors.forbidden("A tenant token appends to its own tenant's trail only.")
-        assert principal.tenant_id is not None
-        self._guard.require_active(principal.tenant_id)
-        return Trail(self._redis, principal.tenant_id)
+        return Trail(self._redis, self._scope.writing(principal, requested, platform=ANY_PLATFORM))

@@ -13,8 +13,9 @@ from aerie.redis import pool_for_threads
 from aerie.service import Process, started
 from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
-from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
-from audit.access import Trails
+from aerie.tenancy import TenantScope
+from aerie.tenant_directory import TenantDirectory, TenantSource
+from audit.access import TrailAccess
 from audit.config import AuditConfig
 from audit.ingest import consumer
 from audit.page_cache import PageCache
@@ -70,7 +71,7 @@ def build(
     ready_checks: dict[str, ReadyCheck] = tenants_ready_checks(settings)
     if process.streams_socket:
         ready_checks["streams"] = StreamsReachable(process.streams_socket)
-    trails = Trails(infra.redis, WriteGuard(tenants))
+    trails = TrailAccess(infra.redis, TenantScope(tenants))
     routes: list[Route] = [
         ("/v1/audit/events", AuditEvents(trails, PageCache())),
         ("/v1/audit/events/{entry_id}", AuditEvent(trails)),

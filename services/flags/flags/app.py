@@ -15,13 +15,14 @@ from aerie.service import Process, started
 from aerie.sse import LiveStreams
 from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
-from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
+from aerie.tenancy import TenantScope
+from aerie.tenant_directory import TenantDirectory, TenantSource
 from flags.cascade import TenantCascade
 from flags.config import FlagsConfig
 from flags.evaluator import Evaluator
 from flags.resources.definitions import FlagCollection, FlagItem
 from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot
-from flags.resources.overrides import Overrides, TenantOverride, UserOverride
+from flags.resources.overrides import OverrideAccess, TenantOverride, UserOverride
 from flags.resources.stream import FlagStream
 from flags.snapshot import Snapshot
 from flags.storage import FlagStore
@@ -67,7 +68,8 @@ def build(
     cascade = TenantCascade(store)
     infra.background.add("cascade", lambda: cascade.consumer(infra.redis, block_ms=config.consumer_block_ms))
     evaluator = Evaluator(snapshot, tenants)
-    overrides = Overrides(infra.redis, events, WriteGuard(tenants), snapshot)
+    scope = TenantScope(tenants)
+    overrides = OverrideAccess(infra.redis, events, scope, snapshot)
     limits = config.stream_limits.for_threads(process.threads).for_harakiri(process.harakiri)
     streams = LiveStreams(live_flag_events(infra.subscriber), limits)
     changes = FlagChanges(streams, infra.revocations.is_revoked)
@@ -76,13 +78,13 @@ def build(
         ready_checks["streams"] = StreamsReachable(process.streams_socket)
     routes: list[Route] = [
         ("/v1/flags", FlagCollection(store)),
-        ("/v1/flags/snapshot", FlagSnapshot(evaluator, snapshot)),
+        ("/v1/flags/snapshot", FlagSnapshot(evaluator, snapshot, scope)),
         ("/v1/flags/stream", FlagStream(changes)),
         ("/v1/flags/{key}", FlagItem(store, snapshot)),
-        ("/v1/flags/{key}/evaluation", FlagEvaluation(evaluator, snapshot)),
+        ("/v1/flags/{key}/evaluation", FlagEvaluation(evaluator, snapshot, scope)),
         ("/v1/flags/{key}/overrides/tenant", TenantOverride(overrides)),
         ("/v1/flags/{key}/overrides/users/{user_id}", UserOverride(overrides)),
-        ("/v1/evaluate", Evaluate(evaluator)),
+        ("/v1/evaluate", Evaluate(evaluator, scope)),
     ]
     app = create_service_app(
         infra,

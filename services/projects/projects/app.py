@@ -13,14 +13,15 @@ from aerie.redis import pool_for_threads
 from aerie.service import Process, started
 from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
-from aerie.tenant_directory import TenantDirectory, TenantSource, WriteGuard
+from aerie.tenancy import TenantScope
+from aerie.tenant_directory import TenantDirectory, TenantSource
 from projects.cascade import TenantCascade
 from projects.config import ProjectsConfig
 from projects.event_positions import EventPositions, PositionedPublisher
 from projects.event_stream import LiveProjectEvents, ProjectEventStream
 from projects.pages import PageCache
 from projects.resources.events import ProjectEvents
-from projects.resources.projects import ProjectBatchUpdate, ProjectCollection, ProjectItem, Scope
+from projects.resources.projects import ProjectAccess, ProjectBatchUpdate, ProjectCollection, ProjectItem
 
 __all__ = ["ProjectsService", "build", "create_app", "get_app", "serve_streams"]
 
@@ -67,12 +68,12 @@ def build(
     limits = config.stream_limits.for_threads(process.threads)
     stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
     pages = PageCache(config.page_cache_bytes) if config.page_cache_bytes else None
-    scope = Scope(infra.redis, events, WriteGuard(tenants), pages)
+    projects = ProjectAccess(infra.redis, events, TenantScope(tenants), pages)
     routes: list[Route] = [
-        ("/v1/projects", ProjectCollection(scope)),
-        ("/v1/projects/batch-update", ProjectBatchUpdate(scope)),
-        ("/v1/projects/events", ProjectEvents(scope, stream, infra.revocations.is_revoked)),
-        ("/v1/projects/{project_id}", ProjectItem(scope)),
+        ("/v1/projects", ProjectCollection(projects)),
+        ("/v1/projects/batch-update", ProjectBatchUpdate(projects)),
+        ("/v1/projects/events", ProjectEvents(projects, stream, infra.revocations.is_revoked)),
+        ("/v1/projects/{project_id}", ProjectItem(projects)),
     ]
     app = create_service_app(
         infra,

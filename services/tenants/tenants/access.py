@@ -2,6 +2,10 @@
 
 A tenant-bound token reaches only its own tenant, and another tenant's id answers exactly
 like a missing one (404). A platform token needs the platform scope the action calls for.
+
+The other services bind their stores through :class:`aerie.tenancy.TenantScope`; this
+service differs because here the tenant is the resource in the path, not the caller's
+data, and its status is read from the tenant document itself, not from a directory.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ import falcon
 from aerie.endpoints import endpoint
 from aerie.pagination import page_schema
 from audit import schemas
-from audit.access import Trails
+from audit.access import TrailAccess
 from audit.append import append_entry
 from audit.page_cache import PageCache
 from audit.query import Filters, newest_first_page
@@ -17,7 +17,7 @@ WRITE = ("audit:write",)
 
 
 class AuditEvents:
-    def __init__(self, trails: Trails, pages: PageCache | None = None) -> None:
+    def __init__(self, trails: TrailAccess, pages: PageCache | None = None) -> None:
         self._trails = trails
         self._pages = pages
 
@@ -65,7 +65,7 @@ class AuditEvents:
 
 
 class AuditEvent:
-    def __init__(self, trails: Trails) -> None:
+    def __init__(self, trails: TrailAccess) -> None:
         self._trails = trails
 
     @endpoint("Get one audit entry by id", scopes=READ, query=schemas.TRAIL_QUERY, response=schemas.ENTRY)

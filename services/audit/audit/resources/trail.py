@@ -6,7 +6,7 @@ import falcon
 
 from aerie.endpoints import endpoint
 from audit import schemas
-from audit.access import Trails
+from audit.access import TrailAccess
 from audit.export import FORMATS
 from audit.query import Filters, chain_order
 from audit.resources.events import READ
@@ -14,7 +14,7 @@ from audit.verify import verify
 
 
 class AuditExport:
-    def __init__(self, trails: Trails) -> None:
+    def __init__(self, trails: TrailAccess) -> None:
         self._trails = trails
 
     @endpoint(
@@ -38,7 +38,7 @@ class AuditExport:
 
 
 class AuditVerify:
-    def __init__(self, trails: Trails) -> None:
+    def __init__(self, trails: TrailAccess) -> None:
         self._trails = trails
 
     @endpoint(

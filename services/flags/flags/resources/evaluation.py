@@ -7,6 +7,7 @@ import falcon
 from aerie import errors
 from aerie.app import JSON_UTF8, dumps_json
 from aerie.endpoints import endpoint
+from aerie.tenancy import TenantScope
 from flags import schemas
 from flags.evaluator import Evaluator
 from flags.snapshot import Snapshot
@@ -15,8 +16,9 @@ READ = ("flags:read",)
 
 
 class Evaluate:
-    def __init__(self, evaluator: Evaluator) -> None:
+    def __init__(self, evaluator: Evaluator, scope: TenantScope) -> None:
         self._evaluator = evaluator
+        self._scope = scope
 
     @endpoint(
         "Evaluate flags for a context",
@@ -32,15 +34,16 @@ class Evaluate:
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
-        tenant_id = req.context.principal.tenant_id
+        tenant_id = self._scope.own(req.context.principal)
         flags = self._evaluator.evaluate(tenant_id, body.get("context", {}), body.get("keys"))
         resp.content_type = JSON_UTF8
         resp.data = dumps_json({"flags": {key: evaluation.to_fragment() for key, evaluation in flags.items()}})
 
 
 class FlagEvaluation:
-    def __init__(self, evaluator: Evaluator, snapshot: Snapshot) -> None:
+    def __init__(self, evaluator: Evaluator, snapshot: Snapshot, scope: TenantScope) -> None:
         self._evaluator = evaluator
+        self._scope = scope
         self._snapshot = snapshot
 
     @endpoint(
@@ -52,7 +55,7 @@ class FlagEvaluation:
         responses={404: "There is no such flag"},
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        tenant_id = req.context.principal.tenant_id
+        tenant_id = self._scope.own(req.context.principal)
         state = self._snapshot.current()
         context = self._evaluator.context(tenant_id, req.context.query)
         result = self._evaluator.one(state, tenant_id, key, context)
@@ -62,8 +65,9 @@ class FlagEvaluation:
 
 
 class FlagSnapshot:
-    def __init__(self, evaluator: Evaluator, snapshot: Snapshot) -> None:
+    def __init__(self, evaluator: Evaluator, snapshot: Snapshot, scope: TenantScope) -> None:
         self._evaluator = evaluator
+        self._scope = scope
         self._snapshot = snapshot
 
     @endpoint(
@@ -75,7 +79,7 @@ class FlagSnapshot:
         "with the same code as the server, and refetches it when `/v1/flags/stream` reports a change.",
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        tenant_id = req.context.principal.tenant_id
+        tenant_id = self._scope.own(req.context.principal)
         state = self._snapshot.current()
         overrides = state.tenant(tenant_id)
         resp.media = {

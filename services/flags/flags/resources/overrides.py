@@ -7,7 +7,7 @@ import falcon
 from aerie.endpoints import endpoint
 from aerie.events import EventContext, EventPublisher
 from aerie.redis import RedisProvider
-from aerie.tenant_directory import WriteGuard
+from aerie.tenancy import TenantScope
 from flags import schemas
 from flags.snapshot import Snapshot
 from flags.storage import TenantOverrides
@@ -21,21 +21,20 @@ _RESPONSES = {
 }
 
 
-class Overrides:
-    """Hands each request the overrides of the token's tenant, and applies writes locally."""
+class OverrideAccess:
+    """Hands each request the overrides of its tenant (:class:`aerie.tenancy.TenantScope`),
+    and applies its writes to this process's snapshot at once."""
 
     def __init__(
-        self, redis_provider: RedisProvider, events: EventPublisher, guard: WriteGuard, snapshot: Snapshot
+        self, redis_provider: RedisProvider, events: EventPublisher, scope: TenantScope, snapshot: Snapshot
     ) -> None:
         self._redis = redis_provider
         self._events = events
-        self._guard = guard
+        self._scope = scope
         self._snapshot = snapshot
 
     def writer(self, req: falcon.Request) -> TenantOverrides:
-        tenant_id = req.context.principal.tenant_id
-        self._guard.require_active(tenant_id)
-        return TenantOverrides(self._redis, tenant_id, self._events)
+        return TenantOverrides(self._redis, self._scope.own_for_writing(req.context.principal), self._events)
 
     def set(self, req: falcon.Request, resp: falcon.Response, key: str, user_id: str | None) -> None:
         override, event = self.writer(req).set(key, user_id, req.context.body["value"], EventContext.from_request(req))
@@ -50,7 +49,7 @@ class Overrides:
 
 
 class TenantOverride:
-    def __init__(self, overrides: Overrides) -> None:
+    def __init__(self, overrides: OverrideAccess) -> None:
         self._overrides = overrides
 
     @endpoint(
@@ -78,7 +77,7 @@ class TenantOverride:
 
 
 class UserOverride:
-    def __init__(self, overrides: Overrides) -> None:
+    def __init__(self, overrides: OverrideAccess) -> None:
         self._overrides = overrides
 
     @endpoint(

@@ -10,12 +10,14 @@ from aerie.auth.principal import Principal
 from aerie.endpoints import endpoint
 from aerie.sse import EVENT_STREAM, client_gone_probe, respond, while_authorized
 from projects.event_stream import ProjectEventStream, parse_last_event_id
-from projects.resources.projects import READ, Scope
+from projects.resources.projects import READ, ProjectAccess
 
 
 class ProjectEvents:
-    def __init__(self, scope: Scope, stream: ProjectEventStream, is_revoked: Callable[[Principal], bool]) -> None:
-        self._scope = scope
+    def __init__(
+        self, projects: ProjectAccess, stream: ProjectEventStream, is_revoked: Callable[[Principal], bool]
+    ) -> None:
+        self._projects = projects
         self._stream = stream
         self._is_revoked = is_revoked
 
@@ -36,7 +38,7 @@ class ProjectEvents:
         },
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        tenant_id = self._scope.reader(req).tenant_id
+        tenant_id = self._projects.reader(req).tenant_id
         ended = while_authorized(req.context.principal, self._is_revoked, client_gone_probe(req.env))
         body = self._stream.open(tenant_id, parse_last_event_id(req.get_header("Last-Event-ID")), ended)
         respond(resp, body)

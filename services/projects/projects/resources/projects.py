@@ -9,7 +9,7 @@ from aerie.endpoints import endpoint
 from aerie.events import EventContext, EventPublisher
 from aerie.pagination import page_schema
 from aerie.redis import RedisProvider
-from aerie.tenant_directory import WriteGuard
+from aerie.tenancy import TenantScope
 from aerie.versioning import expected_version, set_etag
 from projects import schemas
 from projects.pages import PageCache
@@ -19,33 +19,32 @@ READ = ("projects:read",)
 WRITE = ("projects:write",)
 
 
-class Scope:
-    """Hands each request the repository of the token's tenant, and guards writes."""
+class ProjectAccess:
+    """Hands each request the repository of its tenant (:class:`aerie.tenancy.TenantScope`)."""
 
     def __init__(
         self,
         redis_provider: RedisProvider,
         events: EventPublisher,
-        guard: WriteGuard,
+        scope: TenantScope,
         pages: PageCache | None = None,
     ) -> None:
         self._redis = redis_provider
         self._events = events
-        self._guard = guard
+        self._scope = scope
         self._pages = pages
 
     def reader(self, req: falcon.Request) -> ProjectRepository:
-        return ProjectRepository(self._redis, req.context.principal.tenant_id, self._events, self._pages)
+        return ProjectRepository(self._redis, self._scope.own(req.context.principal), self._events, self._pages)
 
     def writer(self, req: falcon.Request) -> ProjectRepository:
-        repo = self.reader(req)
-        self._guard.require_active(repo.tenant_id)
-        return repo
+        tenant_id = self._scope.own_for_writing(req.context.principal)
+        return ProjectRepository(self._redis, tenant_id, self._events, self._pages)
 
 
 class ProjectCollection:
-    def __init__(self, scope: Scope) -> None:
-        self._scope = scope
+    def __init__(self, projects: ProjectAccess) -> None:
+        self._projects = projects
 
     @endpoint(
         "Create a project",
@@ -58,7 +57,7 @@ class ProjectCollection:
         responses={409: "The slug is taken", 403: "The tenant is suspended"},
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        project = self._scope.writer(req).create(req.context.body, EventContext.from_request(req))
+        project = self._projects.writer(req).create(req.context.body, EventContext.from_request(req))
         resp.status = 201
         resp.location = f"/v1/projects/{project['id']}"
         set_etag(resp, project["version"])
@@ -73,19 +72,19 @@ class ProjectCollection:
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = req.context.query
-        page = self._scope.reader(req).list(status=q.get("status"), limit=q["limit"], cursor=q.get("cursor"))
+        page = self._projects.reader(req).list(status=q.get("status"), limit=q["limit"], cursor=q.get("cursor"))
         resp.content_type = JSON_UTF8
         resp.data = page.body()
 
 
 class ProjectItem:
-    def __init__(self, scope: Scope) -> None:
-        self._scope = scope
+    def __init__(self, projects: ProjectAccess) -> None:
+        self._projects = projects
 
     @endpoint("Get a project", scopes=READ, tenant=True, response=schemas.PROJECT)
     def on_get(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
         # The stored document is the representation, as orjson wrote it: sent as it is.
-        raw, version = self._scope.reader(req).require_json(project_id)
+        raw, version = self._projects.reader(req).require_json(project_id)
         set_etag(resp, version)
         resp.content_type = JSON_UTF8
         resp.data = raw.encode()
@@ -99,7 +98,7 @@ class ProjectItem:
         responses={409: "The slug is taken", 412: "If-Match names a stale version"},
     )
     def on_patch(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
-        repo = self._scope.writer(req)
+        repo = self._projects.writer(req)
         project = repo.update(
             project_id, req.context.body, EventContext.from_request(req), if_match=expected_version(req)
         )
@@ -114,7 +113,7 @@ class ProjectItem:
         responses={412: "If-Match names a stale version"},
     )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
-        repo = self._scope.writer(req)
+        repo = self._projects.writer(req)
         repo.delete(project_id, EventContext.from_request(req), if_match=expected_version(req))
         resp.status = 204
 
@@ -122,8 +121,8 @@ class ProjectItem:
 class ProjectBatchUpdate:
     """``POST /v1/projects/batch-update``: one set of changes, up to 100 projects."""
 
-    def __init__(self, scope: Scope) -> None:
-        self._scope = scope
+    def __init__(self, projects: ProjectAccess) -> None:
+        self._projects = projects
 
     @endpoint(
         "Apply the same changes to many projects (each atomically)",
@@ -137,6 +136,6 @@ class ProjectBatchUpdate:
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
-        repo = self._scope.writer(req)
+        repo = self._projects.writer(req)
         updated, not_found = repo.batch_update(body["ids"], body["changes"], EventContext.from_request(req))
         resp.media = {"updated": [project["id"] for project in updated], "not_found": not_found}
