@@ -30,6 +30,16 @@ neither limit and buffers what a slow client has not read yet.
 
 ``$(PORT)`` keeps two instances on one machine apart (tests, the local stack); on Cloud
 Foundry each instance has its own container.
+
+uWSGI's ``http`` action always asks in HTTP/1.0, so waitress would answer a stream as a body
+that ends when the connection closes, and clients that read in blocks (``requests``'
+``iter_lines()`` reads 512 bytes at a time) saw an event only once enough bytes gathered
+behind it. The route first records the client's own protocol (``addvar``, before the
+``http`` action), and the mule answers an HTTP/1.1 client as HTTP/1.1 does: chunked, so
+each event reaches every client as it is written. The response still ends the connection,
+as the relay expects::
+
+    route = ^/v1/projects/events$ addvar:HTTP_X_AERIE_CLIENT_PROTOCOL=${SERVER_PROTOCOL}
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ from typing import Any
 
 import falcon
 import waitress
+import waitress.channel
+import waitress.task
 
 from aerie.app import exit_on_config_error
 from aerie.config import Settings
@@ -87,7 +99,7 @@ def serve(app: Callable[..., Any], path: str, threads: int = STREAM_THREADS) -> 
     next heartbeat.
     """
     log.info("stream server starting", extra={"socket": path, "threads": threads})
-    waitress.serve(
+    server = waitress.create_server(
         app,
         unix_socket=path,
         unix_socket_perms="600",
@@ -101,6 +113,28 @@ def serve(app: Callable[..., Any], path: str, threads: int = STREAM_THREADS) -> 
         channel_timeout=90,
         ident="aerie",
     )
+    server.channel_class = _RelayedChannel  # type: ignore[union-attr]
+    server.run()
+
+
+#: The header the route adds (``addvar:HTTP_X_AERIE_CLIENT_PROTOCOL=${SERVER_PROTOCOL}``), as
+#: waitress names a request's headers.
+CLIENT_PROTOCOL_HEADER = "X_AERIE_CLIENT_PROTOCOL"
+
+
+class _ClientProtocolTask(waitress.task.WSGITask):
+    """Answers in the protocol of the client uWSGI relays for, not uWSGI's HTTP/1.0."""
+
+    def __init__(self, channel: Any, request: Any) -> None:
+        super().__init__(channel, request)
+        if self.version == "1.0" and request.headers.get(CLIENT_PROTOCOL_HEADER) == "HTTP/1.1":
+            self.version = "1.1"
+            # The relay carries one response per connection.
+            self.close_on_finish = True
+
+
+class _RelayedChannel(waitress.channel.HTTPChannel):
+    task_class = _ClientProtocolTask
 
 
 def run_mule(service: str, build: Callable[[Settings], falcon.App], threads: int = STREAM_THREADS) -> None:
