@@ -6,6 +6,7 @@ The real download and the buildpack's offline install are service_tests/test_bui
 from __future__ import annotations
 
 import configparser
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,11 +17,22 @@ from aerie.cf.stage import StageError, copy_ini, manylinux_platforms, stage_serv
 REPO = Path(__file__).resolve().parents[2]
 
 
-class FakeFetcher:
-    """Puts the named files into vendor/, as pip download would put wheels."""
+SHARED_WHEEL = "aerie_shared-0.1.0-py3-none-any.whl"
 
-    def __init__(self, files: Sequence[str] = ("aerie_shared-0.1.0-py3-none-any.whl", "falcon-4.4.0.whl")) -> None:
+
+class FakeFetcher:
+    """Puts the named files into vendor/, as pip download would put wheels.
+
+    The aerie-shared wheel is a zip holding ``shared_files``, since staging looks inside it.
+    """
+
+    def __init__(
+        self,
+        files: Sequence[str] = (SHARED_WHEEL, "falcon-4.4.0.whl"),
+        shared_files: Sequence[str] = ("aerie/__init__.py", "aerie/app.py"),
+    ) -> None:
         self.files = files
+        self.shared_files = shared_files
         self.calls: list[tuple[Path, Path, str]] = []
 
     def fill_wheelhouse(self, requirements: Sequence[Path], wheelhouse: Path, python: str) -> None:
@@ -29,7 +41,12 @@ class FakeFetcher:
     def vendor(self, requirements: Path, wheelhouse: Path, vendor: Path, python: str) -> None:
         self.calls.append((requirements, vendor, python))
         for name in self.files:
-            (vendor / name).write_bytes(b"")
+            if name.startswith("aerie_shared-"):
+                with zipfile.ZipFile(vendor / name, "w") as wheel:
+                    for member in self.shared_files:
+                        wheel.writestr(member, "")
+            else:
+                (vendor / name).write_bytes(b"")
 
 
 def test_every_service_folder_is_stageable():
@@ -71,6 +88,12 @@ def test_restaging_replaces_the_old_folder(tmp_path):
 def test_a_vendor_without_the_shared_wheel_fails(tmp_path):
     with pytest.raises(StageError, match="lacks the aerie-shared wheel"):
         stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=FakeFetcher(["falcon-4.4.0.whl"]))
+
+
+def test_a_shared_wheel_with_development_tooling_fails(tmp_path):
+    fetcher = FakeFetcher(shared_files=["aerie/__init__.py", "aerie/local/stack.py"])
+    with pytest.raises(StageError, match=r"holds development tooling: aerie/local/stack\.py"):
+        stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=fetcher)
 
 
 def test_an_sdist_in_vendor_fails(tmp_path):

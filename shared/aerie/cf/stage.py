@@ -257,8 +257,13 @@ def stage_service(
     vendor = dest / "vendor"
     vendor.mkdir()
     fetcher.vendor(dest / "requirements.txt", wheelhouse, vendor, python)
-    if not any(vendor.glob("aerie_shared-*.whl")):
+    shared_wheels = list(vendor.glob("aerie_shared-*.whl"))
+    if not shared_wheels:
         raise StageError(f"{name}: vendor/ lacks the aerie-shared wheel; does requirements.txt name aerie-shared?")
+    for wheel in shared_wheels:
+        leaked = dev_files(wheel)
+        if leaked:
+            raise StageError(f"{name}: vendor/{wheel.name} holds development tooling: {', '.join(leaked[:5])}")
     strays = sorted(p.name for p in vendor.iterdir() if not p.name.endswith(".whl"))
     if strays:
         raise StageError(f"{name}: vendor/ holds non-wheels the buildpack would build: {', '.join(strays)}")
