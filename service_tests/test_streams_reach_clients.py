@@ -9,13 +9,12 @@ gathered: seconds later, or never within the stream's life.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import queue
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -99,28 +98,25 @@ def eventsource_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # --- the clients: each puts every line it shows on a queue, as it shows it ---------------------------
 
 
+#: What a customer's Python code does: requests, stream=True, iter_lines() with its defaults.
+#: In a process of its own, so the test can end it at once (closing a response under the
+#: thread that reads it waits for that read).
+REQUESTS_READER = """
+import sys, requests
+r = requests.get(sys.argv[1], headers={"Authorization": "Bearer " + sys.argv[2]}, stream=True, timeout=30)
+print(": status", r.status_code, flush=True)
+for line in r.iter_lines(decode_unicode=True):
+    print(line, flush=True)
+"""
+
+
 def read_with_requests(url: str, token: str, lines: queue.Queue[str], stop: threading.Event) -> Callable[[], None]:
-    response = requests.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=30)
-    assert response.status_code == 200, response.text
-
-    def run() -> None:
-        # The test closes the response under this thread, which ends iter_lines with one of these.
-        with contextlib.suppress(requests.RequestException, AttributeError, ValueError):
-            for line in response.iter_lines(decode_unicode=True):
-                lines.put(line)
-                if stop.is_set():
-                    break
-
-    threading.Thread(target=run, daemon=True).start()
-    return response.close
+    return _read_lines([sys.executable, "-c", REQUESTS_READER, url, token], lines)
 
 
-def read_with_curl(url: str, token: str, lines: queue.Queue[str], stop: threading.Event) -> Callable[[], None]:
-    process = subprocess.Popen(
-        ["curl", "-sS", "-N", "-H", f"Authorization: Bearer {token}", url],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+def _read_lines(command: list[str], lines: queue.Queue[str]) -> Callable[[], None]:
+    """Run ``command``, putting each line it prints on ``lines``; returns what stops it."""
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
     def run() -> None:
         assert process.stdout is not None
@@ -129,6 +125,10 @@ def read_with_curl(url: str, token: str, lines: queue.Queue[str], stop: threadin
 
     threading.Thread(target=run, daemon=True).start()
     return process.kill
+
+
+def read_with_curl(url: str, token: str, lines: queue.Queue[str], stop: threading.Event) -> Callable[[], None]:
+    return _read_lines(["curl", "-sS", "-N", "-H", f"Authorization: Bearer {token}", url], lines)
 
 
 def eventsource_reader(where: Path) -> Callable[..., Callable[[], None]]:
@@ -143,18 +143,7 @@ es.onerror = (e) => console.log(': error ' + JSON.stringify(e));
 """
 
     def read(url: str, token: str, lines: queue.Queue[str], stop: threading.Event) -> Callable[[], None]:
-        module = str(where / "node_modules" / "eventsource")
-        process = subprocess.Popen(
-            ["node", "-e", script, module, url, token], stdout=subprocess.PIPE, text=True, env={**os.environ}
-        )
-
-        def run() -> None:
-            assert process.stdout is not None
-            for line in process.stdout:
-                lines.put(line.rstrip("\n"))
-
-        threading.Thread(target=run, daemon=True).start()
-        return process.kill
+        return _read_lines(["node", "-e", script, str(where / "node_modules" / "eventsource"), url, token], lines)
 
     return read
 
