@@ -18,7 +18,7 @@ from aerie.tenant_directory import TenantDirectory, TenantSource
 from audit.access import TrailAccess
 from audit.config import AuditConfig
 from audit.ingest import consumer
-from audit.page_cache import PageCache
+from audit.page_cache import TrailPageCache
 from audit.resources.events import AuditEvent, AuditEvents
 from audit.resources.trail import AuditExport, AuditVerify
 from audit.retention import Retention
@@ -73,7 +73,7 @@ def build(
         ready_checks["streams"] = StreamsReachable(process.streams_socket)
     trails = TrailAccess(infra.redis, TenantScope(tenants))
     routes: list[Route] = [
-        ("/v1/audit/events", AuditEvents(trails, PageCache())),
+        ("/v1/audit/events", AuditEvents(trails, TrailPageCache())),
         ("/v1/audit/events/{entry_id}", AuditEvent(trails)),
         ("/v1/audit/export", AuditExport(trails)),
         ("/v1/audit/verify", AuditVerify(trails)),

@@ -20,13 +20,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-__all__ = ["PageCache", "PageKey"]
+__all__ = ["PageKey", "TrailPageCache"]
 
 #: (trail id, top seq, checkpoint seq, limit)
 PageKey = tuple[str, int, int, int]
 
 
-class PageCache:
+class TrailPageCache:
     def __init__(self, max_pages: int = 64, ttl_s: float = 2.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._max = max_pages
         self._ttl = ttl_s

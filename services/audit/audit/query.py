@@ -3,7 +3,7 @@
 There are no secondary indexes: a trail is a gapless run of seqs, so the newest page is the
 head (one small ``HMGET``) and one ``HMGET`` of ``limit + 1`` seqs below it, whatever the
 trail's size; while the head has not moved, the rendered page comes from
-:class:`audit.page_cache.PageCache` and the entries are not fetched again. Filters are
+:class:`audit.page_cache.TrailPageCache` and the entries are not fetched again. Filters are
 applied while scanning newest-first in chunks; one page scans at most :data:`SCAN_BUDGET`
 entries. A page that exhausts the budget before filling up comes back short (possibly
 empty) with a ``next_cursor`` where the scan stopped, so a rare match deep in a large trail
@@ -27,7 +27,7 @@ import orjson
 
 from aerie import errors
 from aerie.pagination import decode_cursor, encode_cursor
-from audit.page_cache import PageCache
+from audit.page_cache import TrailPageCache
 from audit.trail import Trail
 
 __all__ = ["SCAN_BUDGET", "Filters", "chain_order", "newest_first_page"]
@@ -107,7 +107,7 @@ def _cursor_position(trail: Trail, cursor: str) -> int:
 
 
 def newest_first_page(
-    trail: Trail, filters: Filters, limit: int, cursor: str | None, cache: PageCache | None = None
+    trail: Trail, filters: Filters, limit: int, cursor: str | None, cache: TrailPageCache | None = None
 ) -> bytes:
     """The page as the JSON body ``{"items": [...], "next_cursor": ...}``."""
     top = _cursor_position(trail, cursor) - 1 if cursor else None

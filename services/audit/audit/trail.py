@@ -105,28 +105,28 @@ class Trail:
         return cls(redis_provider, None if name == PLATFORM_TRAIL else name)
 
     @property
-    def _r(self) -> redis.Redis:
+    def _client(self) -> redis.Redis:
         return self._redis.client
 
     # -- reads ------------------------------------------------------------------------
 
     def state(self) -> TrailState:
-        return TrailState.from_meta(self._r.hgetall(self._meta))
+        return TrailState.from_meta(self._client.hgetall(self._meta))
 
     def get(self, entry_id: str) -> dict[str, Any] | None:
-        seq = self._r.hget(self._ids, entry_id)
+        seq = self._client.hget(self._ids, entry_id)
         if seq is None:
             return None
-        raw = self._r.hget(self._entries, seq)
+        raw = self._client.hget(self._entries, seq)
         return orjson.loads(raw) if raw else None
 
     def raw(self, seqs: list[int]) -> list[str | None]:
         """The stored JSON of each seq (None where retention removed it meanwhile)."""
-        return self._r.hmget(self._entries, seqs) if seqs else []
+        return self._client.hmget(self._entries, seqs) if seqs else []
 
     def head(self) -> tuple[int, int]:
         """``(head seq, checkpoint seq)``: one small read, all a newest-first page needs first."""
-        seq, cp_seq = self._r.hmget(self._meta, ["seq", "cp_seq"])
+        seq, cp_seq = self._client.hmget(self._meta, ["seq", "cp_seq"])
         return int(seq or 0), int(cp_seq or 0)
 
     def ascending(self, first: int, last: int, chunk: int = CHUNK) -> Iterator[tuple[int, str | None]]:
@@ -153,7 +153,7 @@ class Trail:
         for entry in entries:
             unique.setdefault(entry["id"], entry)
         ids = list(unique)
-        r = self._r
+        r = self._client
         r.sadd(TRAILS_KEY, self.name)
         for _attempt in range(MAX_ATTEMPTS):
             with r.pipeline(transaction=True) as pipe:
@@ -199,7 +199,7 @@ class Trail:
         redelivers only pending events, long before any retention period ends).
         """
         removed = 0
-        r = self._r
+        r = self._client
         while True:
             with r.pipeline(transaction=True) as pipe:
                 try:

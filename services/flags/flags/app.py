@@ -17,14 +17,14 @@ from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
 from aerie.tenancy import TenantScope
 from aerie.tenant_directory import TenantDirectory, TenantSource
-from flags.cascade import TenantCascade
+from flags.cascade import flags_cascade
 from flags.config import FlagsConfig
 from flags.evaluator import Evaluator
 from flags.resources.definitions import FlagCollection, FlagItem
 from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot
 from flags.resources.overrides import OverrideAccess, TenantOverride, UserOverride
 from flags.resources.stream import FlagStream
-from flags.snapshot import Snapshot
+from flags.snapshot import FlagReplica
 from flags.storage import FlagStore
 from flags.stream import FlagChanges, live_flag_events
 
@@ -39,7 +39,7 @@ class FlagsService:
     infra: Infrastructure
     config: FlagsConfig
     tenants: TenantSource
-    snapshot: Snapshot
+    snapshot: FlagReplica
 
     def close(self) -> None:
         self.infra.close()
@@ -64,8 +64,8 @@ def build(
         tenants = TenantDirectory.from_settings(settings, infra.subscriber)
     events = EventPublisher()
     store = FlagStore(infra.redis, events)
-    snapshot = Snapshot(store, infra.subscriber)
-    cascade = TenantCascade(store)
+    snapshot = FlagReplica(store, infra.subscriber)
+    cascade = flags_cascade(store)
     infra.background.add("cascade", lambda: cascade.consumer(infra.redis, block_ms=config.consumer_block_ms))
     evaluator = Evaluator(snapshot, tenants)
     scope = TenantScope(tenants)
@@ -114,7 +114,8 @@ def get_app() -> falcon.App | None:
 def serve_streams() -> None:
     """The stream mule (``flags/mule.py``): serves ``/v1/flags/stream``.
 
-    The same app, without the background consumers the workers already run; the mule has no
-    harakiri, so streams live their full ``AERIE_SSE_MAX_SECONDS``.
+    The same app, built for the mule's threads; its background work (the subscriber the
+    streams need among it) starts with the first request, by the per-request safety net.
+    The mule has no harakiri, so streams live their full ``AERIE_SSE_MAX_SECONDS``.
     """
     run_mule("flags", lambda s: build(s, FlagsConfig.from_settings(s), process=Process.stream_mule()).app)

@@ -9,11 +9,10 @@ from __future__ import annotations
 from aerie import cascade
 from flags.storage import FlagStore
 
-__all__ = ["GROUP", "TenantCascade"]
+__all__ = ["GROUP", "flags_cascade"]
 
 GROUP = "flags"
 
 
-class TenantCascade(cascade.TenantCascade):
-    def __init__(self, store: FlagStore) -> None:
-        super().__init__(GROUP, store.purge_tenant)
+def flags_cascade(store: FlagStore) -> cascade.TenantCascade:
+    return cascade.TenantCascade(GROUP, store.purge_tenant)

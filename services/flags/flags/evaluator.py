@@ -1,6 +1,6 @@
 """Evaluation for a request: the caller's context, the server's additions, the snapshot.
 
-Nothing here touches Redis: flags and overrides come from :class:`flags.snapshot.Snapshot`
+Nothing here touches Redis: flags and overrides come from :class:`flags.snapshot.FlagReplica`
 and tenant attributes from the (cached) tenant directory. The evaluation itself is the one
 shared with the Python client, :meth:`aerie.flags.evaluation.CompiledFlag.evaluate`.
 """
@@ -12,7 +12,7 @@ from typing import Any
 
 from aerie.flags.evaluation import ABSENT, ERROR, Evaluation
 from aerie.tenant_directory import TenantSource
-from flags.snapshot import Snapshot, State
+from flags.snapshot import FlagReplica, State
 
 __all__ = ["TENANT_ATTRIBUTES", "Evaluator"]
 
@@ -26,7 +26,7 @@ MAX_KEPT_TENANTS = 10_000
 
 
 class Evaluator:
-    def __init__(self, snapshot: Snapshot, tenants: TenantSource) -> None:
+    def __init__(self, snapshot: FlagReplica, tenants: TenantSource) -> None:
         self._snapshot = snapshot
         self._tenants = tenants
         # tenant id -> (the directory's document, its attributes): rebuilt only when the
@@ -53,7 +53,7 @@ class Evaluator:
         """The caller's context with ``tenant_id`` and ``tenant`` set by the server (never spoofed)."""
         return {**supplied, "tenant_id": tenant_id, "tenant": self.tenant_attributes(tenant_id)}
 
-    def evaluate(
+    def evaluate_flags(
         self, tenant_id: str, supplied: Mapping[str, Any], keys: Iterable[str] | None = None
     ) -> dict[str, Evaluation]:
         """``{key: Evaluation}`` for ``keys`` (default: every flag); each is sent as its

@@ -13,10 +13,10 @@ of their write (see :mod:`flags.storage`), which makes this exact:
 A reload reads the revision before the data, so the data is at least that recent; events
 replayed over it are harmless, because each carries the whole new state of what it changed.
 
-Readers take :attr:`Snapshot.state`, an immutable value replaced as a whole on every change,
+Readers take :attr:`FlagReplica.state`, an immutable value replaced as a whole on every change,
 so a request sees one consistent state without locks. Flags are compiled once per change
 (:func:`aerie.flags.evaluation.compile_flag`), never per request. A write made through this
-process is applied here at once (:meth:`Snapshot.apply`, waiting for any earlier revision
+process is applied here at once (:meth:`FlagReplica.apply`, waiting for any earlier revision
 still in flight), so a caller reads its own writes; the same event arriving over pub/sub
 later is then skipped by its revision.
 """
@@ -36,7 +36,7 @@ from aerie.flags.evaluation import CompiledFlag, compile_flag
 from aerie.pubsub import Subscriber
 from flags.storage import FlagStore, Loaded, TenantState
 
-__all__ = ["FLAG_EVENTS", "Snapshot", "State", "TenantView"]
+__all__ = ["FLAG_EVENTS", "FlagReplica", "State", "TenantView"]
 
 log = logging.getLogger("flags.snapshot")
 
@@ -70,7 +70,7 @@ def _view(state: TenantState) -> TenantView:
     return TenantView(dict(state.tenant), {k: dict(v) for k, v in state.users.items()})
 
 
-class Snapshot:
+class FlagReplica:
     def __init__(
         self,
         store: FlagStore,

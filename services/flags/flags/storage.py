@@ -99,11 +99,11 @@ class FlagStore:
         self._events = events
 
     @property
-    def _r(self) -> redis.Redis:
+    def _client(self) -> redis.Redis:
         return self._redis.client
 
     def get(self, key: str) -> dict[str, Any] | None:
-        raw = self._r.hget(DEFINITIONS, key)
+        raw = self._client.hget(DEFINITIONS, key)
         return json.loads(raw) if raw else None
 
     def require(self, key: str) -> dict[str, Any]:
@@ -114,10 +114,10 @@ class FlagStore:
 
     def list(self, *, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor, "after") if cursor else None
-        keys = self._r.zrangebylex(INDEX, f"({after}" if after else "-", "+", start=0, num=limit + 1)
+        keys = self._client.zrangebylex(INDEX, f"({after}" if after else "-", "+", start=0, num=limit + 1)
         more = len(keys) > limit
         keys = keys[:limit]
-        docs = self._r.hmget(DEFINITIONS, keys) if keys else []
+        docs = self._client.hmget(DEFINITIONS, keys) if keys else []
         items = [json.loads(d) for d in docs if d]
         return Page(items, encode_cursor({"after": keys[-1]}) if more and keys else None)
 
@@ -151,7 +151,7 @@ class FlagStore:
             self._events.add(pipe, event)
             result.update(doc=doc, created=old is None, event=event)
 
-        self._r.transaction(write, DEFINITIONS, REVISION)
+        self._client.transaction(write, DEFINITIONS, REVISION)
         return result["doc"], result["created"], result["event"]
 
     def delete(self, key: str, ctx: EventContext, *, if_match: int | None = None) -> dict[str, Any]:
@@ -179,7 +179,7 @@ class FlagStore:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._r.transaction(write, DEFINITIONS, REVISION, OVERRIDE_TENANTS)
+        self._client.transaction(write, DEFINITIONS, REVISION, OVERRIDE_TENANTS)
         return result["event"]
 
     def load(self) -> Loaded:
@@ -189,7 +189,7 @@ class FlagStore:
         replaying events newer than the revision over it is harmless, because each event
         carries the whole new state of what it changed.
         """
-        r = self._r
+        r = self._client
         revision = int(r.get(REVISION) or 0)
         definitions = {k: json.loads(v) for k, v in r.hgetall(DEFINITIONS).items()}
         tenants = sorted(r.smembers(OVERRIDE_TENANTS))
@@ -244,7 +244,7 @@ class FlagStore:
                 pipe.set(REVISION, revision)
             removed[0] = len(fields)
 
-        self._r.transaction(write, REVISION, f"{prefix}keys")
+        self._client.transaction(write, REVISION, f"{prefix}keys")
         return removed[0]
 
 
@@ -291,7 +291,7 @@ class TenantOverrides:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._r.transaction(write, DEFINITIONS, REVISION, hash_key)
+        self._client.transaction(write, DEFINITIONS, REVISION, hash_key)
         return override, result["event"]
 
     def remove(self, key: str, user_id: str | None, ctx: EventContext) -> dict[str, Any] | None:
@@ -323,9 +323,9 @@ class TenantOverrides:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._r.transaction(write, DEFINITIONS, REVISION, hash_key)
+        self._client.transaction(write, DEFINITIONS, REVISION, hash_key)
         return result["event"]
 
     @property
-    def _r(self) -> redis.Redis:
+    def _client(self) -> redis.Redis:
         return self._redis.client

@@ -15,11 +15,11 @@ from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
 from aerie.tenancy import TenantScope
 from aerie.tenant_directory import TenantDirectory, TenantSource
-from projects.cascade import TenantCascade
+from projects.cascade import projects_cascade
 from projects.config import ProjectsConfig
 from projects.event_positions import EventPositions, PositionedPublisher
 from projects.event_stream import LiveProjectEvents, ProjectEventStream
-from projects.pages import PageCache
+from projects.pages import ProjectPageCache
 from projects.resources.events import ProjectEvents
 from projects.resources.projects import ProjectAccess, ProjectBatchUpdate, ProjectCollection, ProjectItem
 
@@ -62,12 +62,12 @@ def build(
 
     events = PositionedPublisher()
     forget = getattr(tenants, "clear", None)
-    cascade = TenantCascade(infra.redis, events, on_deleted=(lambda _tid: forget()) if forget else None)
+    cascade = projects_cascade(infra.redis, events, on_deleted=(lambda _tid: forget()) if forget else None)
     infra.background.add("cascade", lambda: cascade.consumer(infra.redis))
 
     limits = config.stream_limits.for_threads(process.threads)
     stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
-    pages = PageCache(config.page_cache_bytes) if config.page_cache_bytes else None
+    pages = ProjectPageCache(config.page_cache_bytes) if config.page_cache_bytes else None
     projects = ProjectAccess(infra.redis, events, TenantScope(tenants), pages)
     routes: list[Route] = [
         ("/v1/projects", ProjectCollection(projects)),
@@ -103,6 +103,7 @@ def get_app() -> falcon.App | None:
 def serve_streams() -> None:
     """The stream mule (``projects/mule.py``): serves ``/v1/projects/events``.
 
-    The same app, without the background consumers the workers already run.
+    The same app, built for the mule's threads; its background work (the subscriber the
+    streams need among it) starts with the first request, by the per-request safety net.
     """
     run_mule("projects", lambda s: build(s, ProjectsConfig.from_settings(s), process=Process.stream_mule()).app)

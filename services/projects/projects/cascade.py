@@ -14,18 +14,15 @@ from aerie.events import EventPublisher
 from aerie.redis import RedisProvider
 from projects.storage import UnsafeAllTenants
 
-__all__ = ["GROUP", "TenantCascade"]
+__all__ = ["GROUP", "projects_cascade"]
 
 GROUP = "projects"
 
 
-class TenantCascade(cascade.TenantCascade):
+def projects_cascade(
+    redis_provider: RedisProvider,
+    events: EventPublisher,
+    on_deleted: Callable[[str], None] | None = None,
+) -> cascade.TenantCascade:
     """The only caller of :class:`UnsafeAllTenants`."""
-
-    def __init__(
-        self,
-        redis_provider: RedisProvider,
-        events: EventPublisher,
-        on_deleted: Callable[[str], None] | None = None,
-    ) -> None:
-        super().__init__(GROUP, UnsafeAllTenants(redis_provider, events).purge_tenant, on_deleted=on_deleted)
+    return cascade.TenantCascade(GROUP, UnsafeAllTenants(redis_provider, events).purge_tenant, on_deleted=on_deleted)

@@ -2,7 +2,7 @@
 
 A page of 50 is the hot read of this service. Reading it costs Redis a script that walks the
 index and copies 50 documents out (~80 us of its CPU), and the worker as much again to parse
-them; most pages are read many times between two writes. :class:`PageCache` keeps the
+them; most pages are read many times between two writes. :class:`ProjectPageCache` keeps the
 pages a process served, each with the tenant's *lists version* it was read at.
 :meth:`~projects.storage.ProjectRepository.list` sends the version it holds with the page
 query, and the script answers "unchanged" instead of the page when it still matches.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import orjson
 from cachetools import LRUCache
 
-__all__ = ["DEFAULT_MAX_BYTES", "JsonPage", "PageCache"]
+__all__ = ["DEFAULT_MAX_BYTES", "JsonPage", "ProjectPageCache"]
 
 #: What one process keeps at most (``AERIE_PAGE_CACHE_BYTES``): about 90 pages of 50 typical projects.
 DEFAULT_MAX_BYTES = 4 * 1024 * 1024
@@ -48,7 +48,7 @@ class JsonPage:
 PageKey = tuple[str, str, int]
 
 
-class PageCache:
+class ProjectPageCache:
     """Recently served pages by (index key, start, limit), with the lists version of each.
 
     Thread-safe, bounded by the bytes a page holds (its documents and its encoded body); a

@@ -43,7 +43,7 @@ from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from projects.domain import slugify
-from projects.pages import JsonPage, PageCache
+from projects.pages import JsonPage, ProjectPageCache
 
 __all__ = ["ProjectRepository", "UnsafeAllTenants", "tenant_prefix"]
 
@@ -64,7 +64,11 @@ class ProjectRepository:
     """One tenant's projects. The tenant id is fixed at construction and never a parameter."""
 
     def __init__(
-        self, redis_provider: RedisProvider, tenant_id: str, events: EventPublisher, pages: PageCache | None = None
+        self,
+        redis_provider: RedisProvider,
+        tenant_id: str,
+        events: EventPublisher,
+        pages: ProjectPageCache | None = None,
     ) -> None:
         self._redis = redis_provider
         self.tenant_id = tenant_id
@@ -96,13 +100,13 @@ class ProjectRepository:
         return f"{self._prefix}lists"
 
     @property
-    def _r(self) -> redis.Redis:
+    def _client(self) -> redis.Redis:
         return self._redis.client
 
     # -- reads ------------------------------------------------------------------------
 
     def get(self, project_id: str) -> dict[str, Any] | None:
-        raw = self._r.get(self._doc_key(project_id))
+        raw = self._client.get(self._doc_key(project_id))
         return orjson.loads(raw) if raw else None
 
     def require(self, project_id: str) -> dict[str, Any]:
@@ -117,7 +121,7 @@ class ProjectRepository:
         For ``GET /v1/projects/{id}``: the same body ``require`` would give once encoded
         again, without the decode and encode (404 when absent, as ``require``).
         """
-        raw = self._r.get(self._doc_key(project_id))
+        raw = self._client.get(self._doc_key(project_id))
         if not raw:
             raise errors.not_found()
         return raw, orjson.loads(raw)["version"]
@@ -128,7 +132,7 @@ class ProjectRepository:
         One round trip (a script reads the index and the documents), and the documents stay
         the JSON they are stored as: a page of 50 is the hot path, and decoding 50 documents
         only to encode them again cost as much as the rest of the request. With a
-        :class:`~projects.pages.PageCache`, a page this process already holds at the
+        :class:`~projects.pages.ProjectPageCache`, a page this process already holds at the
         tenant's current lists version comes back without its documents (:mod:`projects.pages`).
         """
         index = self._status_index(status) if status else self._index
@@ -137,7 +141,7 @@ class ProjectRepository:
         key = (index, start, limit)
         held = self._pages.get(key) if self._pages is not None else None
         reply = _PAGE(
-            self._r, [index, self._lists_version], [start, limit + 1, self._doc_key(""), held[0] if held else ""]
+            self._client, [index, self._lists_version], [start, limit + 1, self._doc_key(""), held[0] if held else ""]
         )
         if held is not None and len(reply) == 1:
             return held[1]  # the lists are at the version this copy was read at
@@ -177,7 +181,7 @@ class ProjectRepository:
             pipe.zadd(self._status_index("active"), {project["id"]: 0})
             self._publish(pipe, new_event("project.created", self.tenant_id, {"project": project}, ctx))
 
-        self._r.transaction(write, slug_key, self._tombstone)
+        self._client.transaction(write, slug_key, self._tombstone)
         return project
 
     def update(
@@ -217,7 +221,7 @@ class ProjectRepository:
             result.clear()
             result.update(project)
 
-        self._r.transaction(write, *watched)
+        self._client.transaction(write, *watched)
         return result
 
     def delete(self, project_id: str, ctx: EventContext, *, if_match: int | None = None) -> None:
@@ -228,7 +232,7 @@ class ProjectRepository:
             pipe.multi()
             self._queue_removal(pipe, project, ctx)
 
-        self._r.transaction(write, key)
+        self._client.transaction(write, key)
 
     def delete_many(self, ids: list[str], ctx: EventContext, cause: Mapping[str, Any]) -> int:
         """Remove these projects in one transaction, each with its ``project.deleted`` event.
@@ -252,7 +256,7 @@ class ProjectRepository:
                     removed += 1
             pipe.set(self._lists_version, f"evt_{ULID()}")  # index entries may go without an event
 
-        self._r.transaction(write, *keys)
+        self._client.transaction(write, *keys)
         return removed
 
     def _queue_removal(
@@ -278,7 +282,7 @@ class ProjectRepository:
 
     def ids(self, count: int) -> list[str]:
         """The first ``count`` project ids of this tenant, by id."""
-        return self._r.zrange(self._index, 0, count - 1)
+        return self._client.zrange(self._index, 0, count - 1)
 
     def batch_update(
         self, ids: list[str], changes: Mapping[str, Any], ctx: EventContext

@@ -9,7 +9,7 @@ import redis
 
 from aerie.events import EventContext, EventPublisher, new_event
 from aerie.testing.polling import wait_for
-from projects.cascade import GROUP, TenantCascade
+from projects.cascade import GROUP, projects_cascade
 from projects.event_positions import PositionedPublisher
 from projects.storage import ProjectRepository, UnsafeAllTenants
 
@@ -81,7 +81,7 @@ def test_each_removed_project_gets_its_deleted_event_once(redis_provider, redis_
         "actor": {"type": "client", "id": "admin", "client_id": "admin"},
         "request_id": "req-1",
     }
-    cascade = TenantCascade(redis_provider, events)
+    cascade = projects_cascade(redis_provider, events)
     cascade({"type": "tenant.suspended", "tenant_id": TEN_A})
     assert _keys(redis_url, TEN_A)
     UnsafeAllTenants(redis_provider, events, batch=2).purge_tenant(
@@ -102,7 +102,7 @@ def test_cascade_events_carry_the_deletion(redis_provider, redis_url):
     kept = ProjectRepository(redis_provider, TEN_A, events).create({"name": "X"}, EventContext.system("test"))
     actor = {"type": "client", "id": "admin", "client_id": "admin"}
     deletion = {"id": "evt_01JD0000000000000000000001", "type": "tenant.deleted", "tenant_id": TEN_A}
-    TenantCascade(redis_provider, events)({**deletion, "actor": actor, "request_id": "req-1"})
+    projects_cascade(redis_provider, events)({**deletion, "actor": actor, "request_id": "req-1"})
     [event] = [e for e in _project_events(redis_url) if e["type"] == "project.deleted"]
     assert event["data"] == {"project": kept, "cause": {"type": "tenant.deleted", "event_id": deletion["id"]}}
     assert event["actor"] == actor and event["request_id"] == "req-1"
@@ -115,7 +115,7 @@ def test_no_create_slips_in_after_a_purge(redis_provider, redis_url):
 
     repo = ProjectRepository(redis_provider, TEN_A, EventPublisher())
     repo.create({"name": "Before"}, EventContext.system("test"))
-    TenantCascade(redis_provider, EventPublisher())({"type": "tenant.deleted", "tenant_id": TEN_A})
+    projects_cascade(redis_provider, EventPublisher())({"type": "tenant.deleted", "tenant_id": TEN_A})
     with pytest.raises(Problem) as refused:
         repo.create({"name": "After"}, EventContext.system("test"))
     assert refused.value.problem_code == "tenant_suspended"

@@ -14,15 +14,17 @@ import pytest
 from aerie.events import EventContext
 from aerie.redis import RedisProvider
 from projects.event_positions import PositionedPublisher
-from projects.pages import JsonPage, PageCache
+from projects.pages import JsonPage, ProjectPageCache
 from projects.storage import ProjectRepository, UnsafeAllTenants
 
 TEN_A, TEN_B = "ten_A", "ten_B"
 CTX = EventContext.system("test")
 
 
-def process(redis_provider: RedisProvider, tenant_id: str = TEN_A, pages: PageCache | None = None) -> ProjectRepository:
-    return ProjectRepository(redis_provider, tenant_id, PositionedPublisher(), pages or PageCache())
+def process(
+    redis_provider: RedisProvider, tenant_id: str = TEN_A, pages: ProjectPageCache | None = None
+) -> ProjectRepository:
+    return ProjectRepository(redis_provider, tenant_id, PositionedPublisher(), pages or ProjectPageCache())
 
 
 def names(page: JsonPage) -> list[str]:
@@ -83,7 +85,7 @@ def test_the_purged_tenants_pages_are_not_served(redis_provider: RedisProvider) 
 
 
 def test_another_tenants_same_query_gets_its_own_page(redis_provider: RedisProvider) -> None:
-    shared = PageCache()
+    shared = ProjectPageCache()
     a, b = process(redis_provider, TEN_A, shared), process(redis_provider, TEN_B, shared)
     a.create({"name": "of A"}, CTX)
     b.create({"name": "of B"}, CTX)
@@ -102,7 +104,7 @@ def test_lists_written_before_versions_existed_are_read_every_time(redis_provide
 
 
 def test_the_cache_is_bounded_by_bytes() -> None:
-    cache = PageCache(max_bytes=8000)
+    cache = ProjectPageCache(max_bytes=8000)
     big = JsonPage(['{"name":"' + "x" * 1000 + '"}'], None)  # over an eighth of the bound
     cache.put(("idx", "-", 50), "v1", big)
     assert cache.get(("idx", "-", 50)) is None

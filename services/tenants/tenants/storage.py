@@ -64,11 +64,11 @@ class TenantStore:
         self._events = events
 
     @property
-    def _r(self) -> redis.Redis:
+    def _client(self) -> redis.Redis:
         return self._redis.client
 
     def get(self, tenant_id: str) -> dict[str, Any] | None:
-        raw = self._r.get(_tenant_key(tenant_id))
+        raw = self._client.get(_tenant_key(tenant_id))
         return orjson.loads(raw) if raw else None
 
     def require(self, tenant_id: str) -> dict[str, Any]:
@@ -102,17 +102,17 @@ class TenantStore:
             pipe.zadd(_status_index("active"), {tenant["id"]: 0})
             self._events.add(pipe, new_event("tenant.created", tenant["id"], {"tenant": tenant}, ctx))
 
-        self._r.transaction(write, slug_key)
+        self._client.transaction(write, slug_key)
         return tenant
 
     def list(self, *, status: str | None, limit: int, cursor: str | None) -> Page:
         index = _status_index(status) if status else INDEX
         after = decode_cursor(cursor, "after") if cursor else None
         start = f"({after}" if after else "-"
-        ids = self._r.zrangebylex(index, start, "+", start=0, num=limit + 1)
+        ids = self._client.zrangebylex(index, start, "+", start=0, num=limit + 1)
         more = len(ids) > limit
         ids = ids[:limit]
-        docs = self._r.mget([_tenant_key(i) for i in ids]) if ids else []
+        docs = self._client.mget([_tenant_key(i) for i in ids]) if ids else []
         items = [orjson.loads(d) for d in docs if d]
         next_cursor = encode_cursor({"after": ids[-1]}) if more and ids else None
         return Page(items, next_cursor)
@@ -152,7 +152,7 @@ class TenantStore:
                 self._events.add(pipe, new_event("tenant.updated", tenant_id, data, ctx))
             result.update(tenant)
 
-        self._r.transaction(write, key)
+        self._client.transaction(write, key)
         return result
 
     def change_status(
@@ -184,7 +184,7 @@ class TenantStore:
             result.update(tenant)
 
         watched = [key, _tenant_clients_key(tenant_id)]
-        self._r.transaction(write, *watched)
+        self._client.transaction(write, *watched)
         return result
 
 
@@ -197,11 +197,11 @@ class ClientStore:
         self._revoke_for_s = token_ttl_s + 60
 
     @property
-    def _r(self) -> redis.Redis:
+    def _client(self) -> redis.Redis:
         return self._redis.client
 
     def get(self, client_id: str) -> dict[str, Any] | None:
-        raw = self._r.get(_client_key(client_id))
+        raw = self._client.get(_client_key(client_id))
         return orjson.loads(raw) if raw else None
 
     def create(self, tenant_id: str, name: str, scopes: list[str], ctx: EventContext) -> tuple[dict[str, Any], str]:
@@ -228,16 +228,16 @@ class ClientStore:
             pipe.zadd(_tenant_clients_key(tenant_id), {client["client_id"]: 0})
             self._events.add(pipe, new_event("client.created", tenant_id, {"client": client}, ctx))
 
-        self._r.transaction(write, tenant_key)
+        self._client.transaction(write, tenant_key)
         return client, secret
 
     def list(self, tenant_id: str, *, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor, "after") if cursor else None
         start = f"({after}" if after else "-"
-        ids = self._r.zrangebylex(_tenant_clients_key(tenant_id), start, "+", start=0, num=limit + 1)
+        ids = self._client.zrangebylex(_tenant_clients_key(tenant_id), start, "+", start=0, num=limit + 1)
         more = len(ids) > limit
         ids = ids[:limit]
-        docs = self._r.mget([_client_key(i) for i in ids]) if ids else []
+        docs = self._client.mget([_client_key(i) for i in ids]) if ids else []
         items = [public_client(orjson.loads(d)) for d in docs if d]
         return Page(items, encode_cursor({"after": ids[-1]}) if more and ids else None)
 
@@ -254,7 +254,7 @@ class ClientStore:
             pipe.multi()
             self._queue_revocation(pipe, client, ctx)
 
-        self._r.transaction(write, key)
+        self._client.transaction(write, key)
 
     def revoke_all_queued(self, pipe: Any, tenant_id: str, ctx: EventContext) -> None:
         """Queue the revocation of every client of a tenant on ``pipe`` (already in MULTI).
@@ -262,8 +262,8 @@ class ClientStore:
         Reads happen on a separate connection: the tenant's client set is WATCHed by the
         caller, so a client created meanwhile aborts the transaction and it is retried.
         """
-        ids = self._r.zrange(_tenant_clients_key(tenant_id), 0, -1)
-        docs = self._r.mget([_client_key(i) for i in ids]) if ids else []
+        ids = self._client.zrange(_tenant_clients_key(tenant_id), 0, -1)
+        docs = self._client.mget([_client_key(i) for i in ids]) if ids else []
         for raw in docs:
             if raw:
                 client = orjson.loads(raw)

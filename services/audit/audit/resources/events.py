@@ -9,7 +9,7 @@ from aerie.pagination import page_schema
 from audit import schemas
 from audit.access import TrailAccess
 from audit.append import append_entry
-from audit.page_cache import PageCache
+from audit.page_cache import TrailPageCache
 from audit.query import Filters, newest_first_page
 
 READ = ("audit:read",)
@@ -17,7 +17,7 @@ WRITE = ("audit:write",)
 
 
 class AuditEvents:
-    def __init__(self, trails: TrailAccess, pages: PageCache | None = None) -> None:
+    def __init__(self, trails: TrailAccess, pages: TrailPageCache | None = None) -> None:
         self._trails = trails
         self._pages = pages
 

@@ -11,7 +11,7 @@ from aerie.pagination import page_schema
 from aerie.versioning import expected_version, set_etag
 from flags import schemas
 from flags.domain import check_definition, is_key
-from flags.snapshot import Snapshot
+from flags.snapshot import FlagReplica
 from flags.storage import FlagStore
 
 ADMIN = ("platform:admin",)
@@ -33,7 +33,7 @@ class FlagCollection:
 
 
 class FlagItem:
-    def __init__(self, store: FlagStore, snapshot: Snapshot) -> None:
+    def __init__(self, store: FlagStore, snapshot: FlagReplica) -> None:
         self._store = store
         self._snapshot = snapshot
 

@@ -10,7 +10,7 @@ from aerie.endpoints import endpoint
 from aerie.tenancy import TenantScope
 from flags import schemas
 from flags.evaluator import Evaluator
-from flags.snapshot import Snapshot
+from flags.snapshot import FlagReplica
 
 READ = ("flags:read",)
 
@@ -35,13 +35,13 @@ class Evaluate:
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
         tenant_id = self._scope.own(req.context.principal)
-        flags = self._evaluator.evaluate(tenant_id, body.get("context", {}), body.get("keys"))
+        flags = self._evaluator.evaluate_flags(tenant_id, body.get("context", {}), body.get("keys"))
         resp.content_type = JSON_UTF8
         resp.data = dumps_json({"flags": {key: evaluation.to_fragment() for key, evaluation in flags.items()}})
 
 
 class FlagEvaluation:
-    def __init__(self, evaluator: Evaluator, snapshot: Snapshot, scope: TenantScope) -> None:
+    def __init__(self, evaluator: Evaluator, snapshot: FlagReplica, scope: TenantScope) -> None:
         self._evaluator = evaluator
         self._scope = scope
         self._snapshot = snapshot
@@ -65,7 +65,7 @@ class FlagEvaluation:
 
 
 class FlagSnapshot:
-    def __init__(self, evaluator: Evaluator, snapshot: Snapshot, scope: TenantScope) -> None:
+    def __init__(self, evaluator: Evaluator, snapshot: FlagReplica, scope: TenantScope) -> None:
         self._evaluator = evaluator
         self._scope = scope
         self._snapshot = snapshot

@@ -9,7 +9,7 @@ from aerie.events import EventContext, EventPublisher
 from aerie.redis import RedisProvider
 from aerie.tenancy import TenantScope
 from flags import schemas
-from flags.snapshot import Snapshot
+from flags.snapshot import FlagReplica
 from flags.storage import TenantOverrides
 
 WRITE = ("flags:write",)
@@ -26,7 +26,7 @@ class OverrideAccess:
     and applies its writes to this process's snapshot at once."""
 
     def __init__(
-        self, redis_provider: RedisProvider, events: EventPublisher, scope: TenantScope, snapshot: Snapshot
+        self, redis_provider: RedisProvider, events: EventPublisher, scope: TenantScope, snapshot: FlagReplica
     ) -> None:
         self._redis = redis_provider
         self._events = events

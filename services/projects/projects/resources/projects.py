@@ -12,7 +12,7 @@ from aerie.redis import RedisProvider
 from aerie.tenancy import TenantScope
 from aerie.versioning import expected_version, set_etag
 from projects import schemas
-from projects.pages import PageCache
+from projects.pages import ProjectPageCache
 from projects.storage import ProjectRepository
 
 READ = ("projects:read",)
@@ -27,7 +27,7 @@ class ProjectAccess:
         redis_provider: RedisProvider,
         events: EventPublisher,
         scope: TenantScope,
-        pages: PageCache | None = None,
+        pages: ProjectPageCache | None = None,
     ) -> None:
         self._redis = redis_provider
         self._events = events
