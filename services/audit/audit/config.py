@@ -1,8 +1,8 @@
 """The audit service's own settings, read once from :class:`aerie.config.Settings`.
 
-``AUDIT_RETENTION_DAYS`` is named by the issue without the ``AERIE_`` prefix, so it is not in
-``Settings.extra`` and is read from the environment beside it. Unset: entries are kept for
-ever.
+``AUDIT_RETENTION_DAYS`` is the documented name, without the ``AERIE_`` prefix, so it is
+not in ``Settings.extra`` and is read from the environment beside it. Unset: entries are
+kept for ever.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ Because verifiers re-serialise what they parsed, an entry may only hold values t
 survive a JSON round trip unchanged: finite floats, integers within 64 bits, strings that
 encode as UTF-8. :func:`json_safe` enforces that on whatever an event carries.
 
-What the event envelope carries today (``aerie.events.new_event``/``EventContext``):
+What the event envelope carries (``aerie.events.new_event``/``EventContext``):
 ``id, type, version, occurred_at, tenant_id, actor {type, id, client_id} | null,
 request_id, ip, user_agent, data``. ``actor`` is the verified token's principal (type
 ``client`` or ``platform``), ``{"type": "service", ...}`` for a service's own work, the

@@ -12,7 +12,7 @@ client's. Past one, the answer is ``invalid_request`` (400), or ``invalid_client
 for credentials no client can have; the ``token.denied`` event keeps at most
 :data:`~tenants.issuer.MAX_CLIENT_ID_CHARS` of a claimed client id and
 :data:`MAX_REASON_CHARS` of the reason, and :func:`aerie.events.new_event` bounds the
-request's headers, so its stream entry stays under 2 KB whatever was sent (it was 2.7 MB).
+request's headers, so its stream entry stays under 2 KB whatever was sent.
 """
 
 from __future__ import annotations
