@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,6 +77,26 @@ def tenants_env(server: RedisServer, key: TestKey, port: int) -> dict[str, str]:
             ]
         ),
     }
+
+
+def start_service(name: str, server: RedisServer, tenants_url: str, log_dir: Path, **extra: str) -> UwsgiService:
+    """One instance of ``services/<name>`` under uWSGI beside the tenants service, started and ready."""
+    env = service_env(server, tenants_url, **extra)
+    service = UwsgiService(REPO / "services" / name, free_port(), env, log_path=log_dir / f"{name}.log")
+    service.start()
+    return service
+
+
+def tenant_with_token(http: Http, scopes: list[str]) -> tuple[dict, str]:
+    """A fresh tenant from the real tenants service, and a token of a new client of it with ``scopes``."""
+    admin = http.bearer()
+    r = http.request("POST", "/v1/tenants", json={"slug": f"t-{uuid.uuid4().hex[:12]}", "name": "T"}, headers=admin)
+    assert r.status_code == 201, r.text
+    tenant = r.json()
+    body = {"name": "app", "scopes": scopes}
+    r = http.request("POST", f"/v1/tenants/{tenant['id']}/clients", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    return tenant, http.token(r.json()["client_id"], r.json()["client_secret"])
 
 
 @pytest.fixture(scope="session")

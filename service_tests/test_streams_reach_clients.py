@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import REPO, Http, service_env
+from conftest import Http, start_service, tenant_with_token
 
-from aerie.local.redis_server import RedisServer, free_port
+from aerie.local.redis_server import RedisServer
 from aerie.testing.process import UwsgiService
 
 #: The contract's bound, measured from just before the write is sent to the line's arrival:
@@ -42,42 +42,24 @@ def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("stream-logs")
 
 
-def _start(name: str, server: RedisServer, tenants: UwsgiService, logs: Path) -> UwsgiService:
-    service = UwsgiService(
-        REPO / "services" / name, free_port(), service_env(server, tenants.url), log_path=logs / f"{name}.log"
-    )
-    service.start()
-    return service
-
-
 @pytest.fixture(scope="module")
 def projects(redis_server: RedisServer, tenants: UwsgiService, logs: Path) -> Iterator[UwsgiService]:
-    service = _start("projects", redis_server, tenants, logs)
+    service = start_service("projects", redis_server, tenants.url, logs)
     yield service
     service.stop()
 
 
 @pytest.fixture(scope="module")
 def flags(redis_server: RedisServer, tenants: UwsgiService, logs: Path) -> Iterator[UwsgiService]:
-    service = _start("flags", redis_server, tenants, logs)
+    service = start_service("flags", redis_server, tenants.url, logs)
     yield service
     service.stop()
 
 
 @pytest.fixture(scope="module")
 def tenant_token(tenants: UwsgiService) -> str:
-    http = Http(tenants.url)
-    admin = http.bearer()
-    r = http.request("POST", "/v1/tenants", json={"slug": f"s-{uuid.uuid4().hex[:12]}", "name": "S"}, headers=admin)
-    assert r.status_code == 201, r.text
-    r = http.request(
-        "POST",
-        f"/v1/tenants/{r.json()['id']}/clients",
-        json={"name": "app", "scopes": ["projects:read", "projects:write", "flags:read", "flags:write"]},
-        headers=admin,
-    )
-    assert r.status_code == 201, r.text
-    return http.token(r.json()["client_id"], r.json()["client_secret"])
+    scopes = ["projects:read", "projects:write", "flags:read", "flags:write"]
+    return tenant_with_token(Http(tenants.url), scopes)[1]
 
 
 @pytest.fixture(scope="module")
