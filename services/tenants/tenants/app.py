@@ -10,7 +10,8 @@ from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.events import EventPublisher
-from aerie.service import started
+from aerie.redis import pool_for_threads
+from aerie.service import Process, started
 from tenants.config import TenantsConfig
 from tenants.issuer import Issuer
 from tenants.resources.clients import ClientCollection, ClientItem
@@ -35,15 +36,22 @@ class TenantsService:
 
 
 def build(
-    settings: Settings, config: TenantsConfig | None = None, *, infra: Infrastructure | None = None
+    settings: Settings,
+    config: TenantsConfig | None = None,
+    *,
+    infra: Infrastructure | None = None,
+    process: Process = Process(),
 ) -> TenantsService:
     """The service from its dependencies; what is not given is made from ``settings``.
 
-    The one service without a tenant directory: it is the directory the others ask.
+    The one service without a tenant directory: it is the directory the others ask. The
+    Redis pool is sized for the process's threads (:class:`aerie.service.Process`).
     """
     config = config or TenantsConfig.from_settings(settings)
     # The issuer verifies its own tokens with its own keys: no HTTP call to itself.
-    infra = infra or Infrastructure.from_settings(settings, keys=StaticKeySource(config.keys.jwks()))
+    infra = infra or Infrastructure.from_settings(
+        pool_for_threads(settings, process.threads), keys=StaticKeySource(config.keys.jwks())
+    )
     events = EventPublisher()
     tenants = TenantStore(infra.redis, events)
     clients = ClientStore(infra.redis, events, token_ttl_s=config.token_ttl_s)
@@ -82,4 +90,6 @@ def create_app(
 
 
 def get_app() -> falcon.App | None:
-    return exit_on_config_error("tenants", lambda s: started(build(s, TenantsConfig.from_settings(s))))
+    return exit_on_config_error(
+        "tenants", lambda s: started(build(s, TenantsConfig.from_settings(s), process=Process.uwsgi_worker()))
+    )
