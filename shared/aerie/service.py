@@ -10,7 +10,6 @@ tenants, process)`` returns a ``<Svc>Service`` holding the app and its infrastru
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
 
 import falcon
 
@@ -44,12 +43,19 @@ class Process:
         return cls(threads=threads)
 
 
-class Service(Protocol):
-    @property
-    def app(self) -> falcon.App: ...
+@dataclass
+class Service:
+    """The app and what runs beside it, so tests (and wsgi) can start and stop it.
 
-    @property
-    def infra(self) -> Infrastructure: ...
+    Each service's ``<Svc>Service`` adds what its tests look into (its config, its tenant
+    directory, ...).
+    """
+
+    app: falcon.App
+    infra: Infrastructure
+
+    def close(self) -> None:
+        self.infra.close()
 
 
 def started(service: Service) -> falcon.App:

@@ -10,7 +10,7 @@ from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_
 from aerie.config import Settings
 from aerie.readiness import tenants_ready_checks
 from aerie.redis import pool_for_threads
-from aerie.service import Process, started
+from aerie.service import Process, Service, started
 from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
 from aerie.tenancy import TenantScope
@@ -27,16 +27,9 @@ __all__ = ["EXPORT_THREADS", "AuditService", "build", "create_app", "get_app", "
 
 
 @dataclass
-class AuditService:
-    """The app and what runs beside it, so tests (and wsgi) can start and stop it."""
-
-    app: falcon.App
-    infra: Infrastructure
+class AuditService(Service):
     config: AuditConfig
     tenants: TenantSource
-
-    def close(self) -> None:
-        self.infra.close()
 
 
 #: Exports the stream mule serves at once; more wait for one of them to end.

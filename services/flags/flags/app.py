@@ -11,7 +11,7 @@ from aerie.config import Settings
 from aerie.events import EventPublisher
 from aerie.readiness import tenants_ready_checks
 from aerie.redis import pool_for_threads
-from aerie.service import Process, started
+from aerie.service import Process, Service, started
 from aerie.sse import LiveStreams
 from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
@@ -32,17 +32,10 @@ __all__ = ["FlagsService", "build", "create_app", "get_app", "serve_streams"]
 
 
 @dataclass
-class FlagsService:
-    """The app and what runs beside it, so tests (and wsgi) can start and stop it."""
-
-    app: falcon.App
-    infra: Infrastructure
+class FlagsService(Service):
     config: FlagsConfig
     tenants: TenantSource
     snapshot: FlagReplica
-
-    def close(self) -> None:
-        self.infra.close()
 
 
 def build(

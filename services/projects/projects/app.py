@@ -10,7 +10,7 @@ from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_
 from aerie.config import Settings
 from aerie.readiness import tenants_ready_checks
 from aerie.redis import pool_for_threads
-from aerie.service import Process, started
+from aerie.service import Process, Service, started
 from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import ReadyCheck
 from aerie.tenancy import TenantScope
@@ -27,16 +27,9 @@ __all__ = ["ProjectsService", "build", "create_app", "get_app", "serve_streams"]
 
 
 @dataclass
-class ProjectsService:
-    """The app and what runs beside it, so tests (and wsgi) can start and stop it."""
-
-    app: falcon.App
-    infra: Infrastructure
+class ProjectsService(Service):
     config: ProjectsConfig
     tenants: TenantSource
-
-    def close(self) -> None:
-        self.infra.close()
 
 
 def build(

@@ -11,7 +11,7 @@ from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.events import EventPublisher
 from aerie.redis import pool_for_threads
-from aerie.service import Process, started
+from aerie.service import Process, Service, started
 from tenants.config import TenantsConfig
 from tenants.issuer import Issuer
 from tenants.resources.clients import ClientCollection, ClientItem
@@ -24,15 +24,8 @@ __all__ = ["TenantsConfig", "TenantsService", "build", "create_app", "get_app"]
 
 
 @dataclass
-class TenantsService:
-    """The app and what runs beside it, so tests (and wsgi) can start and stop it."""
-
-    app: falcon.App
-    infra: Infrastructure
+class TenantsService(Service):
     config: TenantsConfig
-
-    def close(self) -> None:
-        self.infra.close()
 
 
 def build(
