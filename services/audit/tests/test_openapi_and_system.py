@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from falcon import testing
 
 
 def test_openapi_document_is_valid_and_lists_every_audit_route(client):
@@ -19,3 +20,22 @@ def test_openapi_document_is_valid_and_lists_every_audit_route(client):
 def test_ready_and_info(client):
     assert client.simulate_get("/ready").status_code == 200
     assert client.simulate_get("/info").json["name"] == "audit"
+
+
+def test_ready_checks_the_tenants_service_audit_asks(redis_url, signing_key):
+    from aerie.app import Infrastructure
+    from aerie.auth.tokens import StaticKeySource
+    from aerie.config import Settings
+    from aerie.local.redis_server import free_port
+    from aerie.testing.tenants import FakeTenants
+    from audit.app import build
+
+    gone = f"http://127.0.0.1:{free_port()}"
+    settings = Settings.from_env("audit", {"REDIS_URL": redis_url, "AERIE_TENANTS_URL": gone})
+    infra = Infrastructure.from_settings(settings, keys=StaticKeySource({"keys": [signing_key.public_jwk()]}))
+    svc = build(settings, infra=infra, tenants=FakeTenants())
+    try:
+        r = testing.TestClient(svc.app).simulate_get("/ready")
+        assert r.status_code == 503 and r.json["failed"] == ["tenants"]
+    finally:
+        svc.close()

@@ -66,3 +66,23 @@ def test_a_deleted_tenants_overrides_are_removed(api, service, redis_url):
     # A redelivered deletion finds nothing and publishes nothing.
     store = FlagStore(service.infra.redis, EventPublisher())
     assert store.purge_tenant(TEN_A, EventContext.system("test"), {"type": "x"}) == 0
+
+
+def test_ready_fails_while_tenants_is_away(env, signing_key, tenants):
+    """Evaluation needs the tenant's attributes and overrides its status: no tenants, not ready."""
+    from falcon import testing
+
+    from aerie.app import Infrastructure
+    from aerie.auth.tokens import StaticKeySource
+    from aerie.config import Settings
+    from aerie.local.redis_server import free_port
+    from flags.app import build
+
+    settings = Settings.from_env("flags", {**env, "AERIE_TENANTS_URL": f"http://127.0.0.1:{free_port()}"})
+    keys = StaticKeySource({"keys": [signing_key.public_jwk()]})
+    service = build(settings, infra=Infrastructure.from_settings(settings, keys=keys), tenants=tenants)
+    try:
+        ready = testing.TestClient(service.app).simulate_get("/ready")
+        assert ready.status_code == 503 and "tenants" in ready.json["failed"]
+    finally:
+        service.close()
