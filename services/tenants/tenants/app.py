@@ -20,7 +20,7 @@ from tenants.resources.tenants import TenantAction, TenantCollection, TenantItem
 from tenants.resources.wellknown import AuthorizationServerMetadata, JWKSResource
 from tenants.storage import ClientStore, TenantStore
 
-__all__ = ["TenantsConfig", "TenantsService", "build", "create_app", "get_app"]
+__all__ = ["TenantsService", "build", "create_app", "get_app"]
 
 
 @dataclass
