@@ -25,6 +25,7 @@ from aerie.endpoints import Endpoint, endpoint_of, responders_of
 from aerie.errors import install_error_handling
 from aerie.idempotency import IdempotencyMiddleware
 from aerie.logs import AccessLog, configure_logging
+from aerie.me import MeResource
 from aerie.middleware import AuthMiddleware, BodyMiddleware, RequestContextMiddleware
 from aerie.openapi import OpenAPIResource, build_openapi
 from aerie.pubsub import Subscriber
@@ -135,6 +136,7 @@ def create_service_app(
         ("/health", HealthResource()),
         ("/ready", ReadyResource(checks)),
         ("/info", InfoResource(settings)),
+        ("/v1/me", MeResource()),
     ]
     all_routes = [*system, *routes]
     _check_declarations(all_routes)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-__all__ = ["HTTP_METHODS", "PUBLIC", "Endpoint", "endpoint", "endpoint_of", "responders_of"]
+__all__ = ["ANY_TOKEN", "HTTP_METHODS", "PUBLIC", "Endpoint", "endpoint", "endpoint_of", "responders_of"]
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 Schema = Mapping[str, Any]
@@ -29,10 +29,20 @@ class _Public:
 PUBLIC = _Public()
 
 
+class _AnyToken:
+    def __repr__(self) -> str:
+        return "ANY_TOKEN"
+
+
+#: Marks a responder any valid token may call, whatever its scopes (``GET /v1/me``).
+ANY_TOKEN = _AnyToken()
+
+
 @dataclass(frozen=True)
 class Endpoint:
     summary: str
     #: Any one of these scopes admits the caller; ``platform:admin`` admits to everything.
+    #: None: no token needed; empty: any valid token.
     scopes: tuple[str, ...] | None
     #: The route acts on the caller's tenant, so a platform token gets 403 tenant_required.
     tenant: bool = False
@@ -68,7 +78,7 @@ class Endpoint:
 def endpoint(
     summary: str,
     *,
-    scopes: Sequence[str] | _Public,
+    scopes: Sequence[str] | _Public | _AnyToken,
     tenant: bool = False,
     body: Schema | None = None,
     media: str = "json",
@@ -82,12 +92,22 @@ def endpoint(
     responses: Mapping[int, str] | None = None,
     check: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Callable[[F], F]:
-    """Declare a responder's contract. ``scopes`` is required: pass ``PUBLIC`` to open it."""
-    if not isinstance(scopes, _Public) and not scopes:
-        raise ValueError("scopes must name at least one scope, or be PUBLIC")
+    """Declare a responder's contract.
+
+    ``scopes`` is required: the scopes that admit a caller, ``ANY_TOKEN`` for any valid token,
+    or ``PUBLIC`` to open the route to anyone.
+    """
+    if isinstance(scopes, _Public):
+        declared: tuple[str, ...] | None = None
+    elif isinstance(scopes, _AnyToken):
+        declared = ()
+    elif not scopes:
+        raise ValueError("scopes must name at least one scope, or be ANY_TOKEN or PUBLIC")
+    else:
+        declared = tuple(scopes)
     spec = Endpoint(
         summary=summary,
-        scopes=None if isinstance(scopes, _Public) else tuple(scopes),
+        scopes=declared,
         tenant=tenant,
         body=body,
         media=media,

@@ -140,7 +140,7 @@ class AuthMiddleware:
             ) from None
         except KeysUnavailable:
             raise errors.unavailable("The token issuer's keys cannot be fetched right now.") from None
-        if not principal.has_any(spec.scopes):
+        if spec.scopes and not principal.has_any(spec.scopes):
             needed = " ".join(spec.scopes)
             raise errors.Problem(
                 403,

@@ -368,8 +368,10 @@ def operation_id(method: str, path: str) -> str:
 
 def _description(spec: Endpoint) -> str | None:
     parts = [spec.description] if spec.description else []
-    if spec.scopes is not None:
+    if spec.scopes:
         parts.append("Scopes: any of " + ", ".join(spec.scopes) + ".")
+    elif spec.scopes is not None:
+        parts.append("Any valid token, whatever its scopes.")
     if spec.tenant:
         parts.append("Acts on the caller's tenant: a platform token gets 403 `tenant_required`.")
     return "\n\n".join(parts) or None
@@ -439,7 +441,7 @@ def _error_statuses(method: str, spec: Endpoint, has_path_params: bool) -> set[i
     statuses: set[int] = set()
     json_body = spec.body is not None and spec.media == "json"
     if spec.scopes is not None:
-        statuses |= {401, 403}
+        statuses |= {401, 403} if spec.scopes or spec.tenant else {401}
     if json_body or spec.query is not None or spec.path is not None:
         statuses.add(422)
     if json_body:

@@ -1,10 +1,17 @@
-"""Revoked API clients, known to every process within a second of the revocation.
+"""Revoked API clients and cut member tokens, known to every process within a second.
 
 The durable record is a sorted set in Redis (member: client id, score: when the last token
 the client could hold expires, after which the entry is useless). The tenants service adds
 to it in the same transaction as the ``client.revoked`` event; every process keeps an
 in-memory copy, loaded when its subscriber (re)connects and updated from the event's live
 fan-out, so the check on each request is a set lookup.
+
+A person's tokens are cut the same way, by a floor: tokens of member ``usr_...`` minted
+at a ``member_version`` below it are refused. Removing a member or changing their role
+raises the floor to the member's new version, so tokens minted before the change stop
+working and the next exchange (at the new version) works at once. Floors live in a second
+sorted set (member: ``"{member_id} {floor}"``, score: until when it matters) and travel
+live on ``member.removed`` / ``member.updated`` events whose data carries ``token_floor``.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ from aerie.auth.principal import Principal
 from aerie.pubsub import Subscriber
 from aerie.redis import RedisProvider
 
-__all__ = ["REVOKED_CLIENTS_KEY", "RevocationList", "record_revocation"]
+__all__ = ["MEMBER_FLOORS_KEY", "REVOKED_CLIENTS_KEY", "RevocationList", "record_member_floor", "record_revocation"]
 
 REVOKED_CLIENTS_KEY = "aerie:revoked-clients"
+MEMBER_FLOORS_KEY = "aerie:member-token-floors"
 REVOCATION_PATTERN = "aerie:event:client.revoked"
+MEMBER_PATTERNS = ("aerie:event:member.removed", "aerie:event:member.updated")
 
 
 def record_revocation(pipe: Any, client_id: str, until: float) -> None:
@@ -30,13 +39,27 @@ def record_revocation(pipe: Any, client_id: str, until: float) -> None:
     pipe.zremrangebyscore(REVOKED_CLIENTS_KEY, "-inf", time.time())
 
 
+def record_member_floor(pipe: Any, member_id: str, min_version: int, until: float) -> None:
+    """Queue on ``pipe`` that ``member_id``'s tokens minted below ``min_version`` are refused.
+
+    ``until`` is when the last such token expires; the entry is dropped after it. The
+    event of the same transaction must carry ``member_id`` and ``token_floor`` so running
+    processes apply it at once.
+    """
+    pipe.zadd(MEMBER_FLOORS_KEY, {f"{member_id} {min_version}": until})
+    pipe.zremrangebyscore(MEMBER_FLOORS_KEY, "-inf", time.time())
+
+
 class RevocationList:
     def __init__(self, redis: RedisProvider, subscriber: Subscriber) -> None:
         self._redis = redis
         self._revoked: frozenset[str] = frozenset()
+        self._floors: dict[str, int] = {}
         self._loaded = False
         self._lock = threading.Lock()
         subscriber.on(REVOCATION_PATTERN, self._on_event)
+        for pattern in MEMBER_PATTERNS:
+            subscriber.on(pattern, self._on_member_event)
         subscriber.on_connect(self.reload)
 
     def reload(self) -> None:
@@ -46,8 +69,16 @@ class RevocationList:
             self._read()
 
     def _read(self) -> None:  # under self._lock
-        members = self._redis.client.zrangebyscore(REVOKED_CLIENTS_KEY, time.time(), "+inf")
+        now = time.time()
+        client = self._redis.client
+        members = client.zrangebyscore(REVOKED_CLIENTS_KEY, now, "+inf")
+        floors: dict[str, int] = {}
+        for entry in client.zrangebyscore(MEMBER_FLOORS_KEY, now, "+inf"):
+            member_id, _, floor = entry.partition(" ")
+            if floor.isdigit():
+                floors[member_id] = max(int(floor), floors.get(member_id, 0))
         self._revoked = frozenset(members)
+        self._floors = floors
         self._loaded = True
 
     def _on_event(self, _channel: str, data: str) -> None:
@@ -56,10 +87,21 @@ class RevocationList:
             with self._lock:
                 self._revoked = self._revoked | {client_id}
 
+    def _on_member_event(self, _channel: str, data: str) -> None:
+        event_data = json.loads(data).get("data") or {}
+        member_id, floor = event_data.get("member_id"), event_data.get("token_floor")
+        if isinstance(member_id, str) and isinstance(floor, int):
+            with self._lock:
+                # A copy, swapped in whole: request threads read the dict without the lock.
+                self._floors = {**self._floors, member_id: max(floor, self._floors.get(member_id, 0))}
+
     def is_revoked(self, principal: Principal) -> bool:
         if not self._loaded:  # first requests of this process, before the subscriber caught up
             self._load_once()
-        return principal.client_id in self._revoked
+        if principal.client_id in self._revoked:
+            return True
+        version = principal.member_version
+        return version is not None and version < self._floors.get(principal.subject, 0)
 
     def _load_once(self) -> None:
         """The first load, by one of the threads that ask at once; the others wait for it.

@@ -171,6 +171,8 @@ class TokenVerifier:
         if self._clock() - self._leeway >= principal.expires_at:
             raise InvalidToken("The token has expired.")
         if self._is_revoked(principal):
+            if principal.is_user:
+                raise InvalidToken("The token was revoked: its client, or the member's role or membership, changed.")
             raise InvalidToken("The token's client has been revoked.")
         return principal
 
@@ -229,6 +231,12 @@ TENANT_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 SUBJECT_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]{0,127}")
 TOKEN_ID_RE = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 MAX_SCOPE_LENGTH = 4096
+#: A person's token: ``sub`` is the member id, ``role`` one of the tenants service's roles,
+#: ``language`` a BCP 47 tag like the tenants' own.
+USER_ID_RE = re.compile(r"usr_[A-Za-z0-9]{1,60}")
+ROLE_RE = re.compile(r"[a-z][a-z-]{0,31}")
+LANGUAGE_RE = re.compile(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8}){0,4}")
+MAX_EMAIL_LENGTH = 320
 
 
 def _principal_from(claims: Mapping[str, Any]) -> Principal:
@@ -251,14 +259,42 @@ def _principal_from(claims: Mapping[str, Any]) -> Principal:
     subject = text("sub", SUBJECT_RE)
     token_id = text("jti", TOKEN_ID_RE)
     assert subject is not None and token_id is not None
+    client_id = text("client_id", SUBJECT_RE, required=False) or subject
+    tenant_id = text("tenant_id", TENANT_ID_RE, required=False)
+    scopes = frozenset(_split(scope))
+    act = claims.get("act")
+    if act is None:
+        return Principal(subject, client_id, tenant_id, scopes, token_id, int(exp))
+    # A person's token (RFC 8693): ``act`` names the app, which must be the token's client.
+    if not isinstance(act, Mapping) or act.get("sub") != client_id or "client_id" not in claims:
+        raise InvalidToken("The token's 'act' claim must name its client.")
+    if not USER_ID_RE.fullmatch(subject):
+        raise InvalidToken("The token's 'sub' claim is not a member id.")
+    version = claims.get("member_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidToken("The token's 'member_version' claim must be a positive integer.")
     return Principal(
-        subject=subject,
-        client_id=text("client_id", SUBJECT_RE, required=False) or subject,
-        tenant_id=text("tenant_id", TENANT_ID_RE, required=False),
-        scopes=frozenset(_split(scope)),
-        token_id=token_id,
-        expires_at=int(exp),
+        subject,
+        client_id,
+        tenant_id,
+        scopes,
+        token_id,
+        int(exp),
+        kind="user",
+        role=text("role", ROLE_RE),
+        email=_bounded_text(claims, "email", MAX_EMAIL_LENGTH),
+        language=text("language", LANGUAGE_RE, required=False),
+        member_version=version,
     )
+
+
+def _bounded_text(claims: Mapping[str, Any], name: str, limit: int) -> str | None:
+    value = claims.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= limit:
+        raise InvalidToken(f"The token's {name!r} claim must be a string of at most {limit} characters.")
+    return value
 
 
 def _split(scope: str) -> Iterable[str]:
