@@ -70,10 +70,12 @@ class RevocationList:
 
     def _read(self) -> None:  # under self._lock
         now = time.time()
-        client = self._redis.client
-        members = client.zrangebyscore(REVOKED_CLIENTS_KEY, now, "+inf")
+        pipe = self._redis.client.pipeline(transaction=False)  # one round trip for both sets
+        pipe.zrangebyscore(REVOKED_CLIENTS_KEY, now, "+inf")
+        pipe.zrangebyscore(MEMBER_FLOORS_KEY, now, "+inf")
+        members, floor_entries = pipe.execute()
         floors: dict[str, int] = {}
-        for entry in client.zrangebyscore(MEMBER_FLOORS_KEY, now, "+inf"):
+        for entry in floor_entries:
             member_id, _, floor = entry.partition(" ")
             if floor.isdigit():
                 floors[member_id] = max(int(floor), floors.get(member_id, 0))
