@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import falcon
 
 from aerie import errors
 from aerie.app import JSON_UTF8, dumps_json
+from aerie.auth.principal import Principal
 from aerie.endpoints import endpoint
 from aerie.tenancy import TenantScope
 from flags import schemas
@@ -13,6 +17,13 @@ from flags.evaluator import Evaluator
 from flags.snapshot import FlagReplica
 
 READ = ("flags:read",)
+
+
+def with_person(principal: Principal, context: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``context`` with ``user_id`` the person's own when a person asks without naming one."""
+    if principal.is_user and "user_id" not in context:
+        return {**context, "user_id": principal.subject}
+    return context
 
 
 class Evaluate:
@@ -30,12 +41,15 @@ class Evaluate:
         description="`context` is an object of attributes (`user_id`, `session_id`, `ip`, anything else), at "
         "most 100 keys and 8 KiB as JSON, nested at most 254 levels. The server adds `tenant_id` (from the "
         "token) and `tenant` (`plan`, `created_at`, `language` from the tenants service), replacing any sent. "
-        "Without `keys`, every flag is evaluated; a key that names no flag answers reason `ERROR` with value null.",
+        "Without `keys`, every flag is evaluated; a key that names no flag answers reason `ERROR` with value null. "
+        "With a person's token, `user_id` defaults to the person (the token's `sub`).",
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
-        tenant_id = self._scope.own(req.context.principal)
-        flags = self._evaluator.evaluate_flags(tenant_id, body.get("context", {}), body.get("keys"))
+        principal = req.context.principal
+        tenant_id = self._scope.own(principal)
+        context = with_person(principal, body.get("context", {}))
+        flags = self._evaluator.evaluate_flags(tenant_id, context, body.get("keys"))
         resp.content_type = JSON_UTF8
         resp.data = dumps_json({"flags": {key: evaluation.to_fragment() for key, evaluation in flags.items()}})
 
@@ -53,11 +67,13 @@ class FlagEvaluation:
         query=schemas.EVALUATION_QUERY,
         response=schemas.EVALUATION,
         responses={404: "There is no such flag"},
+        description="With a person's token, `user_id` defaults to the person (the token's `sub`).",
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
-        tenant_id = self._scope.own(req.context.principal)
+        principal = req.context.principal
+        tenant_id = self._scope.own(principal)
         state = self._snapshot.current()
-        context = self._evaluator.context(tenant_id, req.context.query)
+        context = self._evaluator.context(tenant_id, with_person(principal, req.context.query))
         result = self._evaluator.one(state, tenant_id, key, context)
         if result is None:
             raise errors.not_found(f"There is no flag {key!r}.")
