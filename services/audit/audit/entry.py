@@ -171,13 +171,14 @@ def _actor(raw: Any) -> dict[str, str | None]:
 def _target(action: str, tenant_id: str | None, data: Mapping[str, Any]) -> dict[str, str | None]:
     """What an event acted on, from its type and payload.
 
-    ``tenant.*`` -> the tenant, ``client.*`` -> the client, ``token.issued`` -> the token
-    (its ``jti``), ``token.denied`` -> the client that asked, ``project.*`` -> the project,
+    ``tenant.*`` -> the tenant, ``client.*`` -> the client, ``token.issued`` and
+    ``token.exchanged`` -> the token (its ``jti``), ``token.denied`` -> the client that asked,
+    ``member.*`` -> the member, ``project.*`` -> the project,
     ``flag.*`` (overrides too) -> the flag by key. Unknown types fall back to the type's
     first segment and whichever id-like field the payload has.
     """
     kind = action.split(".", 1)[0]
-    if action == "token.issued":
+    if action in ("token.issued", "token.exchanged"):
         return {"type": "token", "id": _str_or_none(data.get("jti"), 200)}
     if action == "token.denied":
         return {"type": "client", "id": _str_or_none(data.get("client_id"), 200)}

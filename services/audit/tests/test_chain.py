@@ -102,6 +102,9 @@ def test_targets_of_every_action_family():
         ("token.denied", None, {"client_id": "cli_9", "reason": "bad secret"}, {"type": "client", "id": "cli_9"}),
         ("project.deleted", "ten_X", {"project": {"id": "prj_1"}}, {"type": "project", "id": "prj_1"}),
         ("flag.override.set", "ten_X", {"key": "beta", "value": True}, {"type": "flag", "id": "beta"}),
+        ("token.exchanged", "ten_X", {"jti": "j2", "member_id": "usr_1"}, {"type": "token", "id": "j2"}),
+        ("member.invited", "ten_X", {"member": {"id": "usr_1"}}, {"type": "member", "id": "usr_1"}),
+        ("member.removed", "ten_X", {"member_id": "usr_1", "token_floor": 3}, {"type": "member", "id": "usr_1"}),
     ]
     for type_, tenant, data, target in cases:
         _, entry = entry_from_event(event(type_, tenant, data), "t")
