@@ -56,6 +56,9 @@ class Settings:
     client_secret: str | None
     log_level: str = "INFO"
     extra: Mapping[str, str] = field(default_factory=dict)
+    #: ``VCAP_SERVICES`` as parsed (label -> bindings), empty when unset: services find their
+    #: own bindings (an identity provider, say) here, as the Redis URL is found above.
+    vcap_services: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +94,7 @@ class Settings:
             client_secret=env.get("AERIE_CLIENT_SECRET") or None,
             log_level=_log_level(env.get("AERIE_LOG_LEVEL") or "INFO"),
             extra={k: v for k, v in env.items() if k.startswith("AERIE_")},
+            vcap_services=_json_env(env, "VCAP_SERVICES") or {},
         )
 
     def require(self, name: str) -> str:
