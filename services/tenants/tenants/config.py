@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aerie.config import Settings, int_setting
+from tenants.identity import IdentityProviders, bootstrap_admin_email
 from tenants.issuer import PlatformClient, platform_clients_from_env
 from tenants.signing import SigningKeys
 
@@ -18,11 +19,18 @@ class TenantsConfig:
     #: The platform's own clients (bootstrap admin, the services), by client id.
     platform_clients: dict[str, PlatformClient]
     token_ttl_s: int
+    #: The OpenID Connect providers whose tokens a person may exchange (none: no exchange).
+    identity_providers: IdentityProviders = field(default_factory=lambda: IdentityProviders(()))
+    #: Who becomes the first platform-admin person on signing in (AERIE_BOOTSTRAP_ADMIN_EMAIL).
+    bootstrap_admin_email: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TenantsConfig:
+        """Checked and built without touching the network: providers' keys are read on first use."""
         return cls(
             keys=SigningKeys.from_env_value(settings.require("AERIE_SIGNING_KEYS")),
             platform_clients=platform_clients_from_env(settings.extra),
             token_ttl_s=int_setting(settings.extra, "AERIE_TOKEN_TTL", 900, 60, 86_400),
+            identity_providers=IdentityProviders.from_settings(settings),
+            bootstrap_admin_email=bootstrap_admin_email(settings.extra),
         )
