@@ -167,11 +167,12 @@ def test_absent_is_not_none_and_survives_pickling():
 
 
 def test_to_dict_is_the_evaluate_response_object():
-    assert Evaluation("v", "v", "SPLIT", "rollout").to_dict() == {
+    assert Evaluation("v", "v", "SPLIT", "rollout", 7).to_dict() == {
         "value": "v",
         "variant": "v",
         "reason": "SPLIT",
         "rule": "rollout",
+        "revision": 7,
     }
 
 

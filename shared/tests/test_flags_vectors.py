@@ -32,7 +32,7 @@ def test_vector(vector):
     flag = compile_flag(vector["flag"])
     result = flag.evaluate(vectors.context(vector), **vectors.overrides(vector))
     expected = vector["expected"]
-    assert result.to_dict() == {k: expected[k] for k in ("value", "variant", "reason", "rule")}
+    assert result.to_dict() == {**{k: expected[k] for k in ("value", "variant", "reason", "rule")}, "revision": None}
     if "bucket" in expected:
         stickiness = vector["flag"]["rollout"]["stickiness"]
         value = vectors.context(vector)[stickiness]
@@ -96,4 +96,4 @@ def test_vector_through_the_client_snapshot(vector):
     result = snapshot.evaluate(vector["flag"]["key"], dict(vector["context"]))
     expected = vector["expected"]
     assert result is not None
-    assert result.to_dict() == {k: expected[k] for k in ("value", "variant", "reason", "rule")}
+    assert result.to_dict() == {**{k: expected[k] for k in ("value", "variant", "reason", "rule")}, "revision": None}

@@ -120,6 +120,10 @@ def _definition_problems(key: str, doc: Mapping[str, Any]) -> Iterator[dict[str,
             "field": "rollout",
             "message": "a rollout without variants serves true, so the default must be a boolean",
         }
+    if "off" in doc:
+        problem = _value_problem(doc["off"], doc)
+        if problem is not None:
+            yield {"field": "off", "message": problem}
     for i, rule in enumerate(doc.get("rules") or ()):
         problem = _value_problem(rule["serve"], doc)
         if problem is not None:

@@ -51,6 +51,12 @@ FLAG_PUT: dict[str, Any] = {
     "description": {"type": "string", "maxlength": 2000, "default": ""},
     "enabled": {"type": "boolean", "default": True},
     "default": {**VALUE, "required": True},
+    "off": {
+        **VALUE,
+        "meta": {
+            "description": "Served while `enabled` is false; absent: false for a boolean flag, else `default`"
+        },
+    },
     "variants": {"type": "list", "maxlength": 50, "default": [], "schema": {"type": "dict", "schema": VARIANT}},
     "rules": {"type": "list", "maxlength": 100, "default": [], "schema": {"type": "dict", "schema": RULE}},
     "rollout": {"type": "dict", "nullable": True, "default": None, "schema": ROLLOUT},
@@ -65,6 +71,7 @@ FLAG: dict[str, Any] = {
     "description": {"type": "string"},
     "enabled": {"type": "boolean"},
     "default": VALUE,
+    "off": VALUE,
     "variants": {"type": "list", "schema": {"type": "dict", "schema": VARIANT}},
     "rules": {"type": "list", "schema": {"type": "dict", "schema": RULE}},
     "rollout": {"type": "dict", "nullable": True, "schema": ROLLOUT},
@@ -149,6 +156,11 @@ EVALUATION: dict[str, Any] = {
     "variant": {"type": "string", "nullable": True},
     "reason": {"type": "string", "allowed": ["DISABLED", "TARGETING_MATCH", "SPLIT", "DEFAULT", "ERROR"]},
     "rule": {"type": "string", "nullable": True},
+    "revision": {
+        "type": "integer",
+        "nullable": True,
+        "meta": {"description": "The flag's version that produced this evaluation (null for an unknown key)"},
+    },
 }
 
 EVALUATE_RESULT: dict[str, Any] = {

@@ -147,7 +147,9 @@ class FlagStore:
             pipe.hset(DEFINITIONS, key, _dump(doc))
             pipe.zadd(INDEX, {key: 0})
             pipe.set(REVISION, revision)
-            event = new_event(kind, None, {"flag": doc, "revision": revision}, ctx)
+            # ``version`` is what evaluations of this document answer as their ``revision``; the
+            # event's own ``revision`` orders the whole snapshot (every flag and override).
+            event = new_event(kind, None, {"flag": doc, "version": doc["version"], "revision": revision}, ctx)
             self._events.add(pipe, event)
             result.update(doc=doc, created=old is None, event=event)
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flagtest import TEN_A, TEN_B
 
+from aerie.events import STREAM_KEY
 from aerie.flags.vectors import load
 from aerie.testing.http import assert_problem
 
@@ -36,9 +39,10 @@ def test_every_vector_through_http(api, tenants, vector):
             assert r.status_code == 200, r.text
     r = api.put_flag(key, None, **flag)
     assert r.status_code in (200, 201), r.text
+    version = r.json["version"]
     r = api.c.simulate_post("/v1/evaluate", json={"context": vector["context"], "keys": [key]}, headers=headers)
     assert r.status_code == 200, r.text
-    expected = {k: vector["expected"][k] for k in ("value", "variant", "reason", "rule")}
+    expected = {**{k: vector["expected"][k] for k in ("value", "variant", "reason", "rule")}, "revision": version}
     assert r.json == {"flags": {key: expected}}
     if "user_id" in vector["context"] and set(vector["context"]) <= {"user_id", "session_id", "ip"}:
         one = api.c.simulate_get(f"/v1/flags/{key}/evaluation", params=vector["context"], headers=headers)
@@ -56,11 +60,69 @@ def test_kill_switch_beats_overrides_rules_and_rollout(api):
         == 200
     )
     assert api.value("checkout-v2", {"user_id": "u1", "country": "DE"})["rule"] == "override:tenant"
-    api.put_flag("checkout-v2", 200, **{**flag, "enabled": False})
+    killed = api.put_flag("checkout-v2", 200, **{**flag, "enabled": False}).json["version"]
     for ctx in ({"user_id": "u1", "country": "DE"}, {"user_id": "u2"}, {}):
-        assert api.value("checkout-v2", ctx) == {"value": False, "variant": None, "reason": "DISABLED", "rule": None}
+        assert api.value("checkout-v2", ctx) == {
+            "value": False,
+            "variant": None,
+            "reason": "DISABLED",
+            "rule": None,
+            "revision": killed,
+        }
     api.put_flag("checkout-v2", 200, **flag)
     assert api.value("checkout-v2", {"user_id": "u1"})["value"] is True
+
+
+@pytest.mark.parametrize(
+    ("flag", "served"),
+    [
+        ({"default": True}, False),
+        ({"default": True, "off": True}, True),
+        ({"default": "new", "off": "old"}, "old"),
+        ({"default": 10}, 10),
+        ({"default": {"limit": 10}, "off": {"limit": 0}}, {"limit": 0}),
+    ],
+)
+def test_the_kill_switch_serves_off(api, flag, served):
+    """Killing a flag whose default is true turns the feature off; ``off`` says what else to serve."""
+    api.put_flag("killable", 201, **flag, enabled=False)
+    assert api.value("killable", {"user_id": "u1"})["value"] == served
+    assert api.c.simulate_get("/v1/flags/killable", headers=api.admin()).json.get("off") == flag.get("off")
+
+
+def nested(depth: int) -> list:
+    value: list = [1]
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize(
+    ("flag", "field"),
+    [
+        ({"default": True, "off": "no"}, "off"),
+        ({"default": "a", "variants": [{"name": "a", "weight": 100}], "off": "b"}, "off"),
+        ({"default": [1], "off": nested(25)}, "off"),
+    ],
+)
+def test_an_off_value_the_flag_cannot_serve_is_a_422(api, flag, field):
+    body = assert_problem(api.put_flag("bad-off", None, **flag), 422, "validation_error")
+    assert [e["field"] for e in body["errors"]] == [field]
+
+
+def test_every_evaluation_names_the_revision_that_produced_it(api, service):
+    first = api.put_flag("rev", 201, default=False).json["version"]
+    assert api.value("rev", {"user_id": "u"})["revision"] == first
+    second = api.put_flag("rev", 200, default=True).json["version"]
+    assert second == first + 1
+    got = api.value("rev", {"user_id": "u"})
+    assert got["revision"] == second and got["value"] is True
+    one = api.c.simulate_get("/v1/flags/rev/evaluation", params={"user_id": "u"}, headers=api.headers())
+    assert one.json["revision"] == second
+    # The change's event (and so its audit entry) names the same version.
+    events = [json.loads(fields["event"]) for _, fields in service.infra.redis.client.xrange(STREAM_KEY)]
+    changes = [e["data"]["version"] for e in events if e["type"] in ("flag.created", "flag.updated")]
+    assert changes[-2:] == [first, second]
 
 
 def test_tenant_attributes_come_from_the_tenants_service_and_cannot_be_spoofed(api, tenants):
@@ -74,7 +136,7 @@ def test_tenant_attributes_come_from_the_tenants_service_and_cannot_be_spoofed(a
     spoof = {"tenant": {"created_at": "2030-01-01T00:00:00Z"}, "tenant_id": TEN_B}
     assert api.value("new-dashboard", spoof, tenant_id=TEN_A)["value"] is False
     got = api.value("new-dashboard", {}, tenant_id=TEN_B)
-    assert got == {"value": True, "variant": None, "reason": "TARGETING_MATCH", "rule": "rules[0]"}
+    assert got == {"value": True, "variant": None, "reason": "TARGETING_MATCH", "rule": "rules[0]", "revision": 1}
 
 
 def test_a_tenant_change_reaches_the_next_evaluation(api, tenants):
@@ -94,7 +156,8 @@ def test_all_flags_without_keys_and_unknown_keys(api):
     r = api.evaluate({"user_id": "u"})
     assert r.status_code == 200 and set(r.json["flags"]) == {"one", "two"}
     r = api.evaluate({"user_id": "u"}, ["one", "nope"])
-    assert r.json["flags"]["nope"] == {"value": None, "variant": None, "reason": "ERROR", "rule": None}
+    unknown = {"value": None, "variant": None, "reason": "ERROR", "rule": None, "revision": None}
+    assert r.json["flags"]["nope"] == unknown
     assert_problem(api.c.simulate_get("/v1/flags/nope/evaluation", headers=api.headers()), 404, "not_found")
 
 

@@ -55,6 +55,7 @@ def test_override_values_must_be_servable(api):
         "variant": "b",
         "reason": "TARGETING_MATCH",
         "rule": "override:tenant",
+        "revision": 1,
     }
     body = assert_problem(
         api.c.simulate_put("/v1/flags/typed/overrides/tenant", json={}, headers=api.headers()), 422, "validation_error"
@@ -72,7 +73,13 @@ def test_precedence_and_removal(api):
     assert delete_override(api, "p", user="u1").status_code == 204  # idempotent
     assert api.value("p", {"user_id": "u1"})["rule"] == "override:tenant"
     assert delete_override(api, "p").status_code == 204
-    assert api.value("p", {"user_id": "u1"}) == {"value": "off", "variant": None, "reason": "DEFAULT", "rule": None}
+    assert api.value("p", {"user_id": "u1"}) == {
+        "value": "off",
+        "variant": None,
+        "reason": "DEFAULT",
+        "rule": None,
+        "revision": 1,
+    }
 
 
 def test_tenant_b_never_sees_or_changes_tenant_a_overrides(api):

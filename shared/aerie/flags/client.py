@@ -228,7 +228,7 @@ class FlagsClient:
             if result is None or result.reason == ERROR:
                 return error_evaluation(flag.default)
             if self._stale:
-                return Evaluation(result.value, result.variant, STALE, result.rule)
+                return Evaluation(result.value, result.variant, STALE, result.rule, result.revision)
             return result
         except Exception:
             log.warning("flag evaluation failed", extra={"flag": getattr(flag, "key", None)}, exc_info=True)

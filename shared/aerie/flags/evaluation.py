@@ -6,8 +6,9 @@ drift. The order and the bucket formula are docs/api.md's:
 
     disabled -> user override -> tenant override -> first matching rule -> rollout -> default
 
-* ``enabled: false`` serves ``default`` (reason ``DISABLED``): the kill switch beats
-  everything, overrides included.
+* ``enabled: false`` serves ``off`` (reason ``DISABLED``): the kill switch beats everything,
+  overrides included. Without ``off``, a boolean flag serves ``false`` (so killing a flag
+  whose default is ``true`` turns the feature off) and any other flag its ``default``.
 * A user override counts only when ``allow_overrides`` is ``"user"``, a tenant override when
   it is ``"tenant"`` or ``"user"`` (reason ``TARGETING_MATCH``, rule ``override:user`` /
   ``override:tenant``). Overrides are passed in, not looked up here: where they live (Redis on
@@ -21,6 +22,9 @@ drift. The order and the bucket formula are docs/api.md's:
   salt than the rollout's, so who is in and which variant they see are independent. Without
   variants a rollout serves ``True``.
 * Otherwise ``default`` (reason ``DEFAULT``).
+
+Every evaluation carries ``revision``: the flag document's ``version`` that produced it (the
+audit entry of that change names the same version), or None for a document without one.
 
 :func:`compile_flag` does all parsing once; :meth:`CompiledFlag.evaluate` then does a few
 dict lookups, the predicates of :mod:`aerie.flags.operators` and at most two SHA-256 hashes.
@@ -57,6 +61,7 @@ __all__ = [
     "bucket",
     "compile_flag",
     "evaluate",
+    "off_value",
 ]
 
 log = logging.getLogger("aerie.flags")
@@ -98,17 +103,25 @@ ABSENT: Final = _Absent()
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
-    """One flag's answer: what to serve, and why (``reason``, and the ``rule`` that decided)."""
+    """One flag's answer: what to serve, why (``reason``, the ``rule`` that decided), and the
+    flag's ``revision`` that decided it."""
 
     value: Any
     variant: str | None
     reason: str
     rule: str | None
+    revision: int | None = None
     _fragment: orjson.Fragment | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         """The per-key object of ``POST /v1/evaluate``."""
-        return {"value": self.value, "variant": self.variant, "reason": self.reason, "rule": self.rule}
+        return {
+            "value": self.value,
+            "variant": self.variant,
+            "reason": self.reason,
+            "rule": self.rule,
+            "revision": self.revision,
+        }
 
     def to_fragment(self) -> orjson.Fragment:
         """:meth:`to_dict` as JSON that ``orjson.dumps`` embeds as it is, encoded once.
@@ -124,9 +137,9 @@ class Evaluation:
             object.__setattr__(self, "_fragment", fragment)  # a cache, not state: frozen stays true
         return fragment
 
-    def __reduce__(self) -> tuple[type[Evaluation], tuple[Any, str | None, str, str | None]]:
+    def __reduce__(self) -> tuple[type[Evaluation], tuple[Any, str | None, str, str | None, int | None]]:
         # Pickles and copies without the cached fragment, which orjson cannot pickle.
-        return (Evaluation, (self.value, self.variant, self.reason, self.rule))
+        return (Evaluation, (self.value, self.variant, self.reason, self.rule, self.revision))
 
 
 def bucket(key: str, value: str) -> int:
@@ -189,6 +202,8 @@ class CompiledFlag:
         "default",
         "doc",
         "key",
+        "off",
+        "revision",
     )
 
     def __init__(self, doc: Mapping[str, Any]) -> None:
@@ -196,15 +211,20 @@ class CompiledFlag:
         key = doc.get("key")
         self.key: str = key if type(key) is str else ""
         self.default: Any = doc.get("default")
+        self.off: Any = off_value(doc)
+        version = doc.get("version")
+        self.revision: int | None = version if type(version) is int else None
         self._enabled = doc.get("enabled", True) is not False
         allow = doc.get("allow_overrides", "none")
         self._allow_user = allow == "user"
         self._allow_tenant = allow in ("tenant", "user")
 
-        self._variant_names, self._variant_bounds, self._variant_evals = _compile_variants(doc.get("variants"))
+        self._variant_names, self._variant_bounds, self._variant_evals = _compile_variants(
+            doc.get("variants"), self.revision
+        )
         self._rollout_prefix = sha256(f"{self.key}:".encode())
         self._variant_prefix = sha256(f"{self.key}:variant:".encode())
-        self._disabled_eval = self._served(self.default, DISABLED, None)
+        self._disabled_eval = self._served(self.off, DISABLED, None)
         self._default_eval = self._served(self.default, DEFAULT, None)
         self._rules: tuple[tuple[tuple[Predicate, ...], Evaluation], ...] = tuple(
             _compile_rules(doc.get("rules"), self._served)
@@ -220,12 +240,12 @@ class CompiledFlag:
             if usable and type(stickiness) is str and stickiness in STICKINESS:
                 self._stickiness = stickiness
                 self._rollout_threshold = percentage * 100
-        self._rollout_eval = Evaluation(True, None, SPLIT, RULE_ROLLOUT)
+        self._rollout_eval = Evaluation(True, None, SPLIT, RULE_ROLLOUT, self.revision)
 
     def _served(self, value: Any, reason: str, rule: str | None) -> Evaluation:
         """An evaluation serving ``value``, naming the variant when the value is one."""
         variant = value if type(value) is str and value in self._variant_names else None
-        return Evaluation(value, variant, reason, rule)
+        return Evaluation(value, variant, reason, rule, self.revision)
 
     def evaluate(
         self,
@@ -236,7 +256,7 @@ class CompiledFlag:
     ) -> Evaluation:
         """This flag's evaluation for ``context``; never raises (``ERROR`` instead)."""
         if type(context) is not dict and not isinstance(context, Mapping):
-            return error_evaluation(self.default)
+            return error_evaluation(self.default, self.revision)
         try:
             if not self._enabled:
                 return self._disabled_eval
@@ -269,13 +289,24 @@ class CompiledFlag:
             # Unreachable for a dict context; kept because a flag check must never take the
             # caller's request down (a context whose ``get`` raises, say).
             log.warning("flag evaluation failed", extra={"flag": self.key}, exc_info=True)
-            return error_evaluation(self.default)
+            return error_evaluation(self.default, self.revision)
 
     def __repr__(self) -> str:
         return f"CompiledFlag({self.key!r})"
 
 
-def _compile_variants(raw: Any) -> tuple[frozenset[str], tuple[float, ...], tuple[Evaluation, ...]]:
+def off_value(doc: Mapping[str, Any]) -> Any:
+    """What the flag serves while ``enabled`` is false: ``off``, else false for a boolean flag,
+    else its ``default``."""
+    if "off" in doc:
+        return doc["off"]
+    default = doc.get("default")
+    return False if type(default) is bool else default
+
+
+def _compile_variants(
+    raw: Any, revision: int | None
+) -> tuple[frozenset[str], tuple[float, ...], tuple[Evaluation, ...]]:
     """Variant names, the cumulative upper bounds of their bucket ranges, and their evaluations.
 
     A variant that is malformed (no string name, a weight that is not a non-negative number)
@@ -297,7 +328,7 @@ def _compile_variants(raw: Any) -> tuple[frozenset[str], tuple[float, ...], tupl
         names.append(name)
         bounds.append(total)
     # bisect_right over the upper bounds: bucket b goes to the first variant whose bound > b.
-    return frozenset(names), tuple(bounds), tuple(Evaluation(n, n, SPLIT, RULE_ROLLOUT) for n in names)
+    return frozenset(names), tuple(bounds), tuple(Evaluation(n, n, SPLIT, RULE_ROLLOUT, revision) for n in names)
 
 
 def _compile_rules(
@@ -317,9 +348,9 @@ def _compile_rules(
     return rules
 
 
-def error_evaluation(default: Any) -> Evaluation:
+def error_evaluation(default: Any, revision: int | None = None) -> Evaluation:
     """The declared default, with reason ``ERROR``: what a check gets when no answer can be had."""
-    return Evaluation(default, None, ERROR, None)
+    return Evaluation(default, None, ERROR, None, revision)
 
 
 class _BrokenFlag(CompiledFlag):
@@ -331,15 +362,19 @@ class _BrokenFlag(CompiledFlag):
         self.doc = doc
         self.key = ""
         self.default = None
+        self.off = None
+        self.revision = None
         if isinstance(doc, Mapping):
             key = doc.get("key")
             self.key = key if type(key) is str else ""
             self.default = doc.get("default")
+            version = doc.get("version")
+            self.revision = version if type(version) is int else None
 
     def evaluate(
         self, context: Mapping[str, Any], *, tenant_override: Any = ABSENT, user_override: Any = ABSENT
     ) -> Evaluation:
-        return error_evaluation(self.default)
+        return error_evaluation(self.default, self.revision)
 
 
 def compile_flag(doc: Mapping[str, Any]) -> CompiledFlag:
