@@ -617,6 +617,26 @@ def test_the_last_key_set_answers_while_the_issuer_is_down(rsa_key: TestKey) -> 
         old.key_for(kid)
 
 
+@pytest.mark.parametrize("answer", [b"<html>proxy error</html>", b'{"keys": []}', b'{"keys": [{"kty": "nope"}]}'])
+def test_a_jwks_that_is_no_usable_key_set_is_an_outage_not_a_500(rsa_key: TestKey, answer: bytes) -> None:
+    """A proxy's error page or an empty set: nothing known yet is 503, a known set answers on."""
+    handler = type("Jwks", (_Jwks,), {"body": answer})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/jwks"
+        kid = rsa_key.public_jwk()["kid"]
+        with pytest.raises(KeysUnavailable):
+            JWKSKeySource(url, timeout=1.0, cooldown=0.0).key_for(kid)
+        known = JWKSKeySource(url, lifespan=0.2, timeout=1.0, cooldown=0.0)
+        known._client.jwk_set_cache.put({"keys": [rsa_key.public_jwk()]})
+        time.sleep(0.3)  # the known set has expired: the next call fetches the bad answer
+        assert known.key_for(kid).key_id == kid
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize(
     ("granted", "needed", "allowed"),
     [

@@ -115,6 +115,11 @@ class JWKSKeySource:
         except jwt.PyJWKClientConnectionError as exc:
             self._failed_at = time.monotonic()
             return self._last_known(kid, str(exc))
+        except (ValueError, jwt.PyJWKSetError):
+            # The issuer answered something that is not a usable JWK Set (not JSON, or no key
+            # PyJWT can use): like an outage, the keys known so far go on answering.
+            self._failed_at = time.monotonic()
+            return self._last_known(kid, "the issuer's JWKS is not a usable JWK Set")
         except jwt.PyJWKClientError:
             return None
         finally:
