@@ -13,8 +13,17 @@ from aerie.events import EventPublisher
 from aerie.redis import pool_for_threads
 from aerie.service import Process, Service, started
 from tenants.config import TenantsConfig
+from tenants.exchange import TokenExchange
 from tenants.issuer import Issuer
+from tenants.members import BootstrapAdmin, UnsafeMemberDirectory
 from tenants.resources.clients import ClientCollection, ClientItem
+from tenants.resources.members import (
+    MemberAccess,
+    PlatformMemberCollection,
+    PlatformMemberItem,
+    TenantMemberCollection,
+    TenantMemberItem,
+)
 from tenants.resources.oauth import TokenResource
 from tenants.resources.tenants import TenantAction, TenantCollection, TenantItem
 from tenants.resources.wellknown import AuthorizationServerMetadata, JWKSResource
@@ -57,21 +66,35 @@ def build(
         clients=clients,
         tenants=tenants,
     )
+    members = MemberAccess(infra.redis, events, tenants, config.token_ttl_s)
+    bootstrap = BootstrapAdmin(members.store(None), config.bootstrap_admin_email)
+    exchange = TokenExchange(
+        issuer=issuer,
+        providers=config.identity_providers,
+        directory=UnsafeMemberDirectory(infra.redis, events),
+        tenants=tenants,
+        bootstrap=bootstrap,
+    )
     routes: list[Route] = [
-        ("/v1/oauth/token", TokenResource(issuer, events, infra.redis)),
+        ("/v1/oauth/token", TokenResource(issuer, exchange, events, infra.redis)),
         ("/.well-known/jwks.json", JWKSResource(config.keys.jwks())),
         ("/.well-known/oauth-authorization-server", AuthorizationServerMetadata(settings.issuer)),
         ("/v1/tenants", TenantCollection(tenants)),
-        ("/v1/tenants/{tenant_id}", TenantItem(tenants, clients)),
+        ("/v1/tenants/{tenant_id}", TenantItem(tenants, clients, members)),
         ("/v1/tenants/{tenant_id}/suspend", TenantAction(tenants, "suspend")),
         ("/v1/tenants/{tenant_id}/reactivate", TenantAction(tenants, "reactivate")),
         ("/v1/tenants/{tenant_id}/clients", ClientCollection(tenants, clients)),
         ("/v1/tenants/{tenant_id}/clients/{client_id}", ClientItem(tenants, clients)),
+        ("/v1/tenants/{tenant_id}/members", TenantMemberCollection(members)),
+        ("/v1/tenants/{tenant_id}/members/{member_id}", TenantMemberItem(members)),
+        ("/v1/platform/members", PlatformMemberCollection(members, bootstrap)),
+        ("/v1/platform/members/{member_id}", PlatformMemberItem(members)),
     ]
     app = create_service_app(
         infra,
         routes,
-        description="Tenant lifecycle, API clients, and the OAuth2 token endpoint and JWKS every service trusts.",
+        description="Tenant lifecycle, API clients, members and roles, and the OAuth2 token endpoint (client "
+        "credentials, and token exchange for people) and JWKS every service trusts.",
     )
     return TenantsService(app, infra, config)
 

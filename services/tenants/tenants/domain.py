@@ -36,11 +36,17 @@ TENANT_SCOPES = (
     "flags:write",
     "audit:read",
     "audit:write",
+    "members:read",
+    "members:write",
 )
 PLATFORM_SCOPES = ("platform:read", "platform:admin")
 KNOWN_SCOPES = TENANT_SCOPES + PLATFORM_SCOPES
 #: The tenant scopes a ``platform:read`` client may take into a tenant-bound token.
-READ_SCOPES = ("tenants:read", "projects:read", "flags:read", "audit:read")
+READ_SCOPES = ("tenants:read", "projects:read", "flags:read", "audit:read", "members:read")
+#: The grants a client may hold (RFC 6749 client credentials, RFC 8693 token exchange).
+CLIENT_CREDENTIALS = "client_credentials"
+TOKEN_EXCHANGE = "token-exchange"  # noqa: S105 (a grant's name, not a secret)
+GRANTS = (CLIENT_CREDENTIALS, TOKEN_EXCHANGE)
 
 #: Which transitions each lifecycle action makes; a status not listed is a 409.
 _TRANSITIONS: dict[str, dict[str, str]] = {

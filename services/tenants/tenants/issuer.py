@@ -18,7 +18,15 @@ from typing import Any
 from aerie.auth.principal import PLATFORM_ADMIN, PLATFORM_READ
 from aerie.config import ConfigError
 from aerie.logs import truncated
-from tenants.domain import KNOWN_SCOPES, READ_SCOPES, TENANT_SCOPES, hash_secret, secret_matches
+from tenants.domain import (
+    CLIENT_CREDENTIALS,
+    GRANTS,
+    KNOWN_SCOPES,
+    READ_SCOPES,
+    TENANT_SCOPES,
+    hash_secret,
+    secret_matches,
+)
 from tenants.signing import SigningKeys
 from tenants.storage import ClientStore, TenantStore
 
@@ -27,6 +35,7 @@ __all__ = [
     "MAX_CLIENT_SECRET_CHARS",
     "MAX_SCOPE_CHARS",
     "MAX_TENANT_ID_CHARS",
+    "AuthenticatedClient",
     "IssuedToken",
     "Issuer",
     "OAuthError",
@@ -67,6 +76,22 @@ class PlatformClient:
     client_id: str
     secret_hash: str
     scopes: frozenset[str]
+    grants: frozenset[str] = frozenset({CLIENT_CREDENTIALS})
+
+
+@dataclass(frozen=True)
+class AuthenticatedClient:
+    """A client whose secret matched: what it may hold and which grants it may use."""
+
+    client_id: str
+    #: None for the platform's own clients.
+    tenant_id: str | None
+    scopes: frozenset[str]
+    grants: frozenset[str]
+
+    @property
+    def platform(self) -> bool:
+        return self.tenant_id is None
 
 
 @dataclass(frozen=True)
@@ -90,7 +115,8 @@ def platform_clients_from_env(env: Mapping[str, str]) -> dict[str, PlatformClien
         raise ConfigError(f"AERIE_BOOTSTRAP_CLIENT_ID must be at most {MAX_CLIENT_ID_CHARS} characters")
     if not 32 <= len(boot_secret) <= MAX_CLIENT_SECRET_CHARS:
         raise ConfigError(f"AERIE_BOOTSTRAP_CLIENT_SECRET must be 32 to {MAX_CLIENT_SECRET_CHARS} characters")
-    clients[boot_id] = PlatformClient(boot_id, hash_secret(boot_secret), frozenset({PLATFORM_ADMIN}))
+    # The bootstrap client may exchange a platform person's token too (the console, scripts).
+    clients[boot_id] = PlatformClient(boot_id, hash_secret(boot_secret), frozenset({PLATFORM_ADMIN}), frozenset(GRANTS))
     raw = env.get("AERIE_SERVICE_CLIENTS")
     if raw:
         try:
@@ -109,7 +135,10 @@ def platform_clients_from_env(env: Mapping[str, str]) -> dict[str, PlatformClien
                 raise ConfigError(f"AERIE_SERVICE_CLIENTS[{i}] has unknown scopes: {', '.join(sorted(unknown))}")
             if not isinstance(client_id, str) or not 0 < len(client_id) <= MAX_CLIENT_ID_CHARS:
                 raise ConfigError(f"AERIE_SERVICE_CLIENTS[{i}] client_id must be 1 to {MAX_CLIENT_ID_CHARS} characters")
-            clients[client_id] = PlatformClient(client_id, str(digest).lower(), frozenset(scopes))
+            grants = entry.get("grants", [CLIENT_CREDENTIALS])
+            if not isinstance(grants, list) or not grants or set(grants) - set(GRANTS):
+                raise ConfigError(f"AERIE_SERVICE_CLIENTS[{i}] grants must be a list of: {', '.join(GRANTS)}")
+            clients[client_id] = PlatformClient(client_id, str(digest).lower(), frozenset(scopes), frozenset(grants))
     return clients
 
 
@@ -133,13 +162,13 @@ class Issuer:
         self._clients = clients
         self._tenants = tenants
 
-    def issue(self, client_id: str, secret: str, scope: str | None, tenant_id: str | None) -> IssuedToken:
-        _check_lengths(client_id, secret, scope, tenant_id)
+    def authenticate(self, client_id: str, secret: str) -> AuthenticatedClient:
+        """The client these credentials prove, or ``invalid_client`` (401), in constant time."""
         platform = self._platform.get(client_id)
         if platform is not None:
             if not secret_matches(secret, platform.secret_hash):
                 raise OAuthError("invalid_client", "Client authentication failed.", 401)
-            return self._issue_platform(platform, scope, tenant_id)
+            return AuthenticatedClient(client_id, None, platform.scopes, platform.grants)
         stored = self._clients.get(client_id)
         matches = secret_matches(secret, stored["secret_hash"] if stored else _DUMMY_HASH)
         if stored is None or not matches:
@@ -150,16 +179,33 @@ class Issuer:
             raise OAuthError("invalid_client", "Client authentication failed.", 401, tenant_id=owner)
         if stored["status"] != "active":
             raise OAuthError("invalid_client", "Client authentication failed.", 401, tenant_id=stored["tenant_id"])
+        grants = frozenset(stored.get("grants") or (CLIENT_CREDENTIALS,))
+        return AuthenticatedClient(client_id, stored["tenant_id"], frozenset(stored["scopes"]), grants)
+
+    @staticmethod
+    def check_lengths(client_id: str, secret: str, scope: str | None, tenant_id: str | None) -> None:
+        """Refuse what no client sends, before anything is looked up."""
+        _check_lengths(client_id, secret, scope, tenant_id)
+
+    def issue(self, client_id: str, secret: str, scope: str | None, tenant_id: str | None) -> IssuedToken:
+        _check_lengths(client_id, secret, scope, tenant_id)
+        client = self.authenticate(client_id, secret)
+        if CLIENT_CREDENTIALS not in client.grants:
+            raise OAuthError(
+                "unauthorized_client", "This client may not use client_credentials.", tenant_id=client.tenant_id
+            )
+        if client.platform:
+            return self._issue_platform(self._platform[client_id], scope, tenant_id)
         if tenant_id is not None:
             raise OAuthError(
-                "invalid_request", "Only platform clients may ask for a tenant_id.", tenant_id=stored["tenant_id"]
+                "invalid_request", "Only platform clients may ask for a tenant_id.", tenant_id=client.tenant_id
             )
-        granted = self._grant(frozenset(stored["scopes"]), scope, tenant_id=stored["tenant_id"])
-        return self._mint(client_id, stored["tenant_id"], granted, platform=False)
+        granted = self.grant(client.scopes, scope, tenant_id=client.tenant_id)
+        return self.mint(client_id, client.tenant_id, granted, platform=False)
 
     def _issue_platform(self, client: PlatformClient, scope: str | None, tenant_id: str | None) -> IssuedToken:
         if tenant_id is None:
-            return self._mint(client.client_id, None, self._grant(client.scopes, scope, tenant_id=None), platform=True)
+            return self.mint(client.client_id, None, self.grant(client.scopes, scope, tenant_id=None), platform=True)
         tenant = self._tenants.get(tenant_id)
         if tenant is None or tenant["status"] == "deleted":
             raise OAuthError("invalid_request", "The tenant_id names no live tenant.")
@@ -170,11 +216,11 @@ class Issuer:
             allowed = frozenset(READ_SCOPES)
         else:
             raise OAuthError("invalid_scope", "This client may not act on behalf of a tenant.", tenant_id=tenant_id)
-        granted = self._grant(allowed, scope, tenant_id=tenant_id)
-        return self._mint(client.client_id, tenant_id, granted, platform=True)
+        granted = self.grant(allowed, scope, tenant_id=tenant_id)
+        return self.mint(client.client_id, tenant_id, granted, platform=True)
 
     @staticmethod
-    def _grant(allowed: frozenset[str], requested: str | None, *, tenant_id: str | None) -> list[str]:
+    def grant(allowed: frozenset[str], requested: str | None, *, tenant_id: str | None) -> list[str]:
         if requested is None or not requested.strip():
             return sorted(allowed)
         wanted = set(requested.split())
@@ -188,12 +234,22 @@ class Issuer:
             raise OAuthError("invalid_scope", f"The client may not have: {_listed(refused)}.", tenant_id=tenant_id)
         return sorted(wanted)
 
-    def _mint(self, client_id: str, tenant_id: str | None, scopes: list[str], *, platform: bool) -> IssuedToken:
+    def mint(
+        self,
+        client_id: str,
+        tenant_id: str | None,
+        scopes: list[str],
+        *,
+        platform: bool,
+        subject: str | None = None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> IssuedToken:
+        """A signed access token; ``subject`` and ``extra`` claims make it a person's."""
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": self._issuer,
             "aud": self._audience,
-            "sub": client_id,
+            "sub": subject or client_id,
             "client_id": client_id,
             "scope": " ".join(scopes),
             "iat": now,
@@ -203,6 +259,8 @@ class Issuer:
         }
         if tenant_id is not None:
             claims["tenant_id"] = tenant_id
+        if extra:
+            claims.update(extra)
         return IssuedToken(self._keys.sign(claims), self.ttl_s, claims["scope"], claims, platform)
 
 

@@ -30,13 +30,17 @@ from aerie.auth.revocation import record_revocation
 from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.pagination import Page, decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
-from tenants.domain import hash_secret, new_secret, transition
+from tenants.domain import CLIENT_CREDENTIALS, hash_secret, new_secret, transition
 
-__all__ = ["ClientStore", "TenantStore"]
+__all__ = ["ClientStore", "TenantStore", "tenant_key"]
 
 
 def _tenant_key(tenant_id: str) -> str:
     return f"tenants:t:{tenant_id}"
+
+
+#: The tenant document's key, for writes elsewhere that must WATCH the tenant's status.
+tenant_key = _tenant_key
 
 
 def _client_key(client_id: str) -> str:
@@ -204,13 +208,21 @@ class ClientStore:
         raw = self._client.get(_client_key(client_id))
         return orjson.loads(raw) if raw else None
 
-    def create(self, tenant_id: str, name: str, scopes: list[str], ctx: EventContext) -> tuple[dict[str, Any], str]:
+    def create(
+        self,
+        tenant_id: str,
+        name: str,
+        scopes: list[str],
+        ctx: EventContext,
+        grants: list[str] | None = None,
+    ) -> tuple[dict[str, Any], str]:
         secret = new_secret()
         client = {
             "client_id": f"cli_{ULID()}",
             "tenant_id": tenant_id,
             "name": name,
             "scopes": sorted(set(scopes)),
+            "grants": sorted(set(grants or [CLIENT_CREDENTIALS])),
             "status": "active",
             "created_at": utcnow(),
         }
@@ -279,4 +291,5 @@ class ClientStore:
 
 
 def public_client(client: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in client.items() if k != "secret_hash"}
+    # Clients made before grants existed hold client credentials only.
+    return {"grants": [CLIENT_CREDENTIALS], **{k: v for k, v in client.items() if k != "secret_hash"}}

@@ -225,7 +225,7 @@ def test_authorization_server_metadata(client):
     assert body["issuer"] == ISSUER
     assert body["token_endpoint"] == f"{ISSUER}/v1/oauth/token"
     assert body["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
-    assert body["grant_types_supported"] == ["client_credentials"]
+    assert body["grant_types_supported"] == ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"]
 
 
 @pytest.mark.parametrize(("ttl", "seconds"), [(None, 900), ("", 900), ("60", 60), ("86400", 86_400)])

@@ -35,8 +35,9 @@ class ClientCollection:
         beyond = [s for s in scopes if not principal.has_scope(s)]
         if beyond:
             raise errors.forbidden(f"A client cannot grant scopes it does not hold: {' '.join(sorted(beyond))}.")
+        body = req.context.body
         client, secret = self._clients.create(
-            tenant_id, req.context.body["name"], scopes, EventContext.from_request(req)
+            tenant_id, body["name"], scopes, EventContext.from_request(req), grants=body.get("grants")
         )
         resp.status = 201
         resp.location = f"/v1/tenants/{tenant_id}/clients/{client['client_id']}"

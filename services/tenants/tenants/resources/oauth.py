@@ -1,4 +1,4 @@
-"""``POST /v1/oauth/token``: the OAuth2 client-credentials grant (RFC 6749 section 4.4).
+"""``POST /v1/oauth/token``: client credentials (RFC 6749 section 4.4) and token exchange (RFC 8693).
 
 Errors here are RFC 6749 JSON (``{"error", "error_description"}``), not problem+json:
 OAuth client libraries parse them. Every token issued or denied is published as an event.
@@ -30,6 +30,8 @@ from aerie.events import EventContext, EventPublisher, new_event
 from aerie.logs import truncated
 from aerie.middleware import read_body
 from aerie.redis import RedisProvider
+from tenants.exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, SUBJECT_TOKEN_TYPES, ProvidersDown, TokenExchange
+from tenants.identity import MAX_SUBJECT_TOKEN_CHARS
 from tenants.issuer import (
     MAX_CLIENT_ID_CHARS,
     MAX_CLIENT_SECRET_CHARS,
@@ -42,13 +44,17 @@ from tenants.issuer import (
 FORM = "application/x-www-form-urlencoded"
 
 #: A token request's whole form: its fields at their limits, percent-encoded, fit with room
-#: to spare (a real request is a few hundred bytes), and 4 KiB is a 256th of the 1 MiB the
-#: JSON routes take. Refused on the ``Content-Length`` alone, before the body is read.
-MAX_FORM_BYTES = 4096
+#: to spare (a client-credentials request is a few hundred bytes; an exchange carries an ID
+#: token of a few KiB, at most :data:`~tenants.identity.MAX_SUBJECT_TOKEN_CHARS`, whose
+#: base64url and dots need no percent-encoding), and 24 KiB is a 40th of the 1 MiB the JSON
+#: routes take. Refused on the ``Content-Length`` alone, before the body is read.
+MAX_FORM_BYTES = 24 * 1024
 #: ``Basic `` and the base64 of a client id and secret at their limits, percent-encoded.
 MAX_AUTHORIZATION_CHARS = 2048
-#: ``client_credentials`` is the only grant; any grant type's name is shorter.
+#: The token-exchange grant's URN is the longest name of a grant or token type we take.
 MAX_GRANT_TYPE_CHARS = 64
+MAX_TOKEN_TYPE_CHARS = 64
+GRANT_TYPES = ("client_credentials", GRANT_TYPE)
 #: What a ``token.denied`` event and the error's description keep of the reason (ours, but
 #: it may quote requested scopes).
 MAX_REASON_CHARS = 256
@@ -57,9 +63,12 @@ TOKEN_REQUEST = {
     "grant_type": {
         "type": "string",
         "required": True,
-        "allowed": ["client_credentials"],
+        "allowed": list(GRANT_TYPES),
         "maxlength": MAX_GRANT_TYPE_CHARS,
     },
+    "subject_token": {"type": "string", "maxlength": MAX_SUBJECT_TOKEN_CHARS},
+    "subject_token_type": {"type": "string", "allowed": list(SUBJECT_TOKEN_TYPES)},
+    "requested_token_type": {"type": "string", "allowed": [ACCESS_TOKEN_TYPE]},
     "scope": {"type": "string", "maxlength": MAX_SCOPE_CHARS},
     "tenant_id": {"type": "string", "maxlength": MAX_TENANT_ID_CHARS},
     "client_id": {"type": "string", "maxlength": MAX_CLIENT_ID_CHARS},
@@ -70,6 +79,7 @@ TOKEN_RESPONSE = {
     "token_type": {"type": "string", "allowed": ["Bearer"]},
     "expires_in": {"type": "integer"},
     "scope": {"type": "string"},
+    "issued_token_type": {"type": "string", "allowed": [ACCESS_TOKEN_TYPE]},
 }
 
 
@@ -120,26 +130,33 @@ def _credentials(req: falcon.Request, form: dict[str, str]) -> tuple[str, str]:
 
 
 class TokenResource:
-    def __init__(self, issuer: Issuer, events: EventPublisher, redis: RedisProvider) -> None:
+    def __init__(self, issuer: Issuer, exchange: TokenExchange, events: EventPublisher, redis: RedisProvider) -> None:
         self._issuer = issuer
+        self._exchange = exchange
         self._events = events
         self._redis = redis
 
     @endpoint(
-        "Issue an access token (client credentials)",
+        "Issue an access token (client credentials, or token exchange for a person)",
         scopes=PUBLIC,
         body=TOKEN_REQUEST,
         media=FORM,
         response=TOKEN_RESPONSE,
-        description="Form-encoded (RFC 6749 section 4.4). Client authentication by HTTP Basic or "
-        f"client_id/client_secret. The form is limited to {MAX_FORM_BYTES} bytes and each field to its maxLength. "
-        "Errors are RFC 6749 JSON: invalid_client 401, invalid_scope, unsupported_grant_type, invalid_request 400.",
-        responses={400: "RFC 6749 error", 401: "invalid_client"},
+        description="Form-encoded. `grant_type=client_credentials` (RFC 6749 section 4.4), or "
+        f"`grant_type={GRANT_TYPE}` (RFC 8693) with a trusted provider's `subject_token` of a person: the "
+        "client must hold the token-exchange grant; the token's `sub` is the member, `act` the client, and "
+        "its scopes are those asked for (all if none) within the member's role and the client's scopes; the "
+        "answer adds `issued_token_type`. Client authentication by HTTP Basic or client_id/client_secret. "
+        f"The form is limited to {MAX_FORM_BYTES} bytes and each field to its maxLength. Errors are RFC 6749 "
+        "JSON: invalid_client 401, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type, "
+        "invalid_request 400; temporarily_unavailable 503 while a provider's keys cannot be fetched.",
+        responses={400: "RFC 6749 error", 401: "invalid_client", 503: "temporarily_unavailable"},
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("Pragma", "no-cache")
         client_id: str | None = None
+        grant: str | None = None
         try:
             form = _form(req)
             grant = form.get("grant_type")
@@ -147,12 +164,18 @@ class TokenResource:
                 raise OAuthError("invalid_request", "grant_type is required.")
             if len(grant) > MAX_GRANT_TYPE_CHARS:
                 raise OAuthError("invalid_request", f"grant_type is limited to {MAX_GRANT_TYPE_CHARS} characters.")
-            if grant != "client_credentials":
-                raise OAuthError("unsupported_grant_type", "Only client_credentials is supported.")
+            if grant not in GRANT_TYPES:
+                raise OAuthError("unsupported_grant_type", f"Supported grant types: {', '.join(GRANT_TYPES)}.")
             client_id, secret = _credentials(req, form)
+            if grant == GRANT_TYPE:
+                self._exchange_for_person(req, resp, form, client_id, secret)
+                return
             token = self._issuer.issue(client_id, secret, form.get("scope"), form.get("tenant_id") or None)
         except OAuthError as exc:
-            self._deny(req, resp, exc, client_id)
+            self._deny(req, resp, exc, client_id, grant)
+            return
+        except ProvidersDown as exc:
+            self._unavailable(req, resp, str(exc), client_id)
             return
         claims = token.claims
         ctx = self._context(req, client_id)
@@ -171,12 +194,63 @@ class TokenResource:
             "scope": token.scope,
         }
 
-    def _deny(self, req: falcon.Request, resp: falcon.Response, exc: OAuthError, client_id: str | None) -> None:
+    def _exchange_for_person(
+        self, req: falcon.Request, resp: falcon.Response, form: dict[str, str], client_id: str, secret: str
+    ) -> None:
+        for name in ("subject_token_type", "requested_token_type"):
+            if len(form.get(name) or "") > MAX_TOKEN_TYPE_CHARS:
+                raise OAuthError("invalid_request", f"{name} is limited to {MAX_TOKEN_TYPE_CHARS} characters.")
+        if len(form.get("subject_token") or "") > MAX_SUBJECT_TOKEN_CHARS:
+            raise OAuthError("invalid_grant", f"No subject token is longer than {MAX_SUBJECT_TOKEN_CHARS} characters.")
+        self._issuer.check_lengths(client_id, secret, form.get("scope"), form.get("tenant_id") or None)
+        client = self._issuer.authenticate(client_id, secret)
+        ctx = self._context(req, client_id)
+        done = self._exchange.exchange(client, form, ctx)
+        token = done.token
+        claims = token.claims
+        data = {
+            "client_id": client_id,
+            "member_id": claims["sub"],
+            "issuer": done.issuer,
+            "scope": token.scope,
+            "jti": claims["jti"],
+            "expires_at": claims["exp"],
+            "platform": claims.get("tenant_id") is None,
+        }
+        person = {"type": "user", "id": claims["sub"], "client_id": client_id}
+        person_ctx = EventContext(actor=person, request_id=ctx.request_id, ip=ctx.ip, user_agent=ctx.user_agent)
+        self._events.publish(
+            self._redis.client, new_event("token.exchanged", claims.get("tenant_id"), data, person_ctx)
+        )
+        resp.media = {
+            "access_token": token.access_token,
+            "issued_token_type": ACCESS_TOKEN_TYPE,
+            "token_type": "Bearer",
+            "expires_in": token.expires_in,
+            "scope": token.scope,
+        }
+
+    def _unavailable(self, req: falcon.Request, resp: falcon.Response, why: str, client_id: str | None) -> None:
+        """A provider's keys cannot be had: the exchange may work in a moment (RFC 6749 JSON, 503)."""
+        resp.status = 503
+        resp.set_header("Retry-After", "5")
+        resp.media = {"error": "temporarily_unavailable", "error_description": truncated(why, MAX_REASON_CHARS)}
+
+    def _deny(
+        self,
+        req: falcon.Request,
+        resp: falcon.Response,
+        exc: OAuthError,
+        client_id: str | None,
+        grant: str | None = None,
+    ) -> None:
         # The claimed client id is whatever the caller sent (it may be no client's): cut to
         # the longest a client id can be, so the event stays small whatever arrived.
         claimed = truncated(client_id, MAX_CLIENT_ID_CHARS) if client_id else client_id
         reason = truncated(exc.description, MAX_REASON_CHARS)
         data: dict[str, Any] = {"client_id": claimed, "error": exc.error, "reason": reason}
+        if grant in GRANT_TYPES:
+            data["grant_type"] = grant
         event = new_event("token.denied", exc.tenant_id, data, self._context(req, claimed))
         self._events.publish(self._redis.client, event)
         resp.status = exc.status

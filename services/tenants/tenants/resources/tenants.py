@@ -12,6 +12,7 @@ from aerie.pagination import page_schema
 from aerie.versioning import expected_version, set_etag
 from tenants import schemas
 from tenants.access import authorize, refuse_if_suspended
+from tenants.resources.members import MemberAccess
 from tenants.storage import ClientStore, TenantStore
 
 ADMIN = ("platform:admin",)
@@ -49,9 +50,10 @@ class TenantCollection:
 
 
 class TenantItem:
-    def __init__(self, tenants: TenantStore, clients: ClientStore) -> None:
+    def __init__(self, tenants: TenantStore, clients: ClientStore, members: MemberAccess) -> None:
         self._tenants = tenants
         self._clients = clients
+        self._members = members
 
     @endpoint("Get a tenant", scopes=("tenants:read", "platform:read"), response=schemas.TENANT)
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
@@ -85,17 +87,18 @@ class TenantItem:
         resp.media = tenant
 
     @endpoint(
-        "Delete a tenant: revokes its clients; every service removes its data",
+        "Delete a tenant: revokes its clients, removes its members; every service removes its data",
         scopes=ADMIN,
         status=204,
     )
     def on_delete(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         ctx = EventContext.from_request(req)
 
-        def revoke_clients(pipe: object, tid: str) -> None:
+        def revoke_clients_and_members(pipe: object, tid: str) -> None:
             self._clients.revoke_all_queued(pipe, tid, ctx)
+            self._members.store(tid).remove_all_queued(pipe, ctx)
 
-        self._tenants.change_status(tenant_id, "delete", ctx, on_delete=revoke_clients)
+        self._tenants.change_status(tenant_id, "delete", ctx, on_delete=revoke_clients_and_members)
         resp.status = 204
 
 

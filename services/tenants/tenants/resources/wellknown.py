@@ -36,7 +36,7 @@ class AuthorizationServerMetadata:
             "issuer": issuer,
             "token_endpoint": f"{issuer}/v1/oauth/token",
             "jwks_uri": f"{issuer}/.well-known/jwks.json",
-            "grant_types_supported": ["client_credentials"],
+            "grant_types_supported": ["client_credentials", "urn:ietf:params:oauth:grant-type:token-exchange"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
             "token_endpoint_auth_signing_alg_values_supported": ["RS256", "ES256"],
             "scopes_supported": list(KNOWN_SCOPES),
