@@ -23,6 +23,7 @@ from aerie.config import ConfigError, Settings
 from aerie.docs import DocsAssetResource, DocsResource
 from aerie.endpoints import Endpoint, endpoint_of, responders_of
 from aerie.errors import install_error_handling
+from aerie.i18n import Catalogs, LanguageMiddleware, Languages, Request, TenantLanguage
 from aerie.idempotency import IdempotencyMiddleware
 from aerie.logs import AccessLog, configure_logging
 from aerie.me import MeResource
@@ -104,23 +105,27 @@ def create_service_app(
     *,
     ready_checks: Mapping[str, ReadyCheck] | None = None,
     description: str = "",
+    tenant_language: TenantLanguage | None = None,
 ) -> falcon.App:
     """A ``falcon.App`` with the standard middleware, system routes and the service's routes.
 
     Refuses to build if any responder lacks an ``@endpoint`` declaration. Every request and
     ``/ready`` probe makes sure ``infra.background``'s workers run in this process (the
     service's ``get_app()`` starts them after the fork, :func:`aerie.service.started`).
+    ``tenant_language`` gives a tenant's language, the last word on the language of a
+    request whose caller states none (:mod:`aerie.i18n`).
     """
     settings = infra.settings
     middleware: list[object] = [
         RequestContextMiddleware(AccessLog(settings.service, settings.instance_index)),
+        LanguageMiddleware(Languages(Catalogs(), tenant_language)),
         AuthMiddleware(infra.verifier, infra.subscriber),
         BodyMiddleware(),
         IdempotencyMiddleware(infra.redis),
     ]
     if infra.background:
         middleware.insert(0, BackgroundMiddleware(infra.background))
-    app = falcon.App(media_type=JSON_UTF8, middleware=middleware)
+    app = falcon.App(media_type=JSON_UTF8, middleware=middleware, request_type=Request)
     # orjson: the same JSON (UTF-8, no ASCII escaping, non-string keys made strings as
     # json.dumps does), about ten times cheaper to produce.
     json_handler = falcon.media.JSONHandler(dumps=dumps_json, loads=orjson.loads)

@@ -4,6 +4,10 @@ Falcon has no problem+json of its own (falconry/falcon#157), so this module give
 serializer for everything: our own :class:`Problem` errors, Falcon's 404/405/413/415 and
 media errors, Redis being away (503), and anything unexpected (500, logged with its
 traceback, answered without detail).
+
+Titles and details are written in the request's language (:mod:`aerie.i18n`) with
+``Content-Language``: a detail made with :func:`aerie.i18n.msg` is translated when the
+document is written, a plain ``str`` is sent as it is.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 import falcon
 
+from aerie.i18n.catalogs import SOURCE_LANGUAGE
+from aerie.i18n.messages import msg, translate
 from aerie.redis import REDIS_DOWN
 
 __all__ = [
@@ -52,23 +58,23 @@ CODES_BY_STATUS: Mapping[int, str] = {
 }
 
 TITLES: Mapping[str, str] = {
-    "bad_request": "Bad request",
-    "unauthorized": "Authentication required",
-    "invalid_token": "Invalid token",
-    "insufficient_scope": "Insufficient scope",
-    "forbidden": "Forbidden",
-    "tenant_required": "Tenant token required",
-    "tenant_suspended": "Tenant suspended",
-    "not_found": "Not found",
-    "method_not_allowed": "Method not allowed",
-    "conflict": "Conflict",
-    "precondition_failed": "Precondition failed",
-    "payload_too_large": "Payload too large",
-    "unsupported_media_type": "Unsupported media type",
-    "validation_error": "Validation failed",
-    "rate_limited": "Too many requests",
-    "internal_error": "Internal error",
-    "unavailable": "Service unavailable",
+    "bad_request": msg("Bad request"),
+    "unauthorized": msg("Authentication required"),
+    "invalid_token": msg("Invalid token"),
+    "insufficient_scope": msg("Insufficient scope"),
+    "forbidden": msg("Forbidden"),
+    "tenant_required": msg("Tenant token required"),
+    "tenant_suspended": msg("Tenant suspended"),
+    "not_found": msg("Not found"),
+    "method_not_allowed": msg("Method not allowed"),
+    "conflict": msg("Conflict"),
+    "precondition_failed": msg("Precondition failed"),
+    "payload_too_large": msg("Payload too large"),
+    "unsupported_media_type": msg("Unsupported media type"),
+    "validation_error": msg("Validation failed"),
+    "rate_limited": msg("Too many requests"),
+    "internal_error": msg("Internal error"),
+    "unavailable": msg("Service unavailable"),
 }
 
 FieldError = dict[str, str]
@@ -99,20 +105,24 @@ def forbidden(detail: str, code: str = "forbidden") -> Problem:
     return Problem(403, code, detail)
 
 
-def not_found(detail: str = "The resource does not exist.") -> Problem:
-    return Problem(404, "not_found", detail)
+def not_found(detail: str | None = None) -> Problem:
+    return Problem(404, "not_found", msg("The resource does not exist.") if detail is None else detail)
 
 
 def conflict(detail: str) -> Problem:
     return Problem(409, "conflict", detail)
 
 
-def precondition_failed(detail: str = "The resource has changed; fetch it again.") -> Problem:
-    return Problem(412, "precondition_failed", detail)
+def precondition_failed(detail: str | None = None) -> Problem:
+    return Problem(
+        412, "precondition_failed", msg("The resource has changed; fetch it again.") if detail is None else detail
+    )
 
 
-def validation_error(errors: Iterable[FieldError], detail: str = "The request has invalid fields.") -> Problem:
-    return Problem(422, "validation_error", detail, errors=errors)
+def validation_error(errors: Iterable[FieldError], detail: str | None = None) -> Problem:
+    return Problem(
+        422, "validation_error", msg("The request has invalid fields.") if detail is None else detail, errors=errors
+    )
 
 
 def unavailable(detail: str, retry_after: int = 1) -> Problem:
@@ -135,6 +145,35 @@ def problem_body(
     return body
 
 
+def _language(req: falcon.Request, status: int) -> tuple[str, bool]:
+    """The problem's language and whether ``Accept-Language`` had a say in it.
+
+    A 5xx does not ask the tenants service for the tenant's language: it may be the very
+    outage being reported. Negotiation never fails the response: English is the fallback.
+    """
+    negotiated = getattr(req.context, "negotiated_language", None)
+    if negotiated is None:
+        return SOURCE_LANGUAGE, False
+    try:
+        language, used_header = negotiated(ask_tenant=status < 500)
+    except Exception:
+        log.exception("language negotiation failed")
+        return SOURCE_LANGUAGE, False
+    return language or SOURCE_LANGUAGE, used_header
+
+
+def _translated_errors(errors: Any, gettext: Any) -> Any:
+    """``errors[]`` with each translatable ``message`` in the request's language."""
+    if gettext is None or not isinstance(errors, list):
+        return errors
+    return [
+        {**entry, "message": translate(entry["message"], gettext)}
+        if isinstance(entry, dict) and isinstance(entry.get("message"), str)
+        else entry
+        for entry in errors
+    ]
+
+
 def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
     status = exc.status_code
     code = (
@@ -142,13 +181,34 @@ def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError
         or CODES_BY_STATUS.get(status)
         or ("internal_error" if status >= 500 else "bad_request")
     )
-    title = TITLES.get(code, exc.title or code)
+    language, used_header = _language(req, status)
+    gettext = _gettext(req, language)
+    title = translate(TITLES.get(code, exc.title or code), gettext) or code
     detail = exc.description
     if status >= 500 and code == "internal_error":
         detail = None  # never leak an exception's text
-    body = problem_body(req, status, code, title, detail, getattr(exc, "errors", None))
+    body = problem_body(
+        req, status, code, title, translate(detail, gettext), _translated_errors(getattr(exc, "errors", None), gettext)
+    )
     resp.content_type = PROBLEM_JSON
+    resp.set_header("Content-Language", language if gettext is not None else SOURCE_LANGUAGE)
+    if used_header:
+        resp.append_header("Vary", "Accept-Language")
     resp.data = json.dumps(body, ensure_ascii=False).encode()
+
+
+def _gettext(req: falcon.Request, language: str) -> Any:
+    """The translation function of ``language`` (None for English, or when no catalog loads)."""
+    if language == SOURCE_LANGUAGE:
+        return None
+    languages = getattr(req.context, "languages", None)
+    if languages is None:
+        return None
+    try:
+        return languages.catalogs.gettext(language)
+    except Exception:
+        log.exception("catalog unavailable", extra={"language": language})
+        return None
 
 
 def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
@@ -161,7 +221,7 @@ def _handle_unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception
 
 def _handle_redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
     log.warning("redis unavailable", extra={"error_type": type(ex).__name__, "path": req.path})
-    raise unavailable("A backing service (Redis) is not answering; try again shortly.")
+    raise unavailable(msg("A backing service (Redis) is not answering; try again shortly."))
 
 
 def install_error_handling(app: falcon.App) -> None:
