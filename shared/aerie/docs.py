@@ -18,6 +18,7 @@ import falcon
 
 from aerie import errors
 from aerie.endpoints import PUBLIC, endpoint
+from aerie.i18n import msg
 
 __all__ = ["ASSETS_PREFIX", "CSP", "INIT_JS", "DocsAssetResource", "DocsResource"]
 
@@ -138,7 +139,7 @@ class DocsAssetResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         content_type = _ASSETS.get(name)
         if content_type is None:
-            raise errors.not_found("No such documentation asset.")
+            raise errors.not_found(msg("No such documentation asset."))
         resp.data = self._cache.get(name) or self._load(name)
         resp.content_type = content_type
         resp.set_header("Cache-Control", "public, max-age=86400")

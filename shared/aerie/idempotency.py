@@ -16,6 +16,7 @@ from typing import Any
 import falcon
 
 from aerie import errors
+from aerie.i18n import msg
 from aerie.middleware import spec_for
 from aerie.redis import RedisProvider
 
@@ -47,7 +48,7 @@ class IdempotencyMiddleware:
         if spec is None or not spec.idempotent:
             return
         if not KEY_RE.match(key):
-            raise errors.bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters.")
+            raise errors.bad_request(msg("Idempotency-Key must be 1 to 255 visible ASCII characters."))
         principal = getattr(req.context, "principal", None)
         owner = principal.client_id if principal else "anonymous"
         redis_key = "aerie:idem:" + hashlib.sha256(f"{owner}\n{key}".encode()).hexdigest()
@@ -59,12 +60,12 @@ class IdempotencyMiddleware:
             return
         raw = client.get(redis_key)
         if raw is None:  # expired between the two calls: treat as a fresh conflict-free retry
-            raise errors.conflict("The request with this Idempotency-Key is being processed; retry shortly.")
+            raise errors.conflict(msg("The request with this Idempotency-Key is being processed; retry shortly."))
         record = json.loads(raw)
         if record["fingerprint"] != fingerprint:
-            raise errors.conflict("This Idempotency-Key was used with a different request.")
+            raise errors.conflict(msg("This Idempotency-Key was used with a different request."))
         if record["state"] == "pending":
-            raise errors.conflict("The request with this Idempotency-Key is still being processed; retry shortly.")
+            raise errors.conflict(msg("The request with this Idempotency-Key is still being processed; retry shortly."))
         resp.status = record["status"]
         for name, value in record["headers"].items():
             resp.set_header(name, value)

@@ -20,14 +20,16 @@ from typing import Any
 
 import orjson
 
+from aerie.i18n import msg
+
 __all__ = ["NOT_TEXT", "OUT_OF_RANGE", "NotStorable", "NotUTF8", "loads_json", "nests_deeper_than"]
 
 #: Integers as every service keeps them: signed 64 bits, what orjson writes and what the
 #: usual readers of these documents (Redis, Java's long, Go's int64) hold.
 MIN_INT = -(2**63)
 MAX_INT = 2**63 - 1
-OUT_OF_RANGE = "is out of range: integers must fit in 64 bits (signed) and other numbers must be finite"
-NOT_TEXT = "holds an unpaired surrogate escape (\\ud800 to \\udfff), which is not Unicode text"
+OUT_OF_RANGE = msg("is out of range: integers must fit in 64 bits (signed) and other numbers must be finite")
+NOT_TEXT = msg("holds an unpaired surrogate escape (\\ud800 to \\udfff), which is not Unicode text")
 
 #: A run of 19 digits may be an integer past 64 bits, which orjson reads as a float (a
 #: silent loss of precision); bodies with one go to the json module. Found by mapping every

@@ -25,6 +25,7 @@ from aerie import errors
 from aerie.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
 from aerie.context import set_request_id
 from aerie.endpoints import Endpoint, endpoint_of
+from aerie.i18n import msg
 from aerie.json_input import NotStorable, NotUTF8, loads_json
 from aerie.logs import AccessLog
 from aerie.pubsub import Subscriber
@@ -117,7 +118,7 @@ class AuthMiddleware:
             raise errors.Problem(
                 401,
                 "unauthorized",
-                "This route needs a bearer token.",
+                msg("This route needs a bearer token."),
                 headers={"WWW-Authenticate": _bearer_challenge()},
             )
         scheme, _, token = header.partition(" ")
@@ -126,7 +127,7 @@ class AuthMiddleware:
             raise errors.Problem(
                 401,
                 "unauthorized",
-                "Use the Bearer authorization scheme.",
+                msg("Use the Bearer authorization scheme."),
                 headers={"WWW-Authenticate": _bearer_challenge()},
             )
         try:
@@ -139,17 +140,17 @@ class AuthMiddleware:
                 headers={"WWW-Authenticate": _bearer_challenge("invalid_token", str(exc))},
             ) from None
         except KeysUnavailable:
-            raise errors.unavailable("The token issuer's keys cannot be fetched right now.") from None
+            raise errors.unavailable(msg("The token issuer's keys cannot be fetched right now.")) from None
         if spec.scopes and not principal.has_any(spec.scopes):
             needed = " ".join(spec.scopes)
             raise errors.Problem(
                 403,
                 "insufficient_scope",
-                f"This route needs one of these scopes: {needed}.",
+                msg("This route needs one of these scopes: %(scopes)s.", scopes=needed),
                 headers={"WWW-Authenticate": _bearer_challenge("insufficient_scope", scope=needed)},
             )
         if spec.tenant and principal.is_platform:
-            raise errors.Problem(403, "tenant_required", "This route acts on a tenant; use a tenant-bound token.")
+            raise errors.Problem(403, "tenant_required", msg("This route acts on a tenant; use a tenant-bound token."))
         req.context.principal = principal
 
 
@@ -173,15 +174,15 @@ def _parse_body(raw: bytes) -> Any:
     try:
         return loads_json(raw)
     except NotUTF8:
-        raise errors.bad_request("JSON bodies must be UTF-8, without a byte order mark (RFC 8259).") from None
+        raise errors.bad_request(msg("JSON bodies must be UTF-8, without a byte order mark (RFC 8259).")) from None
     except NotStorable as exc:
         if exc.errors:
-            raise errors.validation_error(exc.errors, detail="The request body has invalid fields.") from None
+            raise errors.validation_error(exc.errors, detail=msg("The request body has invalid fields.")) from None
         raise errors.bad_request(
-            "The body holds a number out of range or text that is not Unicode (an unpaired surrogate)."
+            msg("The body holds a number out of range or text that is not Unicode (an unpaired surrogate).")
         ) from None
     except (ValueError, UnicodeDecodeError, RecursionError):  # nesting deeper than json allows
-        raise errors.bad_request("The body is not valid JSON.") from None
+        raise errors.bad_request(msg("The body is not valid JSON.")) from None
 
 
 #: No body was sent (as opposed to a JSON ``null``).
@@ -194,7 +195,7 @@ def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     server cannot de-chunk (411): a body that was sent is never taken for an empty one."""
     length = req.content_length
     if length is not None and length > limit:
-        raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
+        raise errors.Problem(413, "payload_too_large", msg("Bodies are limited to %(limit)s bytes.", limit=limit))
     if length is not None:
         # Exactly the declared length, as Falcon's own form parser reads it (bounded_stream
         # would build a wrapper per request to do the same).
@@ -208,12 +209,14 @@ def read_body(req: falcon.Request, limit: int = MAX_BODY_BYTES) -> bytes:
     if not req.env.get("wsgi.input_terminated"):
         if req.env.get("HTTP_TRANSFER_ENCODING"):
             raise errors.Problem(
-                411, "bad_request", "This server cannot read a chunked body here; send it with a Content-Length."
+                411,
+                "bad_request",
+                msg("This server cannot read a chunked body here; send it with a Content-Length."),
             )
         return b""
     data = _read(req, limit + 1, chunked=True)
     if len(data) > limit:
-        raise errors.Problem(413, "payload_too_large", f"Bodies are limited to {limit} bytes.")
+        raise errors.Problem(413, "payload_too_large", msg("Bodies are limited to %(limit)s bytes.", limit=limit))
     return data
 
 
@@ -230,10 +233,12 @@ def _read(req: falcon.Request, size: int, *, chunked: bool = False) -> bytes:
 def _body_cut_short(*, chunked: bool = False) -> errors.Problem:
     if chunked:
         return errors.bad_request(
-            "The chunked body is malformed, has a chunk larger than the server buffers, "
-            "or stopped arriving before its last chunk."
+            msg(
+                "The chunked body is malformed, has a chunk larger than the server buffers, "
+                "or stopped arriving before its last chunk."
+            )
         )
-    return errors.bad_request("The body ended before its Content-Length, or stopped arriving.")
+    return errors.bad_request(msg("The body ended before its Content-Length, or stopped arriving."))
 
 
 class BodyMiddleware:
@@ -282,13 +287,13 @@ class BodyMiddleware:
         body: Any = _NO_BODY
         if has_body:
             if not _is_json(req.content_type):
-                raise errors.Problem(415, "unsupported_media_type", "Send the body as application/json, in UTF-8.")
+                raise errors.Problem(415, "unsupported_media_type", msg("Send the body as application/json, in UTF-8."))
             raw = read_body(req, self._max)
             if raw.strip():
                 body = _parse_body(raw)
         if spec.body is None:
             if body is not _NO_BODY and body not in (None, {}):
-                raise errors.bad_request("This route takes no body.")
+                raise errors.bad_request(msg("This route takes no body."))
             return
         if body is _NO_BODY:
             body = {}
@@ -296,7 +301,7 @@ class BodyMiddleware:
         # wrong shape, not malformed JSON: 422, with the whole body as the field ("").
         if not isinstance(body, dict):
             raise errors.validation_error(
-                [{"field": "", "message": "must be a JSON object"}], detail="The body must be a JSON object."
+                [{"field": "", "message": msg("must be a JSON object")}], detail=msg("The body must be a JSON object.")
             )
         req.context.body = spec.check(body) if spec.check is not None else validate(spec.body, body, location="body")
 
@@ -305,6 +310,6 @@ def _query_document(req: falcon.Request) -> dict[str, Any]:
     doc: dict[str, Any] = {}
     for key, value in req.params.items():
         if isinstance(value, list):
-            raise errors.validation_error([{"field": key, "message": "may be given only once"}])
+            raise errors.validation_error([{"field": key, "message": msg("may be given only once")}])
         doc[key] = value
     return doc

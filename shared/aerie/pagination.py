@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aerie import errors
+from aerie.i18n import msg
 
 __all__ = ["Page", "decode_cursor", "encode_cursor", "page_schema"]
 
@@ -41,7 +42,7 @@ def decode_cursor(cursor: str, *required: str) -> Any:
     except (ValueError, binascii.Error, UnicodeDecodeError):
         position = None
     if not isinstance(position, dict) or any(not isinstance(position.get(f), str) for f in required):
-        raise errors.validation_error([{"field": "cursor", "message": "is not a cursor this list issued"}])
+        raise errors.validation_error([{"field": "cursor", "message": msg("is not a cursor this list issued")}])
     if len(required) == 1:
         return position[required[0]]
     return position

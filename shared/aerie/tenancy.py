@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from aerie import errors
 from aerie.auth.principal import Principal
+from aerie.i18n import msg
 from aerie.tenant_directory import TenantSource, WriteGuard
 
 __all__ = ["ANY_PLATFORM", "TenantScope"]
@@ -39,11 +40,15 @@ class TenantScope:
         """
         if principal.tenant_id is None:
             if platform is None or (platform and not principal.has_scope(platform)):
-                only = f"; only {platform} acts on any tenant" if platform else ""
-                raise errors.Problem(403, "tenant_required", f"Use a tenant-bound token{only}.")
+                detail = (
+                    msg("Use a tenant-bound token; only %(scope)s acts on any tenant.", scope=platform)
+                    if platform
+                    else msg("Use a tenant-bound token.")
+                )
+                raise errors.Problem(403, "tenant_required", detail)
             return requested
         if requested is not None and requested != principal.tenant_id:
-            raise errors.forbidden("A tenant token acts on its own tenant only.")
+            raise errors.forbidden(msg("A tenant token acts on its own tenant only."))
         return principal.tenant_id
 
     def writing(self, principal: Principal, requested: str | None = None, *, platform: str | None = None) -> str | None:

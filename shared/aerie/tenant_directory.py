@@ -26,6 +26,7 @@ from cachetools import LRUCache
 from aerie import errors
 from aerie.config import ConfigError, Settings
 from aerie.http_client import ClientCredentials, PeerUnavailable, ServiceClient
+from aerie.i18n import msg
 from aerie.pubsub import Subscriber
 
 __all__ = ["TENANT_EVENTS", "TenantDirectory", "TenantSource", "WriteGuard"]
@@ -184,4 +185,6 @@ class WriteGuard:
     def require_active(self, tenant_id: str) -> None:
         status = self._source.status(tenant_id)
         if status != "active":
-            raise errors.forbidden(f"The tenant is {status}; only reads are allowed.", code="tenant_suspended")
+            raise errors.forbidden(
+                msg("The tenant is %(status)s; only reads are allowed.", status=status), code="tenant_suspended"
+            )

@@ -22,6 +22,7 @@ import cerberus
 import cerberus.errors
 
 from aerie import errors
+from aerie.i18n import msg
 
 __all__ = [
     "LIST_QUERY",
@@ -158,10 +159,14 @@ def validate(schema: Mapping[str, Any], document: Mapping[str, Any], *, location
     if v.validate(dict(document)):
         return dict(v.document)
     listed = flatten_errors(v.errors)
-    detail = f"The request {location} has invalid fields."
+    detail = msg("The request %(location)s has invalid fields.", location=location)
     if v.errors_dropped or len(listed) > MAX_REPORTED_ERRORS:
         listed = listed[:MAX_REPORTED_ERRORS]
-        detail = f"The request {location} has invalid fields; the first {len(listed)} are listed."
+        detail = msg(
+            "The request %(location)s has invalid fields; the first %(count)s are listed.",
+            location=location,
+            count=len(listed),
+        )
     raise errors.validation_error(listed, detail=detail)
 
 

@@ -11,6 +11,7 @@ import re
 import falcon
 
 from aerie import errors
+from aerie.i18n import msg
 
 __all__ = ["etag", "expected_version", "set_etag"]
 
@@ -41,5 +42,5 @@ def expected_version(req: falcon.Request) -> int | None:
         return None
     found = _OUR_TAG.fullmatch(header.strip())
     if found is None:
-        raise errors.precondition_failed("If-Match must be one ETag this service issued, or *.")
+        raise errors.precondition_failed(msg("If-Match must be one ETag this service issued, or *."))
     return int(found.group(1))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aerie.errors import Problem
+from aerie.i18n import msg
 
 __all__ = ["DEFAULT_RETRY_AFTER_S", "CredentialsRejected", "PeerUnavailable"]
 
@@ -22,7 +23,7 @@ class PeerUnavailable(Problem):
         super().__init__(
             503,
             "unavailable",
-            detail or f"The {peer} service is not answering; try again shortly.",
+            detail or msg("The %(peer)s service is not answering; try again shortly.", peer=peer),
             headers={"Retry-After": str(retry_after)},
         )
         self.peer = peer
@@ -42,6 +43,6 @@ class CredentialsRejected(PeerUnavailable):
         super().__init__(
             peer,
             retry_after=retry_after,
-            detail=f"This service could not authenticate to the {peer} service; try again later.",
+            detail=msg("This service could not authenticate to the %(peer)s service; try again later.", peer=peer),
         )
         self.oauth_error = oauth_error

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 
 from aerie import errors
+from aerie.i18n import msg
 
 __all__ = ["StreamSlots"]
 
@@ -23,7 +24,7 @@ class StreamSlots:
     def take(self) -> Callable[[], None]:
         """A slot, or 503 ``unavailable``; the returned release is safe to call twice."""
         if not self._sem.acquire(blocking=False):
-            raise errors.unavailable("Too many open event streams; reconnect shortly.", retry_after=2)
+            raise errors.unavailable(msg("Too many open event streams; reconnect shortly."), retry_after=2)
         lock = threading.Lock()
         done = False
 

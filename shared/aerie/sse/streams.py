@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable, Hashable, Iterator
 
 from aerie import errors
+from aerie.i18n import msg
 from aerie.sse.body import SSEBody
 from aerie.sse.fanout import Listener
 from aerie.sse.frames import RETRY
@@ -39,7 +40,7 @@ class LiveStreams:
         release = self._slots.take()
         try:
             if not self._live.ready(2.0):
-                raise errors.unavailable("Live events are not available right now; reconnect shortly.")
+                raise errors.unavailable(msg("Live events are not available right now; reconnect shortly."))
             listener = self._live.fanout.listen(key)
         except BaseException:
             release()
