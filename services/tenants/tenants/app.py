@@ -90,9 +90,14 @@ def build(
         ("/v1/platform/members", PlatformMemberCollection(members, bootstrap)),
         ("/v1/platform/members/{member_id}", PlatformMemberItem(members)),
     ]
+    def tenant_language(tenant_id: str) -> str | None:
+        tenant = tenants.get(tenant_id)
+        return tenant.get("language") if tenant else None
+
     app = create_service_app(
         infra,
         routes,
+        tenant_language=tenant_language,
         description="Tenant lifecycle, API clients, members and roles, and the OAuth2 token endpoint (client "
         "credentials, and token exchange for people) and JWKS every service trusts.",
     )

@@ -438,3 +438,24 @@ def test_oversized_subject_tokens_are_refused_before_anything_is_parsed(people: 
     assert r.status_code == 400 and r.json["error"] in ("invalid_request", "invalid_grant")
     r = people.exchange(client["client_id"], client["client_secret"], "x", subject_token_type="urn:nope")
     assert r.status_code == 400 and r.json["error"] == "invalid_request"
+
+
+def test_problems_speak_the_persons_language_else_the_tenants(api: Any, people: People) -> None:
+    tenant = api.create_tenant("berlin", language="de")["id"]
+    client = people.app_client(tenant, ["members:read", "tenants:read"])
+    people.invite(tenant, "eva@example.com", "owner")
+    as_client = api.tenant_headers(tenant, ["members:read"])
+    missing = f"/v1/tenants/{tenant}/members/usr_01JNOBODY00000000000000000"
+    r = people.c.simulate_get(missing, headers=as_client)
+    assert r.status_code == 404 and r.headers["Content-Language"] == "de"
+    eva = people.sign_in(client, "idp|eva", "eva@example.com")
+    r = people.c.simulate_get(missing, headers={**eva, "Accept-Language": "de"})
+    assert r.headers["Content-Language"] == "de"
+    people.c.simulate_patch(
+        f"/v1/tenants/{tenant}/members/{people.c.simulate_get('/v1/me', headers=eva).json['id']}",
+        json={"language": "en"},
+        headers=api.admin(),
+    )
+    english = people.sign_in(client, "idp|eva", "eva@example.com")  # her own language now: English
+    r = people.c.simulate_get(missing, headers={**english, "Accept-Language": "de"})
+    assert r.headers["Content-Language"] == "en"
