@@ -183,6 +183,13 @@ def test_the_person_beats_the_header_which_beats_the_tenant() -> None:
     assert negotiate(Caller(), None, ask_tenant=False) == ("en", True)
 
 
+def test_a_tenant_lookup_that_fails_is_english() -> None:
+    def broken(_tenant_id: str) -> str | None:
+        raise ConnectionError("redis away")
+
+    assert Languages(Catalogs(), broken).negotiate(Caller(), None) == ("en", True)
+
+
 def test_unsupported_everything_is_english() -> None:
     assert languages(tenant_language="fr").negotiate(Caller(language="ja"), "it, es;q=0.5") == ("en", True)
     assert languages().negotiate(None, None) == ("en", True)

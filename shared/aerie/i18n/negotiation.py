@@ -139,7 +139,12 @@ class Languages:
                 return found, True
         tenant_id = getattr(principal, "tenant_id", None) if principal is not None else None
         if ask_tenant and tenant_id and self._tenant_language is not None:
-            tenant_language = self._tenant_language(tenant_id)
+            try:
+                tenant_language = self._tenant_language(tenant_id)
+            except Exception:
+                # The tenant's language only words an answer; its store being away must not fail it.
+                log.warning("tenant language unavailable", exc_info=True)
+                tenant_language = None
             if tenant_language:
                 found = self.match([tenant_language])
                 if found:
