@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from aerie.local.dev_idp import AUDIENCE, DevIdentityProvider
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.http import basic_auth
 from aerie.testing.keys import TestKey
@@ -58,9 +59,12 @@ def service_env(server: RedisServer, tenants_url: str, **extra: str) -> dict[str
     }
 
 
-def tenants_env(server: RedisServer, key: TestKey, port: int) -> dict[str, str]:
+def tenants_env(server: RedisServer, key: TestKey, port: int, idp_url: str | None = None) -> dict[str, str]:
     url = f"http://127.0.0.1:{port}"
+    trusted = [{"issuer": idp_url, "audience": AUDIENCE}] if idp_url else []
     return {
+        "AERIE_IDENTITY_PROVIDERS": json.dumps(trusted),
+        "AERIE_BOOTSTRAP_ADMIN_EMAIL": "admin@example.com",
         "VCAP_SERVICES": vcap_services(server),
         "AERIE_TENANTS_URL": url,
         "AERIE_ISSUER": url,
@@ -100,14 +104,23 @@ def tenant_with_token(http: Http, scopes: list[str]) -> tuple[dict, str]:
 
 
 @pytest.fixture(scope="session")
+def dev_idp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The local stack's development OpenID Connect provider, as a real process; its issuer URL."""
+    provider = DevIdentityProvider(free_port(), tmp_path_factory.mktemp("idp") / "dev-idp.log")
+    provider.start()
+    yield provider.url
+    provider.stop()
+
+
+@pytest.fixture(scope="session")
 def tenants(
-    redis_server: RedisServer, signing_key: TestKey, tmp_path_factory: pytest.TempPathFactory
+    redis_server: RedisServer, signing_key: TestKey, tmp_path_factory: pytest.TempPathFactory, dev_idp: str
 ) -> Iterator[UwsgiService]:
     port = free_port()
     service = UwsgiService(
         REPO / "services" / "tenants",
         port,
-        tenants_env(redis_server, signing_key, port),
+        tenants_env(redis_server, signing_key, port, dev_idp),
         log_path=tmp_path_factory.mktemp("logs") / "tenants.log",
     )
     service.start()

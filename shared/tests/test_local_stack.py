@@ -131,8 +131,24 @@ def test_local_env_names_every_service_and_the_bootstrap_client(tmp_path):
         "AERIE_BOOTSTRAP_CLIENT_ID": "aerie-bootstrap",
         "AERIE_BOOTSTRAP_CLIENT_SECRET": s.bootstrap_client_secret,
         "REDIS_URL": f"redis://:{s.redis_password}@127.0.0.1:6380/0",
+        "AERIE_DEV_IDP_URL": "http://127.0.0.1:9400",
     }
     assert env == stack.env()
+
+
+def test_tenants_trusts_the_dev_provider_beside_the_callers_own(tmp_path, monkeypatch):
+    own = [{"issuer": "https://login.example.com", "audience": "aerie"}]
+    monkeypatch.setenv("AERIE_IDENTITY_PROVIDERS", json.dumps(own))
+    stack = LocalStack(make_repo(tmp_path, {}), tmp_path / ".aerie", services=["tenants"], idp_port=9499)
+    env = stack.service_env("tenants")
+    assert json.loads(env["AERIE_IDENTITY_PROVIDERS"]) == [
+        *own,
+        {"issuer": "http://127.0.0.1:9499", "audience": "aerie-local"},
+    ]
+    assert env["AERIE_BOOTSTRAP_ADMIN_EMAIL"] == "admin@example.com"
+    monkeypatch.delenv("AERIE_IDENTITY_PROVIDERS")
+    providers = json.loads(stack.service_env("tenants")["AERIE_IDENTITY_PROVIDERS"])
+    assert providers == [{"issuer": "http://127.0.0.1:9499", "audience": "aerie-local"}]
 
 
 def test_tenants_env_parses_as_cloud_foundry_would_give_it(tmp_path):

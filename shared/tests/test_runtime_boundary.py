@@ -79,3 +79,16 @@ def test_the_tooling_packages_do_not_import_each_other_in_a_circle() -> None:
             others = [forbidden] if forbidden else ["aerie.local", "aerie.cf", "aerie.testing"]
             for other in others:
                 assert f"from {other}" not in text and f"import {other}" not in text, f"{path} imports {other}"
+
+
+def test_the_development_identity_provider_is_a_local_extra_only() -> None:
+    """``make run``'s OIDC provider (and Flask, Authlib... under it) never reaches a staged app:
+    staging installs the shared wheel's own dependencies, not its ``local`` extra."""
+    import tomllib
+
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    runtime = " ".join(project["dependencies"]).lower()
+    assert "oidc-provider-mock" not in runtime and "flask" not in runtime and "authlib" not in runtime
+    assert any(dep.startswith("oidc-provider-mock") for dep in project["optional-dependencies"]["local"])
+    for service in (Path(__file__).resolve().parents[2] / "services").glob("*/requirements.txt"):
+        assert "oidc" not in service.read_text().lower(), service

@@ -8,6 +8,8 @@ The token exchange (docs/api.md, "people") hands the tenants service a provider'
 * The provider is picked by the token's ``iss`` among the configured ones, compared
   exactly; its keys come from its discovery document or configured ``jwks_uri`` only:
   a ``jku``, ``jwk`` or ``x5u`` header is refused, never followed.
+* A token without ``kid`` is checked with the provider's key only when it publishes exactly
+  one (OpenID Connect Core 10.1).
 * RS256 and ES256 only, and the header's ``alg`` must be the key's: ``none``, and an HMAC
   token keyed with the provider's public key, are refused.
 * ``iss``, ``aud``, ``exp``, ``iat`` and ``sub`` are required, with 30 s leeway. ``aud``
@@ -142,9 +144,9 @@ class IdentityProviders:
         if any(name in header for name in _OWN_KEY_HEADERS):
             raise UntrustedToken("the subject token may not name its own key (jku, jwk, x5u)")
         kid = header.get("kid")
-        if not isinstance(kid, str) or not kid:
-            raise UntrustedToken("the subject token has no key id (kid)")
-        key = _key(provider, kid)
+        if "kid" in header and (not isinstance(kid, str) or not kid):
+            raise UntrustedToken("the subject token's key id (kid) must be a non-empty string")
+        key = _key(provider, kid) if kid is not None else _sole_key(provider)
         if key is None:
             raise UntrustedToken("the subject token was signed with a key its provider does not publish")
         if key.algorithm_name != alg:
@@ -173,6 +175,20 @@ def _key(provider: _Provider, kid: str) -> jwt.PyJWK | None:
     except (jwt.PyJWTError, ValueError):
         # The provider answered something that is not a usable key set.
         raise ProvidersUnavailable("the identity provider publishes no usable keys right now") from None
+
+
+def _sole_key(provider: _Provider) -> jwt.PyJWK | None:
+    """A token without ``kid``: the provider's key if it publishes exactly one (OIDC Core 10.1)."""
+    sole = getattr(provider.keys, "sole_key", None)
+    if sole is None:
+        raise UntrustedToken("the subject token has no key id (kid)")
+    try:
+        key = sole()
+    except KeysUnavailable:
+        raise ProvidersUnavailable("the identity provider's keys cannot be fetched right now") from None
+    if key is None:
+        raise UntrustedToken("the subject token names no key (kid) and its provider publishes several")
+    return key
 
 
 def _decoded(token: str, key: jwt.PyJWK, alg: str, trusted: TrustedProvider) -> dict[str, Any]:

@@ -80,6 +80,12 @@ class ProviderKeys:
     def key_for(self, kid: str) -> jwt.PyJWK | None:
         return self._key_source().key_for(kid)
 
+    def sole_key(self) -> jwt.PyJWK | None:
+        """The provider's one signing key, for tokens that name none (OIDC Core 10.1)."""
+        source = self._key_source()
+        sole = getattr(source, "sole_key", None)
+        return sole() if sole is not None else None
+
     def _key_source(self) -> KeySource:
         uri = self._provider.jwks_uri or self._jwks_uri()
         with self._lock:

@@ -55,10 +55,15 @@ class StaticKeySource:
     """Keys known in-process, from a JWK Set document (the tenants service's own keys)."""
 
     def __init__(self, jwks: Mapping[str, Any]) -> None:
-        self._keys = {k.key_id: k for k in jwt.PyJWKSet.from_dict(dict(jwks)).keys if k.key_id}
+        self._all = [k for k in jwt.PyJWKSet.from_dict(dict(jwks)).keys if k.public_key_use in ("sig", None)]
+        self._keys = {k.key_id: k for k in self._all if k.key_id}
 
     def key_for(self, kid: str) -> jwt.PyJWK | None:
         return self._keys.get(kid)
+
+    def sole_key(self) -> jwt.PyJWK | None:
+        """The one signing key, when the set has exactly one (see :meth:`JWKSKeySource.sole_key`)."""
+        return self._all[0] if len(self._all) == 1 else None
 
 
 class JWKSKeySource:
@@ -125,6 +130,25 @@ class JWKSKeySource:
         finally:
             self._lock.release()
         return key
+
+    def sole_key(self) -> jwt.PyJWK | None:
+        """The issuer's one signing key, when it publishes exactly one; else None.
+
+        OpenID Connect Core 10.1 lets a token name no ``kid`` when the JWK Set holds a single
+        key (some providers, the development one among them, do that). Fetched and kept
+        like :meth:`key_for`'s keys; while the issuer is down, the last set answers.
+        """
+        try:
+            with self._lock:
+                keys = self._client.get_signing_keys()
+        except (jwt.PyJWKClientConnectionError, ValueError, jwt.PyJWKSetError):
+            known = self._known_set()
+            if known is None:
+                raise KeysUnavailable("the issuer's keys could not be fetched just now") from None
+            keys = [k for k in known.keys if k.public_key_use in ("sig", None)]
+        except jwt.PyJWKClientError:
+            return None
+        return keys[0] if len(keys) == 1 else None
 
     def _known_set(self) -> jwt.PyJWKSet | None:
         """The last key set fetched, if not older than ``stale_s``."""

@@ -74,6 +74,7 @@ def _banner(stack: LocalStack, elapsed: float) -> str:
         "",
         *(f"  {name:<9} {stack.url(name)}/docs" for name in stack.services),
         f"  {'redis':<9} redis://:***@{HOST}:{stack.redis_port}/0 (data in {stack.state_dir / 'redis'})",
+        f"  {'dev-idp':<9} {stack.idp_url} (development OpenID Connect provider)",
         "",
         f"Bootstrap client (platform:admin): {s.bootstrap_client_id} / {s.bootstrap_client_secret}",
         f"Everything above, for scripts and tests: {stack.state_dir / 'local.env'}",
@@ -81,6 +82,9 @@ def _banner(stack: LocalStack, elapsed: float) -> str:
         "Get a token:",
         f"  curl -s -u '{s.bootstrap_client_id}:{s.bootstrap_client_secret}' "
         f"-d grant_type=client_credentials {tenants}/v1/oauth/token",
+        "",
+        "Sign in as a person (their ID token; admin@example.com is a platform-admin):",
+        "  .venv/bin/python -m aerie.local.sign_in admin@example.com",
         "",
         f"Logs in {stack.state_dir / 'logs'}. Ctrl-C stops everything.",
     ]

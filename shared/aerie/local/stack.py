@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aerie.local import supervisor
+from aerie.local.dev_idp import DEFAULT_IDP_PORT, SAMPLE_ADMIN, DevIdentityProvider, trusted_providers_with
 from aerie.local.discovery import (
     DEFAULT_PORTS,
     DEFAULT_REDIS_PORT,
@@ -78,6 +79,7 @@ class LocalStack:
         services: Sequence[str] | None = None,
         ports: Mapping[str, int] | None = None,
         redis_port: int = DEFAULT_REDIS_PORT,
+        idp_port: int = DEFAULT_IDP_PORT,
         redis_appendfsync: str = "everysec",
         ready_timeout: float = 60.0,
         stop_timeout: float = 10.0,
@@ -90,6 +92,7 @@ class LocalStack:
         self.services = service_order(list(services)) if services is not None else discover_services(self.repo_root)
         self.ports = {**resolve_ports(self.services, environ={}), **(ports or {})}
         self.redis_port = redis_port
+        self.idp_port = idp_port
         self.redis_appendfsync = redis_appendfsync
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
@@ -98,6 +101,7 @@ class LocalStack:
         self._echo = echo or (lambda _msg: None)
         self._secrets: LocalSecrets | None = None
         self._redis: RedisServer | None = None
+        self._idp: DevIdentityProvider | None = None
         self._running: list[ServiceProcess] = []
         self._version: str | None = None
         self._commit: str | None = None
@@ -113,6 +117,7 @@ class LocalStack:
             services=services,
             ports={n: free_port() for n in names},
             redis_port=free_port(),
+            idp_port=free_port(),
             **kwargs,
         )
 
@@ -153,13 +158,24 @@ class LocalStack:
     def url(self, service: str) -> str:
         return f"http://{HOST}:{self.ports[service]}"
 
+    @property
+    def idp_url(self) -> str:
+        """The development OpenID Connect provider's issuer (:mod:`aerie.local.dev_idp`)."""
+        return f"http://{HOST}:{self.idp_port}"
+
     def env(self) -> dict[str, str]:
         """What ``.aerie/local.env`` holds: where everything runs and the bootstrap credentials."""
-        return local_env({name: self.url(name) for name in self.ports}, self.secrets, self.redis_url)
+        env = local_env({name: self.url(name) for name in self.ports}, self.secrets, self.redis_url)
+        env["AERIE_DEV_IDP_URL"] = self.idp_url
+        return env
 
     def service_env(self, name: str) -> dict[str, str]:
-        """The variables Cloud Foundry would set for ``name``, plus the Aerie ones its manifest sets."""
-        return cloud_foundry_env(
+        """The variables Cloud Foundry would set for ``name``, plus the Aerie ones its manifest sets.
+
+        The tenants service also trusts the development provider (beside any provider the
+        caller's ``AERIE_IDENTITY_PROVIDERS`` lists) and makes its sample person a platform-admin.
+        """
+        env = cloud_foundry_env(
             name,
             port=self.ports[name],
             urls={other: self.url(other) for other in self.ports},
@@ -168,6 +184,10 @@ class LocalStack:
             version=self.version,
             commit=self.commit,
         )
+        if name == "tenants":
+            env["AERIE_IDENTITY_PROVIDERS"] = trusted_providers_with(self.idp_url, os.environ)
+            env.setdefault("AERIE_BOOTSTRAP_ADMIN_EMAIL", SAMPLE_ADMIN)
+        return env
 
     def write_env_file(self) -> Path:
         """Write ``.aerie/local.env`` (mode 0600: it holds the bootstrap secret)."""
@@ -201,6 +221,10 @@ class LocalStack:
         with supervisor.sigint_blocked():
             self._redis.start()
         self._echo(f"redis     {HOST}:{self.redis_port} ({self._redis.binary})")
+        self._idp = DevIdentityProvider(self.idp_port, self.state_dir / "logs" / "dev-idp.log")
+        with supervisor.sigint_blocked():
+            self._idp.start()
+        self._echo(f"dev-idp   {self.idp_url} (oidc-provider-mock: sign in as anyone)")
         for name in self.services:
             svc = ServiceProcess(
                 name, self.ports[name], self.repo_root / "services" / name, self.state_dir / "logs" / f"{name}.log"
@@ -229,7 +253,11 @@ class LocalStack:
     def _check_ports(self) -> None:
         taken = [
             f"{what} port {port}"
-            for what, port in [("redis", self.redis_port), *((n, self.ports[n]) for n in self.services)]
+            for what, port in [
+                ("redis", self.redis_port),
+                ("dev-idp", self.idp_port),
+                *((n, self.ports[n]) for n in self.services),
+            ]
             if not port_is_free(port)
         ]
         if taken:
@@ -250,6 +278,8 @@ class LocalStack:
         ]
         if self._redis is not None and self._redis.process is not None and self._redis.process.poll() is not None:
             out.append(f"redis (status {self._redis.process.returncode})")
+        if self._idp is not None and self._idp.process is not None and self._idp.process.poll() is not None:
+            out.append(f"dev-idp (status {self._idp.process.returncode})")
         return out
 
     def stop(self) -> None:
@@ -260,6 +290,9 @@ class LocalStack:
         for svc in self._running:
             supervisor.reap(svc, deadline, self.stop_timeout, self._echo)
         self._running = []
+        if self._idp is not None:
+            self._idp.stop(self.stop_timeout)
+            self._idp = None
         if self._redis is not None:
             self._redis.stop(self.stop_timeout)
             self._redis = None
