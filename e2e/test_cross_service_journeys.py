@@ -19,7 +19,7 @@ from aerie.testing.http import basic_auth
 
 pytestmark = [pytest.mark.tenants, pytest.mark.projects]
 
-ALL_SCOPES = ["tenants:read", "tenants:write", "projects:read", "projects:write"]
+ALL_SCOPES = ["tenants:read", "tenants:write", "projects:read", "projects:write", "members:read", "members:write"]
 #: The contract: "Writes of a suspended tenant get 403"; it reaches projects by pub/sub.
 PROPAGATION_S = 2.0
 
@@ -125,6 +125,12 @@ def test_client_revocation_takes_effect_everywhere(aerie):
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
 
+def _me_is_b(aerie: Any, service: str, b_token: str, b_id: str) -> None:
+    """``/v1/me`` answers the caller about itself alone: B's token names B."""
+    r = aerie.call("GET", service, "/v1/me", token=b_token)
+    assert r.status_code == 200 and r.json()["tenant_id"] == b_id, r.text[:200]
+
+
 def _absent(real: str) -> str:
     """An id shaped like ``real`` that names nothing (ids are ULIDs behind a prefix)."""
     return real[:-6] + "ZZZZZZ"
@@ -204,9 +210,51 @@ def test_cross_tenant_probing_of_every_route(aerie):
     a_project = aerie.call("POST", "projects", "/v1/projects", token=a_token, json={"name": "Crown Jewels"}).json()
     b, b_token = aerie.tenant_with_token(ALL_SCOPES)
     b_client = aerie.create_client(b["id"], ALL_SCOPES)
-    a_ids = {"tenant_id": a["id"], "client_id": a_client["client_id"], "project_id": a_project["id"]}
+    invited = {"email": f"jewel-keeper-{aerie.run_id}@example.com", "role": "owner"}
+    path = f"/v1/tenants/{a['id']}/members"
+    a_member = aerie.call("POST", "tenants", path, token=aerie.admin_token, json=invited).json()
+    platform_person = {"email": f"ops-{aerie.run_id}@example.com", "role": "platform-viewer"}
+    ops = aerie.call("POST", "tenants", "/v1/platform/members", token=aerie.admin_token, json=platform_person).json()
+    aerie.on_cleanup(
+        f"platform member {ops['id']}",
+        lambda: aerie.call("DELETE", "tenants", f"/v1/platform/members/{ops['id']}", token=aerie.admin_token),
+    )
+    a_ids = {
+        "tenant_id": a["id"],
+        "client_id": a_client["client_id"],
+        "project_id": a_project["id"],
+        "member_id": a_member["id"],
+        "platform_member_id": ops["id"],
+    }
     absent_ids = {k: _absent(v) for k, v in a_ids.items()}
     probes = Probes(aerie, b_token, a_ids, absent_ids)
+    probes.absent_alike(
+        "tenants",
+        [
+            ("GET", "/v1/tenants/{tenant_id}/members", None),
+            ("POST", "/v1/tenants/{tenant_id}/members", {"email": "mole@example.com", "role": "owner"}),
+            ("GET", "/v1/tenants/{tenant_id}/members/{member_id}", None),
+            ("PATCH", "/v1/tenants/{tenant_id}/members/{member_id}", {"role": "viewer"}),
+            ("DELETE", "/v1/tenants/{tenant_id}/members/{member_id}", None),
+        ],
+    )
+    for method, body in (("GET", None), ("PATCH", {"role": "platform-admin"}), ("DELETE", None)):
+        probes.route("tenants", method, "/v1/platform/members/{member_id}")(
+            lambda m=method, b=body: probes.same_as_absent(m, "tenants", "/v1/platform/members/{platform_member_id}", b)
+        )
+
+    @probes.route("tenants", "GET", "/v1/platform/members")
+    def list_platform_people() -> None:
+        assert aerie.call("GET", "tenants", "/v1/platform/members", token=b_token).status_code == 403
+
+    @probes.route("tenants", "POST", "/v1/platform/members")
+    def become_an_operator() -> None:
+        body = {"email": "mole@example.com", "role": "platform-admin"}
+        assert aerie.call("POST", "tenants", "/v1/platform/members", token=b_token, json=body).status_code == 403
+
+    for service in ("tenants", "projects"):
+        probes.route(service, "GET", "/v1/me")(lambda s=service: _me_is_b(aerie, s, b_token, b["id"]))
+
     probes.absent_alike(
         "tenants",
         [
@@ -473,6 +521,8 @@ def test_cross_tenant_probing_of_flags_overrides_and_audit_trails(aerie):
         r = aerie.call("POST", "audit", "/v1/audit/events", token=b_token, json=entry(f"b-{uuid.uuid4().hex}"))
         assert r.status_code == 201 and r.json()["tenant_id"] == b["id"], r.text[:300]
 
+    for service in ("flags", "audit"):
+        probes.route(service, "GET", "/v1/me")(lambda s=service: _me_is_b(aerie, s, b_token, b["id"]))
     probes.run(("flags", "audit"))
 
     # A is untouched: its overrides, its evaluations and its trail.

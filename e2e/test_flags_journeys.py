@@ -70,7 +70,7 @@ def test_a_rollout_from_0_to_100_percent_only_ever_adds_users(aerie):
         assert abs(shares[percentage] - percentage) <= TOLERANCE, shares
     assert shares[0] == 0 and shares[100] == 100 and inside == set(USERS), shares
 
-    # The kill switch: everyone gets the default at once, rollout or not.
+    # The kill switch: everyone gets false at once, rollout or not.
     r = aerie.call(
         "PUT",
         "flags",
@@ -79,12 +79,13 @@ def test_a_rollout_from_0_to_100_percent_only_ever_adds_users(aerie):
         json={"default": False, "enabled": False, "rollout": {**rollout, "percentage": 100}},
     )
     assert r.status_code == 200, r.text[:300]
+    killed = r.json()["version"]  # what every evaluation of it answers as its revision
 
     def disabled() -> bool:
         r = aerie.call(
             "POST", "flags", "/v1/evaluate", token=token, json={"context": {"user_id": USERS[0]}, "keys": [key]}
         )
-        off = {"value": False, "variant": None, "reason": "DISABLED", "rule": None}
+        off = {"value": False, "variant": None, "reason": "DISABLED", "rule": None, "revision": killed}
         return r.status_code == 200 and r.json()["flags"][key] == off
 
     aerie.eventually(disabled, PROPAGATION_S, "the kill switch answering DISABLED")

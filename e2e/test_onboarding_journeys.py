@@ -28,9 +28,13 @@ CASCADE_S = 15.0
 
 
 def _evaluate(aerie: Any, token: str, key: str, **context: Any) -> dict[str, Any]:
+    """One flag's evaluation, without its ``revision`` (checked here: the flag's version, a number)."""
     r = aerie.call("POST", "flags", "/v1/evaluate", token=token, json={"context": context, "keys": [key]})
     assert r.status_code == 200, r.text[:300]
-    return r.json()["flags"][key]
+    evaluation = dict(r.json()["flags"][key])
+    revision = evaluation.pop("revision")
+    assert isinstance(revision, int) and revision >= 1, evaluation
+    return evaluation
 
 
 def _actions(entries: list[dict[str, Any]]) -> list[tuple[str, str | None]]:
