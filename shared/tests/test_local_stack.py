@@ -229,10 +229,17 @@ def test_stack_starts_a_service_under_uwsgi_and_stops_it_gracefully(tmp_path):
         assert seen["AERIE_CLIENT_ID"] == "svc-dummy"
         assert json.loads(seen["VCAP_SERVICES"])["p.redis"][0]["credentials"]["port"] == stack.redis_port
         assert read_env_file(tmp_path / "state" / "local.env") == stack.env()
+        discovery = requests.get(stack.idp_url + "/.well-known/openid-configuration", timeout=5).json()
+        assert discovery["issuer"] == stack.env()["AERIE_DEV_IDP_URL"] == stack.idp_url
         running = list(stack._running)
         redis = stack._redis
+        idp = stack._idp
+        assert idp is not None and idp.process is not None
+        idp_process = idp.process
     assert all(svc.process.returncode == 0 for svc in running)  # uWSGI's graceful exit, not a kill
     assert redis is not None and redis.process is not None and redis.process.poll() is not None
+    assert idp_process.poll() is not None and stack._idp is None
+    assert (tmp_path / "state" / "logs" / "dev-idp.log").exists()
     assert not (tmp_path / "state" / "stack.pid").exists()
     assert "goodbye to uWSGI" in (tmp_path / "state" / "logs" / "dummy.log").read_text()
 
@@ -244,5 +251,5 @@ def test_a_service_that_cannot_start_fails_the_stack_with_its_log(tmp_path):
     stack = LocalStack.isolated(repo, tmp_path / "state", ready_timeout=30, extra_env={"BREAK_ON_IMPORT": "1"})
     with pytest.raises(StackError, match=r"(?s)dummy exited .*broken on purpose"):
         stack.start()
-    assert stack._running == [] and stack._redis is None
+    assert stack._running == [] and stack._redis is None and stack._idp is None
     assert not (tmp_path / "state" / "local.env").exists()

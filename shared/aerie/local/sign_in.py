@@ -7,7 +7,11 @@ discovery, the authorization endpoint's sign-in form (posted with the person's s
 the redirect carrying the code (read, not followed: nothing needs to listen on the
 redirect URI), and the token endpoint. Before that it sets the person's claims through the
 dev provider's own ``PUT /users/{sub}`` (the email, verified), as someone signing up would
-have. The provider comes from ``AERIE_DEV_IDP_URL``, else ``.aerie/local.env``.
+have. The provider comes from ``AERIE_DEV_IDP_URL``, else the stack's ``.aerie/local.env``.
+
+The helper sends a real S256 challenge and its verifier, and checks ``state`` and ``nonce``
+itself; oidc-provider-mock 0.3 accepts PKCE parameters without enforcing them, so the
+pairing is this module's to get right (its tests check it on the wire).
 
 A test, a README snippet or a benchmark uses :func:`sign_in`; an app in production
 redirects a real browser instead (the console does).
@@ -29,6 +33,7 @@ import jwt
 import requests
 
 from aerie.local.dev_idp import AUDIENCE
+from aerie.suite.layout import RepoNotFound, find_repo_root
 
 __all__ = ["SignInError", "dev_idp_url", "sign_in"]
 
@@ -122,7 +127,7 @@ def dev_idp_url(environ: Mapping[str, str] | None = None, env_file: Path | None 
     env = os.environ if environ is None else environ
     if env.get("AERIE_DEV_IDP_URL"):
         return env["AERIE_DEV_IDP_URL"]
-    path = env_file or Path(".aerie/local.env")
+    path = env_file or _local_env_file()
     try:
         lines = path.read_text().splitlines()
     except OSError:
@@ -132,6 +137,14 @@ def dev_idp_url(environ: Mapping[str, str] | None = None, env_file: Path | None 
         if sep and key.strip() == "AERIE_DEV_IDP_URL":
             return value.strip()
     return None
+
+
+def _local_env_file() -> Path:
+    """``.aerie/local.env`` of the repository the command runs in (from any folder inside it)."""
+    try:
+        return find_repo_root() / ".aerie" / "local.env"
+    except RepoNotFound:
+        return Path(".aerie") / "local.env"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
