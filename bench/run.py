@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -184,6 +184,45 @@ def seed_projects(ctx: Context) -> Mapping[str, str]:
 
 PROJECT_AUTH = {"Authorization": "Bearer {project_token}"}
 
+EXCHANGE_GRANT = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
+def seed_person(ctx: Context) -> Mapping[str, str]:
+    """Alice, a developer of the bench tenant, signed in at the stack's development provider,
+    and an app client that exchanges her ID token: what both people scenarios use.
+
+    The ID token is made once (the real sign-in), so the exchange scenario measures the
+    token endpoint with the provider's keys cached, as an app's sign-ins see it.
+    """
+    if "alice_token" in ctx.vars:
+        return {}
+    if "dev_idp" not in ctx.urls:
+        raise BenchError("no AERIE_DEV_IDP_URL: the people scenarios need the stack's development provider")
+    from aerie.local.sign_in import sign_in
+
+    seed_projects(ctx)
+    admin = {"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"}
+    tenant = ctx.vars["tenant_id"]
+    email = f"alice-{secrets.token_hex(4)}@example.com"
+    invite = json.dumps({"email": email, "role": "developer"}).encode()
+    ctx.call("tenants", "POST", f"/v1/tenants/{tenant}/members", headers=admin, body=invite, expect=(201,))
+    body = {"name": "bench-web", "scopes": ["projects:read", "projects:write"], "grants": ["token-exchange"]}
+    app = ctx.call(
+        "tenants", "POST", f"/v1/tenants/{tenant}/clients", headers=admin, body=json.dumps(body).encode(), expect=(201,)
+    )
+    id_token = sign_in(ctx.urls["dev_idp"], email)
+    form = urlencode(
+        {
+            "grant_type": EXCHANGE_GRANT,
+            "subject_token_type": "urn:ietf:params:oauth:token-type:id_token",
+            "subject_token": id_token,
+        }
+    )
+    basic = base64.b64encode(f"{app['client_id']}:{app['client_secret']}".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/x-www-form-urlencoded"}
+    data = ctx.call("tenants", "POST", "/v1/oauth/token", body=form.encode(), headers=headers, expect=(200,))
+    return {"alice_token": str(data["access_token"]), "exchange_form": form, "exchange_basic": basic}
+
 FLAG_KEYS = [f"bench-flag-{i}" for i in range(10)]
 
 
@@ -254,6 +293,28 @@ SCENARIOS: list[Scenario] = [
         target_p99_ms=25.0,
         service="projects",
         setup=seed_projects,
+    ),
+    # The same read with a person's token (exchanged): it must cost no more than a client's.
+    Scenario(
+        "projects-get-as-person",
+        "GET",
+        "/v1/projects/{project_id}",
+        {"Authorization": "Bearer {alice_token}"},
+        target_ratio=0.40,
+        target_p99_ms=25.0,
+        service="projects",
+        setup=seed_person,
+    ),
+    # A person's sign-in exchanged for an Aerie token (RFC 8693), the provider's keys cached:
+    # one RSA verification and one RSA signature per request, like client credentials.
+    Scenario(
+        "token-exchange",
+        "POST",
+        "/v1/oauth/token",
+        {"Authorization": "Basic {exchange_basic}", "Content-Type": "application/x-www-form-urlencoded"},
+        body="{exchange_form}",
+        target_ratio=0.05,
+        setup=seed_person,
     ),
     # Ten flags evaluated for one user in one request, with a tenant client's token.
     Scenario(
