@@ -6,6 +6,8 @@ PKCE, :func:`aerie.local.sign_in.sign_in`); nothing here mints an ID token.
 
 from __future__ import annotations
 
+import base64
+import json
 import time
 import uuid
 from typing import Any
@@ -44,7 +46,7 @@ def tenant(http: Http) -> dict[str, Any]:
 def app_client(http: Http, tenant_id: str, grants: list[str]) -> dict[str, str]:
     body = {
         "name": "web",
-        "scopes": ["tenants:read", "projects:read", "projects:write", "members:read"],
+        "scopes": ["tenants:read", "projects:read", "projects:write", "members:read", "members:write"],
         "grants": grants,
     }
     r = http.request("POST", f"/v1/tenants/{tenant_id}/clients", json=body, headers=http.bearer())
@@ -57,7 +59,7 @@ def email() -> str:
 
 
 def test_alice_signs_in_at_the_provider_and_acts_as_a_developer(http: Http, dev_idp: str, tenant: dict) -> None:
-    client = app_client(http, tenant["id"], ["token-exchange"])
+    client = app_client(http, tenant["id"], ["client_credentials", "token-exchange"])
     alice = email()
     r = http.request(
         "POST", f"/v1/tenants/{tenant['id']}/members", json={"email": alice, "role": "developer"}, headers=http.bearer()
@@ -69,7 +71,8 @@ def test_alice_signs_in_at_the_provider_and_acts_as_a_developer(http: Http, dev_
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["issued_token_type"] == "urn:ietf:params:oauth:token-type:access_token"
-    assert body["scope"] == "projects:read projects:write tenants:read"  # developer ∩ the client
+    # The developer role ∩ the client: members:* is the app's, not hers.
+    assert body["scope"] == "projects:read projects:write tenants:read"
     claims = jwt.decode(body["access_token"], options={"verify_signature": False})
     assert claims["sub"] == member["id"] and claims["act"] == {"sub": client["client_id"]}
     me = http.request("GET", "/v1/me", headers=http.bearer(body["access_token"])).json()
@@ -105,11 +108,18 @@ def test_refusals_over_the_real_path(http: Http, dev_idp: str, tenant: dict) -> 
 
     # Re-signed by someone else's key, with the provider's claims: the signature does not verify.
     claims = jwt.decode(real, options={"verify_signature": False})
-    forged = TestKey("forger").sign(claims, typ="JWT")
+    forger = TestKey("forger")
+    forged = forger.sign(claims, typ="JWT")
+    # Like the provider's own, naming no kid: checked against its one published key, and failing.
+    forged_without_kid = jwt.encode(claims, forger.private, algorithm="RS256", headers={"typ": "JWT"})
+    # The provider's signature over claims it did not sign (her own, living a minute longer).
+    head, _, signature = real.split(".")
+    other = base64.urlsafe_b64encode(json.dumps({**claims, "exp": claims["exp"] + 60}).encode())
+    tampered = f"{head}.{other.rstrip(b'=').decode()}.{signature}"
     # The provider itself vouching, but the email unverified.
     unverified = sign_in(dev_idp, alice, claims={"email_verified": False}, subject=f"other-{alice}")
     nobody = sign_in(dev_idp, email())
-    for token in (forged, unverified, nobody, "garbage"):
+    for token in (forged, forged_without_kid, tampered, unverified, nobody, "garbage"):
         r = exchange(http, client, token)
         assert r.status_code == 400 and r.json()["error"] == "invalid_grant", r.text
         assert "Traceback" not in r.text
