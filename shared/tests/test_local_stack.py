@@ -253,3 +253,16 @@ def test_a_service_that_cannot_start_fails_the_stack_with_its_log(tmp_path):
         stack.start()
     assert stack._running == [] and stack._redis is None and stack._idp is None
     assert not (tmp_path / "state" / "local.env").exists()
+
+
+def test_the_banner_says_how_to_sign_the_sample_people_in(tmp_path):
+    from aerie.local.cli import _banner
+
+    repo = make_repo(tmp_path / "repo", {})
+    at_home = _banner(LocalStack(repo, repo / ".aerie", services=[], idp_port=9401), 1.0)
+    assert "  .venv/bin/python -m aerie.local.sign_in admin@example.com" in at_home
+    assert "aerie.local.sign_in alice@example.com" in at_home
+    assert "http://127.0.0.1:9401" in at_home
+    elsewhere = _banner(LocalStack(repo, tmp_path / "state", services=[], idp_port=9401), 1.0)
+    told = "AERIE_DEV_IDP_URL=http://127.0.0.1:9401 .venv/bin/python -m aerie.local.sign_in"
+    assert f"{told} admin@example.com" in elsewhere

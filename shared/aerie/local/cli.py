@@ -13,6 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from aerie.local.dev_idp import DEFAULT_IDP_PORT
 from aerie.local.discovery import (
     DEFAULT_REDIS_PORT,
     HOST,
@@ -44,6 +45,12 @@ def _parse_args(argv: Sequence[str] | None, repo_root: Path) -> argparse.Namespa
         help="secrets, Redis data, logs (default: <repo>/.aerie)",
     )
     p.add_argument("--redis-port", type=int, default=None, help=f"default $AERIE_REDIS_PORT or {DEFAULT_REDIS_PORT}")
+    p.add_argument(
+        "--idp-port",
+        type=int,
+        default=None,
+        help=f"the development OpenID Connect provider; default $AERIE_DEV_IDP_PORT or {DEFAULT_IDP_PORT}",
+    )
     p.add_argument("--base-port", type=int, default=None, help="tenants on this port, the others on the next ones")
     for name in names:
         p.add_argument(
@@ -68,6 +75,10 @@ def _parse_args(argv: Sequence[str] | None, repo_root: Path) -> argparse.Namespa
 def _banner(stack: LocalStack, elapsed: float) -> str:
     s = stack.secrets
     tenants = stack.url("tenants")
+    # The command finds the provider in <repo>/.aerie/local.env; elsewhere it must be told.
+    default_state = stack.state_dir.resolve() == (stack.repo_root / ".aerie").resolve()
+    told = "" if default_state else f"AERIE_DEV_IDP_URL={stack.idp_url} "
+    sign_in = f"{told}.venv/bin/python -m aerie.local.sign_in"
     lines = [
         "",
         f"Aerie {stack.version} ({stack.commit}) is up in {elapsed:.1f}s.",
@@ -83,8 +94,9 @@ def _banner(stack: LocalStack, elapsed: float) -> str:
         f"  curl -s -u '{s.bootstrap_client_id}:{s.bootstrap_client_secret}' "
         f"-d grant_type=client_credentials {tenants}/v1/oauth/token",
         "",
-        "Sign in as a person (their ID token; admin@example.com is a platform-admin):",
-        "  .venv/bin/python -m aerie.local.sign_in admin@example.com",
+        "Sign a person in at the dev provider (prints their ID token, for the token exchange):",
+        f"  {sign_in} admin@example.com     (the platform-admin)",
+        f"  {sign_in} alice@example.com     (anyone a tenant invites; README, first session)",
         "",
         f"Logs in {stack.state_dir / 'logs'}. Ctrl-C stops everything.",
     ]
@@ -107,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             base_port=args.base_port,
         )
         redis_port = args.redis_port or port_from_env(os.environ, "AERIE_REDIS_PORT") or DEFAULT_REDIS_PORT
+        idp_port = args.idp_port or port_from_env(os.environ, "AERIE_DEV_IDP_PORT") or DEFAULT_IDP_PORT
     except StackError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -116,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.state_dir,
         ports=ports,
         redis_port=redis_port,
+        idp_port=idp_port,
         redis_appendfsync=args.appendfsync,
         ready_timeout=args.ready_timeout,
         verbose=args.verbose,

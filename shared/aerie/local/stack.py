@@ -263,7 +263,7 @@ class LocalStack:
         if taken:
             raise StackError(
                 f"{', '.join(taken)} already in use: is another stack running? "
-                "Choose others with --redis-port/--port-<name>/--base-port or AERIE_<NAME>_PORT."
+                "Choose others with --redis-port/--idp-port/--port-<name>/--base-port or AERIE_<NAME>_PORT."
             )
 
     def log_tail(self, name: str, lines: int = 40) -> str:
