@@ -308,9 +308,11 @@ def test_a_silent_tenants_service_costs_a_timeout_not_a_worker(
     env["AERIE_ISSUER"] = tenants.url
     env["AERIE_JWKS_URL"] = f"{tenants.url}/.well-known/jwks.json"
     projects = UwsgiService(REPO / "services" / "projects", free_port(), env, log_path=tmp_path / "projects.log")
+    # Made before projects starts: its tenant.created event (which every process takes the
+    # tenant from) is gone by then, so projects must ask the silent peer.
+    _tenant, headers = new_tenant(Http(tenants.url))
     try:
         projects.start(ready_path="/health")  # its /ready rightly says 503: tenants does not answer
-        _tenant, headers = new_tenant(Http(tenants.url))
         url = f"{projects.url}/v1/projects"
         results: list[tuple[float, requests.Response | Exception]] = []
 

@@ -151,6 +151,7 @@ def test_tenant_created_at_and_plan_from_the_tenants_service(http: Http, flags_p
         "variant": None,
         "reason": "TARGETING_MATCH",
         "rule": "rules[1]",
+        "revision": 1,
     }
     # A plan change in tenants reaches flags by the tenant.updated event, not a cache expiry.
     r = http.request("PATCH", f"/v1/tenants/{tenant['id']}", json={"plan": "enterprise"}, headers=admin)

@@ -67,7 +67,7 @@ def build(
         tenants=tenants,
     )
     members = MemberAccess(infra.redis, events, tenants, config.token_ttl_s)
-    bootstrap = BootstrapAdmin(members.store(None), config.bootstrap_admin_email)
+    bootstrap = BootstrapAdmin(infra.redis, members.store(None), config.bootstrap_admin_email)
     exchange = TokenExchange(
         issuer=issuer,
         providers=config.identity_providers,

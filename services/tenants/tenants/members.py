@@ -373,17 +373,25 @@ class BootstrapAdmin:
     """The first platform-admin, from ``AERIE_BOOTSTRAP_ADMIN_EMAIL``: invited once, by whoever asks first.
 
     Asked before the platform's people are read and before every exchange, so the operator
-    can sign in on a fresh deployment; after the first success in a process it costs nothing.
-    Every worker of every instance may race: :meth:`MemberStore.ensure_invited` writes once.
+    can sign in on a fresh deployment. Every worker of every instance may race:
+    :meth:`MemberStore.ensure_invited` writes once.
     """
 
-    def __init__(self, store: MemberStore, email: str | None) -> None:
+    MARKER = "tenants:bootstrap-admin-invited"
+
+    def __init__(self, redis_provider: RedisProvider, store: MemberStore, email: str | None) -> None:
+        self._redis = redis_provider
         self._store = store
         self._email = email
-        self._done = email is None
 
     def ensure(self) -> None:
-        if self._done or self._email is None:
+        """Invite the bootstrap person unless that was done: one ``EXISTS`` once it was.
+
+        The marker, not the member, says it was done: an operator who later removes the
+        bootstrap person (another platform-admin remaining) does not see them come back,
+        while a Redis that lost its data gets them again.
+        """
+        if self._email is None or self._redis.client.exists(self.MARKER):
             return
         self._store.ensure_invited(self._email, OWNER_ROLES[True], EventContext.system("tenants"))
-        self._done = True
+        self._redis.client.set(self.MARKER, self._email)

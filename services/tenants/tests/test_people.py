@@ -459,3 +459,28 @@ def test_problems_speak_the_persons_language_else_the_tenants(api: Any, people: 
     english = people.sign_in(client, "idp|eva", "eva@example.com")  # her own language now: English
     r = people.c.simulate_get(missing, headers={**english, "Accept-Language": "de"})
     assert r.headers["Content-Language"] == "en"
+
+
+def test_the_bootstrap_person_is_invited_once_and_again_only_after_data_loss(
+    api: Any, people: People, redis_url: str
+) -> None:
+    import redis
+
+    admin = api.admin()
+    boot = {"client_id": api.BOOT_ID, "client_secret": api.BOOT_SECRET}
+    people.sign_in(boot, "idp|ops", "ops@example.com")
+    other = people.c.simulate_post(
+        "/v1/platform/members", json={"email": "second@example.com", "role": "platform-admin"}, headers=admin
+    ).json
+    (ops,) = [
+        m
+        for m in people.c.simulate_get("/v1/platform/members", headers=admin).json["items"]
+        if m["email"] == "ops@example.com"
+    ]
+    assert people.c.simulate_delete(f"/v1/platform/members/{ops['id']}", headers=admin).status_code == 204
+    token = id_token(people.key, "idp|ops", "ops@example.com")
+    r = people.exchange(api.BOOT_ID, api.BOOT_SECRET, token)
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant"  # removed stays removed
+    assert other["role"] == "platform-admin"
+    redis.Redis.from_url(redis_url).flushdb()  # Redis lost its data: the platform needs its first admin back
+    assert people.exchange(api.BOOT_ID, api.BOOT_SECRET, token).status_code == 200
