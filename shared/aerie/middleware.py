@@ -133,10 +133,11 @@ class AuthMiddleware:
         try:
             principal = self._verifier.verify(token)
         except InvalidToken as exc:
+            # The detail is translatable (a Message); the challenge header stays English.
             raise errors.Problem(
                 401,
                 "invalid_token",
-                str(exc),
+                exc.args[0] if exc.args else str(exc),
                 headers={"WWW-Authenticate": _bearer_challenge("invalid_token", str(exc))},
             ) from None
         except KeysUnavailable:

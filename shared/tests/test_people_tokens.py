@@ -171,3 +171,12 @@ def test_a_new_process_loads_the_floors_and_drops_lapsed_ones(
         assert get(client, "/who", key.sign(lapsed)).status_code == 200
     finally:
         fresh.close()
+
+
+def test_a_refused_token_is_explained_in_the_callers_language(client, key: TestKey) -> None:
+    token = key.sign(person(member_version=0))
+    r = client.simulate_get("/v1/me", headers={"Authorization": f"Bearer {token}", "Accept-Language": "de"})
+    body = assert_problem(r, 401, "invalid_token")
+    assert r.headers["Content-Language"] == "de"
+    assert body["detail"] == "Der Claim 'member_version' des Tokens muss eine positive ganze Zahl sein."
+    assert "member_version" in r.headers["WWW-Authenticate"] and "Claim" not in r.headers["WWW-Authenticate"]

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 import jwt
 
 from aerie.auth.principal import Principal
+from aerie.i18n import msg
 
 __all__ = [
     "ACCESS_TOKEN_TYPE",
@@ -198,33 +199,37 @@ class TokenVerifier:
         principal = self._verified(token)
         # PyJWT's own rule: expired once now - leeway reaches exp.
         if self._clock() - self._leeway >= principal.expires_at:
-            raise InvalidToken("The token has expired.")
+            raise InvalidToken(msg("The token has expired."))
         if self._is_revoked(principal):
             if principal.is_user:
-                raise InvalidToken("The token was revoked: its client, or the member's role or membership, changed.")
-            raise InvalidToken("The token's client has been revoked.")
+                raise InvalidToken(
+                    msg("The token was revoked: its client, or the member's role or membership, changed.")
+                )
+            raise InvalidToken(msg("The token's client has been revoked."))
         return principal
 
     def _verify_signature_and_claims(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise InvalidToken("The token is not a well-formed JWT.") from None
+            raise InvalidToken(msg("The token is not a well-formed JWT.")) from None
         alg = header.get("alg")
         if alg not in ALLOWED_ALGORITHMS:
-            raise InvalidToken(f"Tokens must be signed with one of {', '.join(ALLOWED_ALGORITHMS)}.")
+            raise InvalidToken(
+                msg("Tokens must be signed with one of %(algorithms)s.", algorithms=", ".join(ALLOWED_ALGORITHMS))
+            )
         if str(header.get("typ", "")).lower() != ACCESS_TOKEN_TYPE:
-            raise InvalidToken("The token is not an access token (typ at+jwt).")
+            raise InvalidToken(msg("The token is not an access token (typ at+jwt)."))
         if "jwk" in header or "jku" in header or "x5u" in header:
-            raise InvalidToken("Tokens may not name their own key.")
+            raise InvalidToken(msg("Tokens may not name their own key."))
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
-            raise InvalidToken("The token has no key id (kid).")
+            raise InvalidToken(msg("The token has no key id (kid)."))
         key = self._keys.key_for(kid)
         if key is None:
-            raise InvalidToken("The token was signed with an unknown key.")
+            raise InvalidToken(msg("The token was signed with an unknown key."))
         if key.algorithm_name != alg:
-            raise InvalidToken("The token's algorithm does not match its key.")
+            raise InvalidToken(msg("The token's algorithm does not match its key."))
         try:
             claims = jwt.decode(
                 token,
@@ -236,19 +241,19 @@ class TokenVerifier:
                 options={"require": REQUIRED_CLAIMS, "verify_signature": True},
             )
         except jwt.ExpiredSignatureError:
-            raise InvalidToken("The token has expired.") from None
+            raise InvalidToken(msg("The token has expired.")) from None
         except jwt.ImmatureSignatureError:
-            raise InvalidToken("The token is not valid yet.") from None
+            raise InvalidToken(msg("The token is not valid yet.")) from None
         except jwt.InvalidAudienceError:
-            raise InvalidToken("The token is not meant for this audience.") from None
+            raise InvalidToken(msg("The token is not meant for this audience.")) from None
         except jwt.InvalidIssuerError:
-            raise InvalidToken("The token comes from an unknown issuer.") from None
+            raise InvalidToken(msg("The token comes from an unknown issuer.")) from None
         except jwt.MissingRequiredClaimError as exc:
-            raise InvalidToken(f"The token lacks the {exc.claim!r} claim.") from None
+            raise InvalidToken(msg("The token lacks the %(claim)r claim.", claim=exc.claim)) from None
         except jwt.InvalidSignatureError:
-            raise InvalidToken("The token's signature does not verify.") from None
+            raise InvalidToken(msg("The token's signature does not verify.")) from None
         except jwt.PyJWTError:
-            raise InvalidToken("The token could not be verified.") from None
+            raise InvalidToken(msg("The token could not be verified.")) from None
         return _principal_from(claims)
 
 
@@ -274,17 +279,17 @@ def _principal_from(claims: Mapping[str, Any]) -> Principal:
         if value is None and not required:
             return None
         if not isinstance(value, str) or not value:
-            raise InvalidToken(f"The token's {name!r} claim must be a non-empty string.")
+            raise InvalidToken(msg("The token's %(claim)r claim must be a non-empty string.", claim=name))
         if not shape.fullmatch(value):
-            raise InvalidToken(f"The token's {name!r} claim is not an id Aerie issues.")
+            raise InvalidToken(msg("The token's %(claim)r claim is not an id Aerie issues.", claim=name))
         return value
 
     scope = claims.get("scope", "")
     if not isinstance(scope, str) or len(scope) > MAX_SCOPE_LENGTH:
-        raise InvalidToken("The token's 'scope' claim must be a space-separated string.")
+        raise InvalidToken(msg("The token's 'scope' claim must be a space-separated string."))
     exp = claims["exp"]
     if not isinstance(exp, int | float):
-        raise InvalidToken("The token's 'exp' claim must be a number.")
+        raise InvalidToken(msg("The token's 'exp' claim must be a number."))
     subject = text("sub", SUBJECT_RE)
     token_id = text("jti", TOKEN_ID_RE)
     assert subject is not None and token_id is not None
@@ -296,12 +301,12 @@ def _principal_from(claims: Mapping[str, Any]) -> Principal:
         return Principal(subject, client_id, tenant_id, scopes, token_id, int(exp))
     # A person's token (RFC 8693): ``act`` names the app, which must be the token's client.
     if not isinstance(act, Mapping) or act.get("sub") != client_id or "client_id" not in claims:
-        raise InvalidToken("The token's 'act' claim must name its client.")
+        raise InvalidToken(msg("The token's 'act' claim must name its client."))
     if not USER_ID_RE.fullmatch(subject):
-        raise InvalidToken("The token's 'sub' claim is not a member id.")
+        raise InvalidToken(msg("The token's 'sub' claim is not a member id."))
     version = claims.get("member_version")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
-        raise InvalidToken("The token's 'member_version' claim must be a positive integer.")
+        raise InvalidToken(msg("The token's 'member_version' claim must be a positive integer."))
     return Principal(
         subject,
         client_id,
@@ -322,7 +327,11 @@ def _bounded_text(claims: Mapping[str, Any], name: str, limit: int) -> str | Non
     if value is None:
         return None
     if not isinstance(value, str) or not 0 < len(value) <= limit:
-        raise InvalidToken(f"The token's {name!r} claim must be a string of at most {limit} characters.")
+        raise InvalidToken(
+            msg(
+                "The token's %(claim)r claim must be a string of at most %(limit)d characters.", claim=name, limit=limit
+            )
+        )
     return value
 
 
