@@ -23,6 +23,7 @@ from flags.config import FlagsConfig
 from flags.evaluator import Evaluator
 from flags.resources.definitions import FlagCollection, FlagItem
 from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot
+from flags.resources.ofrep import OfrepFlag, OfrepFlags
 from flags.resources.overrides import OverrideAccess, TenantOverride, UserOverride
 from flags.resources.stream import FlagStream
 from flags.snapshot import FlagReplica
@@ -79,6 +80,8 @@ def build(
         ("/v1/flags/{key}/overrides/tenant", TenantOverride(overrides)),
         ("/v1/flags/{key}/overrides/users/{user_id}", UserOverride(overrides)),
         ("/v1/evaluate", Evaluate(evaluator, scope)),
+        ("/ofrep/v1/evaluate/flags", OfrepFlags(evaluator, snapshot, scope)),
+        ("/ofrep/v1/evaluate/flags/{key}", OfrepFlag(evaluator, snapshot, scope)),
     ]
     app = create_service_app(
         infra,
