@@ -477,6 +477,9 @@ def _responses(method: str, spec: Endpoint, has_path_params: bool) -> dict[str, 
     responses: dict[int, dict[str, Any]] = {spec.status: success}
     for status in _error_statuses(method, spec, has_path_params):
         responses[status] = _problem(_STANDARD_ERRORS[status])
+    if 404 in responses and spec.media != "json":
+        # The resource answers its own 404, in the format of a route reading its own body (OFREP's JSON).
+        responses[404] = {"description": _STANDARD_ERRORS[404]}
     for status, text in spec.responses.items():
         if status in responses:
             responses[status]["description"] += f"; {text}"

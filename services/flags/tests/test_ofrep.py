@@ -344,6 +344,8 @@ def test_both_are_documented_in_the_openapi_document(api):
     doc = api.c.simulate_get("/openapi.json").json
     single = doc["paths"]["/ofrep/v1/evaluate/flags/{key}"]["post"]
     assert set(single["responses"]) >= {"200", "400", "401", "403", "404"}
+    # OFREP's own JSON errors are described, not claimed to be problem documents.
+    assert "content" not in single["responses"]["404"] and "content" not in single["responses"]["400"]
     assert "application/json" in single["requestBody"]["content"]
     many = doc["paths"]["/ofrep/v1/evaluate/flags"]["post"]
     assert set(many["responses"]) >= {"200", "304", "400", "401", "403"}
