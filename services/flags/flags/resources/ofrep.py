@@ -57,7 +57,7 @@ from flags.evaluator import Evaluator
 from flags.resources.evaluation import READ, with_person
 from flags.snapshot import FlagReplica, State
 
-__all__ = ["OfrepError", "OfrepFlag", "OfrepFlags", "failure", "read_context", "supplied_context"]
+__all__ = ["EncodedItems", "OfrepError", "OfrepFlag", "OfrepFlags", "failure", "read_context", "supplied_context"]
 
 PARSE_ERROR = "PARSE_ERROR"
 INVALID_CONTEXT = "INVALID_CONTEXT"
@@ -231,6 +231,36 @@ def _failure(key: str, evaluation: Evaluation) -> dict[str, Any]:
     return item
 
 
+def _item(key: str, evaluation: Evaluation) -> dict[str, Any]:
+    return _failure(key, evaluation) if evaluation.reason == ERROR else _success(key, evaluation)
+
+
+class EncodedItems:
+    """Bulk items as JSON (sorted keys), encoded once per evaluation rather than per request.
+
+    The engine makes most evaluations when a flag is compiled (its default, each rule's, each
+    variant's) and hands the same object to every request that ends there, so after the first
+    few requests a bulk answer is ten lookups and one join. Evaluations made per request (an
+    override's, an error's) are new objects each time: they are encoded like the others, and
+    the map, bounded, starts over when full. An entry holds its evaluation, so the id it is
+    filed under cannot be reused while it is there.
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._items: dict[int, tuple[Evaluation, str, orjson.Fragment]] = {}
+
+    def item(self, key: str, evaluation: Evaluation) -> orjson.Fragment:
+        found = self._items.get(id(evaluation))
+        if found is not None and found[0] is evaluation and found[1] == key:
+            return found[2]
+        fragment = orjson.Fragment(orjson.dumps(_item(key, evaluation), option=orjson.OPT_SORT_KEYS))
+        if len(self._items) >= self._limit:
+            self._items = {}  # one rebinding: a thread still filling the old map does no harm
+        self._items[id(evaluation)] = (evaluation, key, fragment)
+        return fragment
+
+
 class OfrepFlag:
     """``POST /ofrep/v1/evaluate/flags/{key}``: one flag for one context."""
 
@@ -285,6 +315,9 @@ class OfrepFlags:
         self._evaluator = evaluator
         self._snapshot = snapshot
         self._scope = scope
+        self._encoded = EncodedItems()
+        # The snapshot last seen and its flag keys sorted: sorted once per change, not per request.
+        self._ordered: tuple[State | None, list[str]] = (None, [])
 
     @endpoint(
         "OFREP: evaluate every flag (bulk)",
@@ -315,14 +348,24 @@ class OfrepFlags:
             exc.answer(resp)
             return
         context = self._evaluator.context(tenant_id, supplied)
-        one = self._evaluator.one
+        ordered = self._ordered
+        if ordered[0] is not state:
+            ordered = self._ordered = (state, sorted(state.flags))
+        item = self._encoded.item
+        flags = state.flags
         items = []
-        for key in sorted(state.flags):
-            evaluation = one(state, tenant_id, key, context)
-            if evaluation is not None:
-                items.append(_failure(key, evaluation) if evaluation.reason == ERROR else _success(key, evaluation))
-        # Sorted keys: the tag must not depend on the order a worker happened to learn keys in.
-        data = orjson.dumps({"flags": items, "metadata": {"revision": state.revision}}, option=orjson.OPT_SORT_KEYS)
+        if state.overrides.get(tenant_id) is None:  # as Evaluator.evaluate_flags: no overrides to look up
+            for key in ordered[1]:
+                items.append(item(key, flags[key].evaluate(context)))
+        else:
+            one = self._evaluator.one
+            for key in ordered[1]:
+                evaluation = one(state, tenant_id, key, context)
+                if evaluation is not None:
+                    items.append(item(key, evaluation))
+        # Flags sorted by key, items with sorted keys: the tag must not depend on the order a
+        # worker happened to learn keys in ("flags" < "metadata" keeps the whole sorted).
+        data = orjson.dumps({"flags": items, "metadata": {"revision": state.revision}})
         tag = blake2b(data, digest_size=16).hexdigest()
         resp.set_header("ETag", f'"{tag}"')
         resp.set_header("Cache-Control", CACHE_CONTROL)
