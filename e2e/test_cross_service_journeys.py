@@ -447,6 +447,20 @@ def test_cross_tenant_probing_of_flags_overrides_and_audit_trails(aerie):
         r = aerie.call("POST", "flags", "/v1/evaluate", token=b_token, json={"context": context, "keys": [key]})
         assert r.status_code == 200 and r.json()["flags"][key]["value"] is False, r.text[:300]
 
+    @probes.route("flags", "POST", "/ofrep/v1/evaluate/flags/{key}")
+    def ofrep_flag_as_a() -> None:
+        context = {"targetingKey": "a-user", "tenant_id": a["id"]}
+        r = aerie.call("POST", "flags", f"/ofrep/v1/evaluate/flags/{key}", token=b_token, json={"context": context})
+        assert r.status_code == 200 and r.json()["value"] is False, r.text[:300]
+
+    @probes.route("flags", "POST", "/ofrep/v1/evaluate/flags")
+    def ofrep_bulk_as_a() -> None:
+        context = {"targetingKey": "a-user", "tenant_id": a["id"]}
+        r = aerie.call("POST", "flags", "/ofrep/v1/evaluate/flags", token=b_token, json={"context": context})
+        assert r.status_code == 200, r.text[:300]
+        mine = [item for item in r.json()["flags"] if item["key"] == key]
+        assert mine and mine[0]["value"] is False and a["id"] not in r.text, r.text[:300]
+
     for template in ("/v1/flags/{key}/overrides/tenant", "/v1/flags/{key}/overrides/users/{user_id}"):
         path = template.format(key=key, user_id="a-user")
 
