@@ -10,6 +10,7 @@ import base64
 import json
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -352,6 +353,9 @@ FLAGS_AUDIT_SCOPES = ["flags:read", "flags:write", "audit:read", "audit:write"]
 SEEN_S = 10.0
 
 
+MONTH_AHEAD = (datetime.now(UTC) + timedelta(days=30)).isoformat(timespec="seconds")
+
+
 @pytest.mark.flags
 @pytest.mark.audit
 def test_cross_tenant_probing_of_flags_overrides_and_audit_trails(aerie):
@@ -383,8 +387,21 @@ def test_cross_tenant_probing_of_flags_overrides_and_audit_trails(aerie):
         return found[0]["id"] if found else None
 
     aerie.eventually(lambda: a_entry() is not None, SEEN_S, "A's override reaching A's trail", interval=0.25)
-    a_ids = {"key": key, "tenant_id": a["id"], "entry_id": str(a_entry())}
-    absent_ids = {"key": f"{key}-gone", "tenant_id": _absent(a["id"]), "entry_id": _absent(a_ids["entry_id"])}
+    schedule = aerie.call(
+        "POST",
+        "flags",
+        f"/v1/flags/{key}/schedule",
+        token=aerie.admin_token,
+        json={"at": MONTH_AHEAD, "changes": {"default": True}},
+    )
+    assert schedule.status_code == 201, schedule.text[:300]
+    a_ids = {"key": key, "tenant_id": a["id"], "entry_id": str(a_entry()), "schedule_id": schedule.json()["id"]}
+    absent_ids = {
+        "key": f"{key}-gone",
+        "tenant_id": _absent(a["id"]),
+        "entry_id": _absent(a_ids["entry_id"]),
+        "schedule_id": _absent(a_ids["schedule_id"]),
+    }
     probes = Probes(aerie, b_token, a_ids, absent_ids)
     # Definitions are platform:admin's: B is refused the same for A's flag and for no flag.
     probes.absent_alike(
@@ -393,6 +410,9 @@ def test_cross_tenant_probing_of_flags_overrides_and_audit_trails(aerie):
             ("GET", "/v1/flags/{key}", None),
             ("PUT", "/v1/flags/{key}", {"default": True}),
             ("DELETE", "/v1/flags/{key}", None),
+            ("GET", "/v1/flags/{key}/schedule", None),
+            ("POST", "/v1/flags/{key}/schedule", {"at": MONTH_AHEAD, "changes": {"default": True}}),
+            ("DELETE", "/v1/flags/{key}/schedule/{schedule_id}", None),
         ],
     )
     probes.absent_alike(

@@ -25,7 +25,9 @@ from flags.resources.definitions import FlagCollection, FlagItem
 from flags.resources.evaluation import Evaluate, FlagEvaluation, FlagSnapshot
 from flags.resources.ofrep import OfrepFlag, OfrepFlags
 from flags.resources.overrides import OverrideAccess, TenantOverride, UserOverride
+from flags.resources.schedules import FlagSchedule, FlagScheduleItem
 from flags.resources.stream import FlagStream
+from flags.schedules import ScheduleRunner, Schedules
 from flags.snapshot import FlagReplica
 from flags.storage import FlagStore
 from flags.stream import FlagChanges, live_flag_events
@@ -62,6 +64,13 @@ def build(
     snapshot = FlagReplica(store, infra.subscriber)
     cascade = flags_cascade(store)
     infra.background.add("cascade", lambda: cascade.consumer(infra.redis, block_ms=config.consumer_block_ms))
+    schedules = Schedules(infra.redis, events)
+    infra.background.add(
+        "schedules",
+        lambda: ScheduleRunner(
+            schedules, lambda event: snapshot.apply(event, local=True), interval_s=config.schedule_interval_s
+        ),
+    )
     evaluator = Evaluator(snapshot, tenants)
     scope = TenantScope(tenants)
     overrides = OverrideAccess(infra.redis, events, scope, snapshot)
@@ -77,6 +86,8 @@ def build(
         ("/v1/flags/stream", FlagStream(changes)),
         ("/v1/flags/{key}", FlagItem(store, snapshot)),
         ("/v1/flags/{key}/evaluation", FlagEvaluation(evaluator, snapshot, scope)),
+        ("/v1/flags/{key}/schedule", FlagSchedule(schedules)),
+        ("/v1/flags/{key}/schedule/{schedule_id}", FlagScheduleItem(schedules)),
         ("/v1/flags/{key}/overrides/tenant", TenantOverride(overrides)),
         ("/v1/flags/{key}/overrides/users/{user_id}", UserOverride(overrides)),
         ("/v1/evaluate", Evaluate(evaluator, scope)),

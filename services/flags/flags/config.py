@@ -18,6 +18,8 @@ class FlagsConfig:
     stream_limits: StreamLimits = DEFAULT_LIMITS
     #: How long one read of the tenant-deletion stream waits (also how long stopping may take).
     consumer_block_ms: int = 1000
+    #: How often each worker looks for scheduled changes that are due (they apply within a second).
+    schedule_interval_s: float = 0.25
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlagsConfig:

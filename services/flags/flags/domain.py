@@ -27,6 +27,7 @@ __all__ = [
     "VARIANT_PATTERN",
     "check_definition",
     "check_override_value",
+    "definition_problems",
     "is_key",
     "json_kind",
 ]
@@ -90,9 +91,14 @@ def _value_problem(value: Any, doc: Mapping[str, Any]) -> str | None:
 
 def check_definition(key: str, doc: Mapping[str, Any]) -> None:
     """Raise a 422 listing every cross-field problem of a definition (shape already checked)."""
-    found = list(_definition_problems(key, doc))
+    found = definition_problems(key, doc)
     if found:
         raise errors.validation_error(found, detail="The flag definition has invalid fields.")
+
+
+def definition_problems(key: str, doc: Mapping[str, Any]) -> list[dict[str, str]]:
+    """Every cross-field problem of a definition, each ``{"field", "message"}``; none is valid."""
+    return list(_definition_problems(key, doc))
 
 
 def check_override_value(value: Any, doc: Mapping[str, Any]) -> None:

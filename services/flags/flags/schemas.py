@@ -53,9 +53,7 @@ FLAG_PUT: dict[str, Any] = {
     "default": {**VALUE, "required": True},
     "off": {
         **VALUE,
-        "meta": {
-            "description": "Served while `enabled` is false; absent: false for a boolean flag, else `default`"
-        },
+        "meta": {"description": "Served while `enabled` is false; absent: false for a boolean flag, else `default`"},
     },
     "variants": {"type": "list", "maxlength": 50, "default": [], "schema": {"type": "dict", "schema": VARIANT}},
     "rules": {"type": "list", "maxlength": 100, "default": [], "schema": {"type": "dict", "schema": RULE}},
@@ -82,6 +80,58 @@ FLAG: dict[str, Any] = {
 }
 
 FLAG_LIST_QUERY: dict[str, Any] = dict(LIST_QUERY)
+
+
+def _change(name: str) -> dict[str, Any]:
+    """A definition field as a scheduled change sends it: its shape, without PUT's defaults."""
+    return {rule: value for rule, value in FLAG_PUT[name].items() if rule not in ("default", "required")}
+
+
+#: ``POST /v1/flags/{key}/schedule``.
+SCHEDULE_POST: dict[str, Any] = {
+    "at": {
+        "type": "string",
+        "required": True,
+        **RFC3339,
+        "meta": {"description": "RFC 3339 with a time zone, in the future, at most 366 days ahead"},
+    },
+    "changes": {
+        "type": "dict",
+        "required": True,
+        "minlength": 1,
+        "schema": {name: _change(name) for name in ("enabled", "rollout", "rules", "default", "variants")},
+        "meta": {"description": "Any of `enabled`, `rollout`, `rules`, `default`, `variants`, as in a PUT"},
+    },
+}
+
+_ACTOR: dict[str, Any] = {
+    "type": "dict",
+    "nullable": True,
+    "schema": {
+        "type": {"type": "string"},
+        "id": {"type": "string", "nullable": True},
+        "client_id": {"type": "string", "nullable": True},
+    },
+}
+
+SCHEDULE: dict[str, Any] = {
+    "id": {"type": "string"},
+    "key": {"type": "string"},
+    "at": {"type": "string", **RFC3339},
+    "changes": {"type": "dict"},
+    "status": {"type": "string", "allowed": ["pending", "applied", "failed"]},
+    "created_at": {"type": "string", **RFC3339},
+    "created_by": _ACTOR,
+    "applied_at": {"type": "string", **RFC3339, "meta": {"description": "When applied"}},
+    "version": {"type": "integer", "meta": {"description": "The flag version the change made"}},
+    "failed_at": {"type": "string", **RFC3339, "meta": {"description": "When it could not be applied"}},
+    "errors": {
+        "type": "list",
+        "meta": {"description": "Why it could not be applied: `{field, message}`, as a 422 lists them"},
+    },
+}
+
+SCHEDULE_LIST: dict[str, Any] = {"items": {"type": "list", "schema": {"type": "dict", "schema": SCHEDULE}}}
 
 #: An override may be null (the contract's ``ABSENT`` is what "no override" is): it serves null.
 OVERRIDE_PUT: dict[str, Any] = {"value": {**VALUE, "required": True, "nullable": True}}

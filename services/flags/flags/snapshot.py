@@ -41,6 +41,10 @@ __all__ = ["FLAG_EVENTS", "FlagReplica", "State", "TenantView"]
 log = logging.getLogger("flags.snapshot")
 
 FLAG_EVENTS = "aerie:event:flag.*"
+#: The ``flag.*`` events that change definitions or overrides, each carrying its revision.
+SNAPSHOT_TYPES = frozenset(
+    {"flag.created", "flag.updated", "flag.deleted", "flag.override.set", "flag.override.removed"}
+)
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 
@@ -126,6 +130,8 @@ class FlagReplica:
         not arrived over pub/sub yet, it waits (briefly) for them instead of applying out of
         order, so the writer reads its own write in its next request.
         """
+        if event.get("type") not in SNAPSHOT_TYPES:
+            return  # flag.schedule.*: a schedule is not part of what evaluation reads
         revision = (event.get("data") or {}).get("revision")
         if not isinstance(revision, int) or isinstance(revision, bool):
             if not local:

@@ -15,6 +15,9 @@ Key layout (a tenant's keys carry its id as a hash tag, like projects'):
 - ``flags:override-tenants``      set of tenant ids that have (or had) overrides
 - ``flags:{<tenant>}:keys``       set of the flag keys that tenant overrides
 - ``flags:{<tenant>}:o:<key>``    hash: ``tenant`` -> value, ``user:<user_id>`` -> value (JSON)
+- ``flags:schedules``             hash: schedule id -> the scheduled change (JSON, :mod:`flags.schedules`)
+- ``flags:schedules:due``         sorted set of pending schedule ids, score their time (epoch ms)
+- ``flags:schedules:of:<key>``    sorted set of one flag's schedule ids, score their time
 
 Overrides are only reachable through :class:`TenantOverrides`, built with the tenant id of
 the verified token, so one tenant can never name another's keys. Deleting a flag removes
@@ -37,12 +40,27 @@ from aerie.pagination import Page, decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from flags.domain import check_override_value
 
-__all__ = ["DEFINITIONS", "REVISION", "FlagStore", "Loaded", "TenantOverrides", "TenantState", "tenant_prefix"]
+__all__ = [
+    "DEFINITIONS",
+    "REVISION",
+    "SCHEDULES",
+    "SCHEDULES_DUE",
+    "FlagStore",
+    "Loaded",
+    "TenantOverrides",
+    "TenantState",
+    "read_revision",
+    "schedules_of",
+    "stage_definition",
+    "tenant_prefix",
+]
 
 DEFINITIONS = "flags:definitions"
 INDEX = "flags:index"
 REVISION = "flags:revision"
 OVERRIDE_TENANTS = "flags:override-tenants"
+SCHEDULES = "flags:schedules"
+SCHEDULES_DUE = "flags:schedules:due"
 USER_PREFIX = "user:"
 TENANT_FIELD = "tenant"
 
@@ -61,8 +79,50 @@ def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _revision(pipe: Any) -> int:
+def schedules_of(key: str) -> str:
+    return f"flags:schedules:of:{key}"
+
+
+def read_revision(pipe: Any) -> int:
     return int(pipe.get(REVISION) or 0)
+
+
+def stage_definition(
+    pipe: Any,
+    events: EventPublisher,
+    key: str,
+    old: Mapping[str, Any] | None,
+    fields: Mapping[str, Any],
+    ctx: EventContext,
+    revision: int,
+    extra: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Queue the write of a flag's new document and its event on ``pipe``, already in ``MULTI``
+    with ``DEFINITIONS`` and ``REVISION`` watched; (the document, the event).
+
+    The one way a definition changes, an admin's PUT or a scheduled change: the version goes
+    up by one, the global revision becomes ``revision`` (read before ``MULTI``: the last one
+    plus one), and ``extra`` joins the event's data.
+    """
+    now = utcnow()
+    doc = {k: v for k, v in fields.items() if k not in _READ_ONLY}
+    doc = {
+        "key": key,
+        **doc,
+        "version": old["version"] + 1 if old else 1,
+        "created_at": old["created_at"] if old else now,
+        "updated_at": now,
+    }
+    kind = "flag.updated" if old else "flag.created"
+    pipe.hset(DEFINITIONS, key, _dump(doc))
+    pipe.zadd(INDEX, {key: 0})
+    pipe.set(REVISION, revision)
+    # ``version`` is what evaluations of this document answer as their ``revision``; the
+    # event's own ``revision`` orders the whole snapshot (every flag and override).
+    data = {"flag": doc, "version": doc["version"], "revision": revision, **(extra or {})}
+    event = new_event(kind, None, data, ctx)
+    events.add(pipe, event)
+    return doc, event
 
 
 @dataclass
@@ -132,25 +192,9 @@ class FlagStore:
             old = json.loads(raw) if raw else None
             if if_match is not None and (old is None or old["version"] != if_match):
                 raise errors.precondition_failed()
-            revision = _revision(pipe) + 1
-            now = utcnow()
-            doc = {k: v for k, v in fields.items() if k not in _READ_ONLY}
-            doc = {
-                "key": key,
-                **doc,
-                "version": old["version"] + 1 if old else 1,
-                "created_at": old["created_at"] if old else now,
-                "updated_at": now,
-            }
-            kind = "flag.updated" if old else "flag.created"
+            revision = read_revision(pipe) + 1
             pipe.multi()
-            pipe.hset(DEFINITIONS, key, _dump(doc))
-            pipe.zadd(INDEX, {key: 0})
-            pipe.set(REVISION, revision)
-            # ``version`` is what evaluations of this document answer as their ``revision``; the
-            # event's own ``revision`` orders the whole snapshot (every flag and override).
-            event = new_event(kind, None, {"flag": doc, "version": doc["version"], "revision": revision}, ctx)
-            self._events.add(pipe, event)
+            doc, event = stage_definition(pipe, self._events, key, old, fields, ctx, revision)
             result.update(doc=doc, created=old is None, event=event)
 
         self._client.transaction(write, DEFINITIONS, REVISION)
@@ -168,10 +212,15 @@ class FlagStore:
             if if_match is not None and doc["version"] != if_match:
                 raise errors.precondition_failed()
             tenants = sorted(pipe.smembers(OVERRIDE_TENANTS))
-            revision = _revision(pipe) + 1
+            scheduled = pipe.zrange(schedules_of(key), 0, -1)
+            revision = read_revision(pipe) + 1
             pipe.multi()
             pipe.hdel(DEFINITIONS, key)
             pipe.zrem(INDEX, key)
+            if scheduled:  # a flag created again later under this key starts without them
+                pipe.hdel(SCHEDULES, *scheduled)
+                pipe.zrem(SCHEDULES_DUE, *scheduled)
+                pipe.delete(schedules_of(key))
             for tenant_id in tenants:
                 prefix = tenant_prefix(tenant_id)
                 pipe.delete(f"{prefix}o:{key}")
@@ -181,7 +230,7 @@ class FlagStore:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._client.transaction(write, DEFINITIONS, REVISION, OVERRIDE_TENANTS)
+        self._client.transaction(write, DEFINITIONS, REVISION, OVERRIDE_TENANTS, schedules_of(key))
         return result["event"]
 
     def load(self) -> Loaded:
@@ -225,7 +274,7 @@ class FlagStore:
         def write(pipe: Any) -> None:
             keys = sorted(pipe.smembers(f"{prefix}keys"))
             fields = [(key, field) for key in keys for field in sorted(pipe.hkeys(f"{prefix}o:{key}"))]
-            revision = _revision(pipe)
+            revision = read_revision(pipe)
             pipe.multi()
             for key, scope_field in fields:
                 revision += 1
@@ -283,7 +332,7 @@ class TenantOverrides:
                     f"The flag {key!r} allows overrides by: {doc.get('allow_overrides')}; not {scope} overrides."
                 )
             check_override_value(value, doc)
-            revision = _revision(pipe) + 1
+            revision = read_revision(pipe) + 1
             pipe.multi()
             pipe.hset(hash_key, TENANT_FIELD if user_id is None else USER_PREFIX + user_id, _dump(value))
             pipe.sadd(f"{self._prefix}keys", key)
@@ -308,7 +357,7 @@ class TenantOverrides:
             result["event"] = None
             if not pipe.hexists(hash_key, scope_field):
                 return
-            revision = _revision(pipe) + 1
+            revision = read_revision(pipe) + 1
             last = pipe.hlen(hash_key) == 1
             pipe.multi()
             pipe.hdel(hash_key, scope_field)
