@@ -31,6 +31,7 @@ from flags.schedules import ScheduleRunner, Schedules
 from flags.snapshot import FlagReplica
 from flags.storage import FlagStore
 from flags.stream import FlagChanges, live_flag_events
+from flags.usage import UsageFlusher
 
 __all__ = ["FlagsService", "build", "create_app", "get_app", "serve_streams"]
 
@@ -72,6 +73,15 @@ def build(
         ),
     )
     evaluator = Evaluator(snapshot, tenants)
+    infra.background.add(
+        "usage",
+        lambda: UsageFlusher(
+            evaluator.usage,
+            store.record_evaluated,
+            lambda: snapshot.state.flags.keys(),
+            flush_s=config.usage_flush_s,
+        ),
+    )
     scope = TenantScope(tenants)
     overrides = OverrideAccess(infra.redis, events, scope, snapshot)
     limits = config.stream_limits.for_threads(process.threads).for_harakiri(process.harakiri)

@@ -20,6 +20,8 @@ class FlagsConfig:
     consumer_block_ms: int = 1000
     #: How often each worker looks for scheduled changes that are due (they apply within a second).
     schedule_interval_s: float = 0.25
+    #: How often each worker writes which flags it evaluated (``last_evaluated_at``).
+    usage_flush_s: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> FlagsConfig:

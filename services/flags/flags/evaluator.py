@@ -13,6 +13,7 @@ from typing import Any
 from aerie.flags.evaluation import ABSENT, ERROR, Evaluation
 from aerie.tenant_directory import TenantSource
 from flags.snapshot import FlagReplica, State
+from flags.usage import Usage
 
 __all__ = ["TENANT_ATTRIBUTES", "Evaluator"]
 
@@ -26,9 +27,11 @@ MAX_KEPT_TENANTS = 10_000
 
 
 class Evaluator:
-    def __init__(self, snapshot: FlagReplica, tenants: TenantSource) -> None:
+    def __init__(self, snapshot: FlagReplica, tenants: TenantSource, usage: Usage | None = None) -> None:
         self._snapshot = snapshot
         self._tenants = tenants
+        #: The flags evaluated here, for their ``last_evaluated_at`` (:mod:`flags.usage`).
+        self.usage = usage or Usage()
         # tenant id -> (the directory's document, its attributes): rebuilt only when the
         # directory hands out another document (refetched, or changed by a tenant.* event).
         self._attributes: dict[str, tuple[object, dict[str, Any]]] = {}
@@ -74,22 +77,31 @@ class Evaluator:
             for key in wanted:
                 flag = flags.get(key)
                 out[key] = _UNKNOWN_FLAG if flag is None else flag.evaluate(context)
-            return out
-        for key in wanted:
-            out[key] = self.one(state, tenant_id, key, context) or _UNKNOWN_FLAG
+        else:
+            for key in wanted:
+                out[key] = _overridden(state, tenant_id, key, context) or _UNKNOWN_FLAG
+        # Only flags: keys a caller makes up must not grow the set until the next flush.
+        self.usage.saw_all(flags if keys is None else out.keys() & flags.keys())
         return out
 
-    @staticmethod
-    def one(state: State, tenant_id: str, key: str, context: Mapping[str, Any]) -> Evaluation | None:
+    def one(self, state: State, tenant_id: str, key: str, context: Mapping[str, Any]) -> Evaluation | None:
         """One flag's evaluation, or None when there is no such flag."""
-        flag = state.flags.get(key)
-        if flag is None:
-            return None
-        overrides = state.tenant(tenant_id)
-        user_override: Any = ABSENT
-        per_user = overrides.users.get(key)
-        if per_user:
-            user_id = context.get("user_id")
-            if isinstance(user_id, str | int) and not isinstance(user_id, bool):
-                user_override = per_user.get(str(user_id), ABSENT)
-        return flag.evaluate(context, tenant_override=overrides.tenant.get(key, ABSENT), user_override=user_override)
+        evaluation = _overridden(state, tenant_id, key, context)
+        if evaluation is not None:
+            self.usage.saw(key)
+        return evaluation
+
+
+def _overridden(state: State, tenant_id: str, key: str, context: Mapping[str, Any]) -> Evaluation | None:
+    """The flag's evaluation with the tenant's overrides, or None when there is no such flag."""
+    flag = state.flags.get(key)
+    if flag is None:
+        return None
+    overrides = state.tenant(tenant_id)
+    user_override: Any = ABSENT
+    per_user = overrides.users.get(key)
+    if per_user:
+        user_id = context.get("user_id")
+        if isinstance(user_id, str | int) and not isinstance(user_id, bool):
+            user_override = per_user.get(str(user_id), ABSENT)
+    return flag.evaluate(context, tenant_override=overrides.tenant.get(key, ABSENT), user_override=user_override)

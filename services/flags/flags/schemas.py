@@ -62,6 +62,7 @@ FLAG_PUT: dict[str, Any] = {
     "version": {"type": "integer", "min": 1},
     "created_at": {"type": "string", **RFC3339},
     "updated_at": {"type": "string", **RFC3339},
+    "last_evaluated_at": {"type": "string", "nullable": True, **RFC3339},
 }
 
 FLAG: dict[str, Any] = {
@@ -77,9 +78,22 @@ FLAG: dict[str, Any] = {
     "version": {"type": "integer"},
     "created_at": {"type": "string", **RFC3339},
     "updated_at": {"type": "string", **RFC3339},
+    "last_evaluated_at": {
+        "type": "string",
+        "nullable": True,
+        **RFC3339,
+        "meta": {"description": "When this service last evaluated the flag, within a minute; null: never"},
+    },
 }
 
-FLAG_LIST_QUERY: dict[str, Any] = dict(LIST_QUERY)
+FLAG_LIST_QUERY: dict[str, Any] = {
+    **LIST_QUERY,
+    "unused_since": {
+        "type": "string",
+        **RFC3339,
+        "meta": {"description": "Only flags not evaluated since this time (RFC 3339), never-evaluated ones included"},
+    },
+}
 
 
 def _change(name: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ Key layout (a tenant's keys carry its id as a hash tag, like projects'):
 - ``flags:override-tenants``      set of tenant ids that have (or had) overrides
 - ``flags:{<tenant>}:keys``       set of the flag keys that tenant overrides
 - ``flags:{<tenant>}:o:<key>``    hash: ``tenant`` -> value, ``user:<user_id>`` -> value (JSON)
+- ``flags:last-evaluated``        hash: flag key -> when it was last evaluated (RFC 3339, :mod:`flags.usage`)
 - ``flags:schedules``             hash: schedule id -> the scheduled change (JSON, :mod:`flags.schedules`)
 - ``flags:schedules:due``         sorted set of pending schedule ids, score their time (epoch ms)
 - ``flags:schedules:of:<key>``    sorted set of one flag's schedule ids, score their time
@@ -42,6 +43,7 @@ from flags.domain import check_override_value
 
 __all__ = [
     "DEFINITIONS",
+    "LAST_EVALUATED",
     "REVISION",
     "SCHEDULES",
     "SCHEDULES_DUE",
@@ -59,6 +61,7 @@ DEFINITIONS = "flags:definitions"
 INDEX = "flags:index"
 REVISION = "flags:revision"
 OVERRIDE_TENANTS = "flags:override-tenants"
+LAST_EVALUATED = "flags:last-evaluated"
 SCHEDULES = "flags:schedules"
 SCHEDULES_DUE = "flags:schedules:due"
 USER_PREFIX = "user:"
@@ -66,7 +69,7 @@ TENANT_FIELD = "tenant"
 
 _TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 #: Fields of a stored document that a PUT body may carry but that the service owns.
-_READ_ONLY = ("key", "version", "created_at", "updated_at")
+_READ_ONLY = ("key", "version", "created_at", "updated_at", "last_evaluated_at")
 
 
 def tenant_prefix(tenant_id: str) -> str:
@@ -172,14 +175,44 @@ class FlagStore:
             raise errors.not_found(f"There is no flag {key!r}.")
         return doc
 
-    def list(self, *, limit: int, cursor: str | None) -> Page:
+    def list(self, *, limit: int, cursor: str | None, unused_since: str | None = None) -> Page:
+        """A page of definitions by key, each with its ``last_evaluated_at``.
+
+        With ``unused_since`` (RFC 3339 UTC, as :func:`aerie.events.utcnow` writes it) only
+        flags not evaluated since then: keys are read in batches until the page is full, so a
+        page may have read past many used flags, and its cursor resumes after the last read.
+        """
         after = decode_cursor(cursor, "after") if cursor else None
-        keys = self._client.zrangebylex(INDEX, f"({after}" if after else "-", "+", start=0, num=limit + 1)
-        more = len(keys) > limit
-        keys = keys[:limit]
-        docs = self._client.hmget(DEFINITIONS, keys) if keys else []
-        items = [json.loads(d) for d in docs if d]
-        return Page(items, encode_cursor({"after": keys[-1]}) if more and keys else None)
+        items: list[dict[str, Any]] = []
+        more = False
+        while True:
+            want = limit + 1 - len(items)
+            keys = self._client.zrangebylex(INDEX, f"({after}" if after else "-", "+", start=0, num=want)
+            if not keys:
+                break
+            pipe = self._client.pipeline(transaction=False)
+            pipe.hmget(DEFINITIONS, keys)
+            pipe.hmget(LAST_EVALUATED, keys)
+            docs, used = pipe.execute()
+            for raw, last in zip(docs, used, strict=True):
+                if raw and (unused_since is None or last is None or last < unused_since):
+                    items.append({**json.loads(raw), "last_evaluated_at": last})
+            after = keys[-1]
+            if len(items) > limit:
+                more = True
+                break
+            if len(keys) < want:
+                break
+        items = items[:limit]
+        return Page(items, encode_cursor({"after": items[-1]["key"]}) if more and items else None)
+
+    def last_evaluated(self, key: str) -> str | None:
+        value: str | None = self._client.hget(LAST_EVALUATED, key)
+        return value
+
+    def record_evaluated(self, marks: Mapping[str, str]) -> None:
+        """Write ``{key: time}`` as the flags' ``last_evaluated_at`` (:class:`flags.usage.UsageFlusher`)."""
+        self._client.hset(LAST_EVALUATED, mapping=dict(marks))
 
     def put(
         self, key: str, fields: Mapping[str, Any], ctx: EventContext, *, if_match: int | None = None
@@ -216,6 +249,7 @@ class FlagStore:
             revision = read_revision(pipe) + 1
             pipe.multi()
             pipe.hdel(DEFINITIONS, key)
+            pipe.hdel(LAST_EVALUATED, key)
             pipe.zrem(INDEX, key)
             if scheduled:  # a flag created again later under this key starts without them
                 pipe.hdel(SCHEDULES, *scheduled)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import falcon
 
 from aerie import errors
 from aerie.endpoints import endpoint
 from aerie.events import EventContext
+from aerie.flags.operators import parse_timestamp
 from aerie.pagination import page_schema
 from aerie.versioning import expected_version, set_etag
 from flags import schemas
@@ -15,6 +18,14 @@ from flags.snapshot import FlagReplica
 from flags.storage import FlagStore
 
 ADMIN = ("platform:admin",)
+
+
+def as_utc(timestamp: str, field: str) -> str:
+    """An RFC 3339 time as stored times are written: UTC, milliseconds, ``Z``; else a 422."""
+    moment = parse_timestamp(timestamp)
+    if moment is None:
+        raise errors.validation_error([{"field": field, "message": "must be an RFC 3339 time with a time zone"}])
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class FlagCollection:
@@ -29,7 +40,9 @@ class FlagCollection:
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         q = req.context.query
-        resp.media = self._store.list(limit=q["limit"], cursor=q.get("cursor")).as_body()
+        since = q.get("unused_since")
+        unused_since = None if since is None else as_utc(since, "unused_since")
+        resp.media = self._store.list(limit=q["limit"], cursor=q.get("cursor"), unused_since=unused_since).as_body()
 
 
 class FlagItem:
@@ -41,7 +54,7 @@ class FlagItem:
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
         doc = self._store.require(key)
         set_etag(resp, doc["version"])
-        resp.media = doc
+        resp.media = {**doc, "last_evaluated_at": self._store.last_evaluated(key)}
 
     @endpoint(
         "Create or replace a flag definition",
@@ -50,7 +63,9 @@ class FlagItem:
         response=schemas.FLAG,
         description="201 when the flag is new, 200 when it replaced one (its `version` goes up by one). "
         "`If-Match` (or `version` in the body) makes the replacement conditional. `enabled: false` is the "
-        "kill switch: every evaluation then serves `default` with reason `DISABLED`, overrides included.",
+        "kill switch: every evaluation then serves `off` (absent: false for a boolean flag, else `default`) "
+        "with reason `DISABLED`, overrides included. `last_evaluated_at` is read-only: when this service last "
+        "evaluated the flag, within a minute.",
         responses={
             201: "The flag was created",
             412: "If-Match (or the body's version) names a stale version",
@@ -70,7 +85,7 @@ class FlagItem:
             resp.status = 201
             resp.location = f"/v1/flags/{key}"
         set_etag(resp, doc["version"])
-        resp.media = doc
+        resp.media = {**doc, "last_evaluated_at": None if created else self._store.last_evaluated(key)}
 
     @endpoint(
         "Delete a flag definition and every override of it",

@@ -357,6 +357,7 @@ class OfrepFlags:
         if state.overrides.get(tenant_id) is None:  # as Evaluator.evaluate_flags: no overrides to look up
             for key in ordered[1]:
                 items.append(item(key, flags[key].evaluate(context)))
+            self._evaluator.usage.saw_all(ordered[1])
         else:
             one = self._evaluator.one
             for key in ordered[1]:
