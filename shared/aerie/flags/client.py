@@ -21,6 +21,11 @@ the middle of the caller's request:
 * a service that went away after a successful fetch answers from the last known state with
   reason ``STALE`` (rule kept), until a fetch succeeds again.
 
+Listeners (:meth:`FlagsClient.on_change`, :meth:`FlagsClient.on_stale`) hear about new flags
+and outages from the sync thread; what a listener raises is logged, never raised into it.
+An offline client (:meth:`FlagsClient.from_file`) evaluates a snapshot file and never touches
+the network; :meth:`FlagsClient.save_snapshot` writes one, for tests and cold starts.
+
 Fork safety: threads do not survive ``fork``. A client made before uWSGI forks its workers
 (or in any parent process) starts its threads lazily, in the process that first evaluates;
 after a fork the child keeps the inherited snapshot (still the last known state) and starts
@@ -31,17 +36,28 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from aerie.flags.evaluation import ERROR, STALE, Evaluation, error_evaluation
-from aerie.flags.snapshot import TenantSnapshot
+import orjson
+
+from aerie.flags.evaluation import ABSENT, ERROR, STALE, Evaluation, error_evaluation
+from aerie.flags.snapshot import TenantSnapshot, parse_snapshot
 from aerie.flags.sync import Syncer
 from aerie.http_client import ServiceClient
 
-__all__ = ["Flag", "FlagsClient"]
+__all__ = ["ChangeListener", "Flag", "FlagsClient", "StaleListener"]
+
+#: Called with the keys whose answers may have changed (every key, for the first snapshot).
+ChangeListener = Callable[[frozenset[str]], None]
+#: Called with True when the client starts answering from its last known state, False when
+#: the service answers again.
+StaleListener = Callable[[bool], None]
 
 log = logging.getLogger("aerie.flags.client")
 
@@ -80,7 +96,7 @@ class FlagsClient:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | None,
         token_provider: Any,
         *,
         poll_interval_s: float = 30.0,
@@ -94,8 +110,10 @@ class FlagsClient:
         read_timeout_s: float = 5.0,
         stream: bool = True,
         service_name: str = "flags-client",
+        snapshot: TenantSnapshot | None = None,
     ) -> None:
-        self.base_url = base_url.rstrip("/")
+        """``base_url`` None makes an offline client: it serves ``snapshot`` and never syncs."""
+        self.base_url = base_url.rstrip("/") if base_url is not None else None
         self._tokens = _Tokens(token_provider) if token_provider is not None else None
         self._timeouts = (connect_timeout_s, read_timeout_s)
         self._service_name = service_name
@@ -112,16 +130,54 @@ class FlagsClient:
         }
         #: The last snapshot fetched (any process's: a forked child inherits it). Replaced as a
         #: whole, so readers need no lock.
-        self._snapshot: TenantSnapshot | None = None
+        self._snapshot: TenantSnapshot | None = snapshot
         #: True while the service cannot be reached after a snapshot was had.
         self._stale = False
         self._closed = False
+        self._offline = base_url is None
+        #: Copied on write, so the sync thread iterates without holding a lock.
+        self._change_listeners: tuple[ChangeListener, ...] = ()
+        self._stale_listeners: tuple[StaleListener, ...] = ()
         self._reset_process_state()
         _CLIENTS.add(self)
 
+    @classmethod
+    def from_file(cls, path: str | os.PathLike[str]) -> FlagsClient:
+        """An offline client serving the snapshot in ``path`` (as :meth:`save_snapshot` wrote it,
+        or a saved ``GET /v1/flags/snapshot`` body): no network at all, never stale.
+
+        Raises ``OSError`` or ``ValueError`` here, when the file is missing or not a snapshot:
+        a test or a cold start asking for a file wants to know, unlike an evaluation.
+        """
+        snapshot = parse_snapshot(orjson.loads(Path(path).read_bytes()))
+        return cls(None, None, snapshot=snapshot)
+
+    def save_snapshot(self, path: str | os.PathLike[str]) -> None:
+        """Write the current snapshot to ``path`` atomically (a temporary file in the same
+        directory, fsynced, then renamed), so a reader or a crash never sees half a file.
+
+        Raises ``LookupError`` when there is no snapshot yet, ``OSError`` when writing fails.
+        """
+        snapshot = self._snapshot
+        if snapshot is None:
+            raise LookupError("no flags snapshot yet: nothing to save")
+        body = orjson.dumps(snapshot.to_body(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+        target = Path(path)
+        fd, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as file:
+                file.write(body)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
     def _reset_process_state(self) -> None:
-        """What belongs to one process: threads, their events, the lock and the HTTP session."""
+        """What belongs to one process: threads, their events, the locks and the HTTP session."""
         self._lock = threading.Lock()
+        self._listeners_lock = threading.Lock()
         self._ready = threading.Event()
         if self._snapshot is not None:
             self._ready.set()
@@ -145,7 +201,9 @@ class FlagsClient:
 
     def close(self) -> None:
         """Stop this process's threads and close its connections; evaluations then answer from
-        the last known state, marked ``STALE``."""
+        the last known state, marked ``STALE`` (an offline client has nothing to stop)."""
+        if self._offline:
+            return
         with self._lock:
             self._closed = True
             syncer, http = self._syncer, self._http
@@ -153,7 +211,7 @@ class FlagsClient:
             self._http = None
             self._started = False
         if self._snapshot is not None:
-            self._stale = True
+            self._set_stale(True)
         if syncer is not None:
             syncer.stop()
         if http is not None:
@@ -180,11 +238,80 @@ class FlagsClient:
     def stale(self) -> bool:
         return self._stale
 
+    @property
+    def offline(self) -> bool:
+        return self._offline
+
+    @property
+    def snapshot(self) -> TenantSnapshot | None:
+        """The snapshot evaluations use now (None before the first); reading it starts nothing."""
+        return self._snapshot
+
+    def current_snapshot(self) -> TenantSnapshot | None:
+        """:attr:`snapshot`, after starting this process's sync if it has not started: what an
+        adapter evaluating on its own (the OpenFeature provider) calls instead of ``evaluate``,
+        so that a forked worker still syncs. Never raises."""
+        if not self._started:
+            try:
+                self._ensure_started()
+            except Exception:
+                log.warning("flags sync could not start", exc_info=True)
+        return self._snapshot
+
+    # -- listeners ----------------------------------------------------------------------
+
+    def on_change(self, callback: ChangeListener) -> Callable[[], None]:
+        """Call ``callback(changed_keys)`` from the sync thread whenever a new snapshot changes
+        answers (the first snapshot changes every key); returns the function that unsubscribes.
+
+        A snapshot equal to the last one calls nothing, so a listener sees real changes only.
+        The callback runs on the thread that keeps flags current: it should be quick, and what
+        it raises is logged and swallowed (the thread must go on syncing).
+        """
+        with self._listeners_lock:
+            self._change_listeners = (*self._change_listeners, callback)
+        return lambda: self._remove_listener("_change_listeners", callback)
+
+    def on_stale(self, callback: StaleListener) -> Callable[[], None]:
+        """Call ``callback(True)`` when the client starts answering from its last known state
+        (the service went away, or :meth:`close`), ``callback(False)`` when a fetch succeeds
+        again; returns the function that unsubscribes. Same threading rules as :meth:`on_change`."""
+        with self._listeners_lock:
+            self._stale_listeners = (*self._stale_listeners, callback)
+        return lambda: self._remove_listener("_stale_listeners", callback)
+
+    def _remove_listener(self, attribute: str, callback: Callable[..., None]) -> None:
+        with self._listeners_lock:
+            listeners = getattr(self, attribute)
+            if callback in listeners:
+                index = listeners.index(callback)
+                setattr(self, attribute, listeners[:index] + listeners[index + 1 :])
+
+    def _notify(self, listeners: tuple[Callable[[Any], None], ...], argument: Any) -> None:
+        for listener in listeners:
+            try:
+                listener(argument)
+            except Exception:
+                log.exception("flags listener failed", extra={"listener": repr(listener)})
+
+    def _set_stale(self, stale: bool) -> None:
+        with self._listeners_lock:
+            changed = self._stale is not stale
+            self._stale = stale
+            listeners = self._stale_listeners
+        if changed:
+            self._notify(listeners, stale)
+
+    # -- sync ---------------------------------------------------------------------------
+
     def _ensure_started(self) -> None:
         if self._started or self._closed:
             return
         with self._lock:
             if self._started or self._closed:
+                return
+            if self._offline:
+                self._started = True
                 return
             self._http = ServiceClient(
                 self.base_url,
@@ -204,28 +331,55 @@ class FlagsClient:
         self._reset_process_state()
 
     def _set_snapshot(self, snapshot: TenantSnapshot) -> None:
+        previous = self._snapshot
         self._snapshot = snapshot
         # A fetch still in flight when close() ran lands after it: closed stays stale.
-        self._stale = self._closed
+        self._set_stale(self._closed)
         self._ready.set()
+        listeners = self._change_listeners
+        if listeners:
+            try:
+                changed = snapshot.changed_keys(previous)
+            except Exception:
+                log.exception("flags snapshot comparison failed; reporting every key as changed")
+                changed = frozenset(snapshot.flags) | (frozenset(previous.flags) if previous else frozenset())
+            if changed:
+                self._notify(listeners, changed)
 
     def _set_failed(self) -> None:
         if self._snapshot is not None:
-            self._stale = True
+            self._set_stale(True)
 
     # -- evaluation ---------------------------------------------------------------------
 
-    def evaluate(self, flag: Flag, /, **context: Any) -> Evaluation:
-        """``flag``'s evaluation for ``context`` (``user_id=``, ``session_id=``, ``ip=``, any
-        attribute); never raises. ``tenant`` and ``tenant_id`` come from the snapshot."""
+    def _evaluate(self, flag: Flag, context: dict[str, Any]) -> Evaluation:
+        """The one evaluation behind :meth:`evaluate`, :meth:`value` and :meth:`is_enabled`.
+
+        Takes the context as the dict the caller's keywords already built, so a typed call
+        costs one plain call more than ``evaluate``, not a second keyword repacking; and
+        looks the flag up in the snapshot's entries itself (one dict lookup for the flag and
+        its overrides) because this is the path every flag check in every request takes.
+        """
         try:
             if not self._started:
                 self._ensure_started()
             snapshot = self._snapshot
             if snapshot is None:
                 return error_evaluation(flag.default)
-            result = snapshot.evaluate(flag.key, context)
-            if result is None or result.reason == ERROR:
+            entry = snapshot.entries.get(flag.key)
+            if entry is None:
+                return error_evaluation(flag.default)
+            compiled, tenant_override, per_user = entry
+            context["tenant"] = snapshot.tenant
+            context["tenant_id"] = snapshot.tenant_id
+            user_override: Any = ABSENT
+            if per_user is not None:
+                user_id = context.get("user_id")
+                kind = type(user_id)
+                if kind is str or kind is int:
+                    user_override = per_user.get(str(user_id), ABSENT)
+            result = compiled.evaluate(context, tenant_override=tenant_override, user_override=user_override)
+            if result.reason == ERROR:
                 return error_evaluation(flag.default)
             if self._stale:
                 return Evaluation(result.value, result.variant, STALE, result.rule, result.revision)
@@ -234,17 +388,22 @@ class FlagsClient:
             log.warning("flag evaluation failed", extra={"flag": getattr(flag, "key", None)}, exc_info=True)
             return error_evaluation(getattr(flag, "default", None))
 
+    def evaluate(self, flag: Flag, /, **context: Any) -> Evaluation:
+        """``flag``'s evaluation for ``context`` (``user_id=``, ``session_id=``, ``ip=``, any
+        attribute); never raises. ``tenant`` and ``tenant_id`` come from the snapshot."""
+        return self._evaluate(flag, context)
+
     def value(self, flag: Flag, /, **context: Any) -> Any:
         """The value ``flag`` serves for ``context``; never raises."""
-        return self.evaluate(flag, **context).value
+        return self._evaluate(flag, context).value
 
     def is_enabled(self, flag: Flag, /, **context: Any) -> bool:
         """Whether ``flag`` serves ``True`` for ``context`` (only ``True`` counts: a variant
         name or a truthy object is not "enabled"); never raises."""
-        return self.evaluate(flag, **context).value is True
+        return self._evaluate(flag, context).value is True
 
     def __repr__(self) -> str:
-        return f"FlagsClient({self.base_url!r}, revision={self.revision}, stale={self._stale})"
+        return f"FlagsClient({self.base_url!r}, revision={self.revision}, stale={self._stale}, offline={self._offline})"
 
 
 #: Every live client, so that a forked child can reset them (weak: a dropped client goes away).
