@@ -1,0 +1,66 @@
+"""Headless Chromium for the browser tier, the one Debian installs (``apt-get install chromium
+chromium-driver``; ``.ci/run`` does), driven by Selenium through that package's chromedriver.
+
+Both paths are given to Selenium, so it never looks for (or downloads) a browser of its own.
+``AERIE_CHROMIUM`` and ``AERIE_CHROMEDRIVER`` name others.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["BrowserMissing", "chromium", "wait_for"]
+
+
+class BrowserMissing(RuntimeError):
+    """No Chromium or chromedriver on this machine."""
+
+
+def _find(variable: str, *names: str) -> str:
+    configured = os.environ.get(variable)
+    if configured:
+        return configured
+    for name in names:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise BrowserMissing(
+        f"no {names[0]} on PATH (nor ${variable}): the browser tier needs Debian's chromium and "
+        "chromium-driver packages (apt-get install chromium chromium-driver)"
+    )
+
+
+def chromium(window: tuple[int, int] = (1280, 900)) -> Any:
+    """A new headless Chromium session (``selenium.webdriver.Chrome``); the caller quits it."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    binary = _find("AERIE_CHROMIUM", "chromium", "chromium-browser")
+    driver = _find("AERIE_CHROMEDRIVER", "chromedriver")
+    options = webdriver.ChromeOptions()
+    options.binary_location = binary
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",  # CI runs as root, where Chromium's sandbox cannot start
+        "--disable-dev-shm-usage",  # containers give /dev/shm 64 MB
+        "--disable-gpu",
+        f"--window-size={window[0]},{window[1]}",
+    ):
+        options.add_argument(argument)
+    return webdriver.Chrome(service=Service(executable_path=driver), options=options)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
+    """``check()``'s first truthy answer within ``timeout`` seconds, else AssertionError naming ``what``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
