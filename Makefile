@@ -3,7 +3,7 @@
 # service editable, and later runs skip that unless a pyproject.toml or requirements changed.
 #
 #   make run     Redis and every service, as on Cloud Foundry (Ctrl-C stops it all)
-#   make test    lint, unit, service and e2e through tox
+#   make test    lint, unit, floors, service, browser and e2e through tox
 #   make lint    ruff
 #   make bench   the benchmarks
 #   make stage   each service as a self-contained cf push folder in build/stage/ (offline vendor/)
