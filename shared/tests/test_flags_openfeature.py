@@ -331,6 +331,19 @@ def test_ready_comes_once_when_the_snapshot_is_there_at_initialize(sdk, service,
     assert of.get_provider_status() == ProviderStatus.READY
 
 
+def test_the_first_snapshot_seen_by_initialize_is_not_also_a_change(sdk, service, clients):
+    # The client sets its snapshot, wakes start() and only then calls its listeners: a listener
+    # ahead of the provider's holds the sync thread there until initialize has reported READY.
+    client = flags_client(clients, service.url)
+    release = threading.Event()
+    client.on_change(lambda keys: release.wait(5))
+    _, events = registered(AerieProvider(client))
+    events.expect(ProviderEvent.PROVIDER_READY)
+    release.set()
+    assert wait_for(lambda: client.syncer.fetches >= 1 and not client.syncer.refresh_pending)
+    assert events.none_within(0.3)
+
+
 def test_a_change_is_configuration_changed_with_exactly_the_changed_keys(sdk, service, clients):
     of, events = ready_client(clients, service)
     client = of.provider.client
