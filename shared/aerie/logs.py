@@ -43,6 +43,8 @@ from typing import Any
 
 import orjson
 
+from aerie.context import current_request_id, current_vcap_request_id
+
 __all__ = [
     "MAX_ACCESS_FIELD_CHARS",
     "MAX_EXC_INFO_CHARS",
@@ -132,6 +134,11 @@ class JsonLineFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
                 line[key] = value
+        if "request_id" not in line:  # any line logged while serving a request says which
+            request_id = current_request_id()
+            if request_id is not None:
+                line["request_id"] = request_id
+                line["vcap_request_id"] = current_vcap_request_id()
         exc_info = self.formatException(record.exc_info) if record.exc_info else None
         if exc_info is not None:
             line["exc_info"] = exc_info

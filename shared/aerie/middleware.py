@@ -64,7 +64,13 @@ class RequestContextMiddleware:
         request_id = incoming if incoming and REQUEST_ID_RE.match(incoming) else os.urandom(16).hex()
         req.context.request_id = request_id
         req.context.started = time.perf_counter()
-        set_request_id(request_id)
+        # Cloud Foundry's router names each request in its own log lines (`cf logs` RTR) and
+        # sends that id along: logged beside ours, the two lines join.
+        vcap = req.env.get("HTTP_X_VCAP_REQUEST_ID")
+        if vcap is not None and not REQUEST_ID_RE.match(vcap):
+            vcap = None
+        req.context.vcap_request_id = vcap
+        set_request_id(request_id, vcap)
         resp.set_header("X-Request-ID", request_id)
 
     def process_response(
@@ -75,6 +81,7 @@ class RequestContextMiddleware:
         self._access_log.write(
             {
                 "request_id": req.context.request_id,
+                "vcap_request_id": req.context.vcap_request_id,
                 "tenant_id": principal.tenant_id if principal else None,
                 "client_id": principal.client_id if principal else None,
                 "method": req.method,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,6 +22,7 @@ from aerie.endpoints import PUBLIC, endpoint
 from aerie.errors import Problem
 from aerie.json_input import NOT_TEXT, OUT_OF_RANGE, NotStorable, loads_json
 from aerie.local.redis_server import free_port
+from aerie.logs import LineWriter, configure_logging
 from aerie.middleware import MAX_BODY_BYTES, BodyMiddleware
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
@@ -74,10 +76,11 @@ class CounterResource:
 
 
 class RequestIdResource:
-    """What code far from the resource (an outgoing call's headers) sees as the request's id."""
+    """What code far from the resource (an outgoing call's headers, a log line) sees as the request's id."""
 
     @endpoint("The current request id", scopes=PUBLIC)
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        logging.getLogger("demo.deep").warning("something worth a line")
         resp.media = {"current": current_request_id()}
 
 
@@ -242,6 +245,27 @@ def test_the_request_id_is_current_while_the_request_is_served_and_only_then(cli
     made = client.simulate_get("/request-id")
     assert made.json == {"current": made.headers["X-Request-ID"]}
     assert current_request_id() is None
+
+
+def test_every_log_line_of_a_request_names_it_and_the_routers_id(client, tmp_path) -> None:
+    path = tmp_path / "out.log"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    writer = LineWriter(fd)
+    try:
+        configure_logging("demo", 0, "INFO", writer=writer)
+        client.simulate_get("/request-id", headers={"X-Request-ID": "req-8", "X-Vcap-Request-Id": "3f1c-9a2e"})
+        client.simulate_get("/request-id", headers={"X-Request-ID": "req-9", "X-Vcap-Request-Id": "not a vcap id"})
+        logging.getLogger("demo.deep").warning("between requests")
+    finally:
+        writer.close()
+        os.close(fd)
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    deep = [(line.get("request_id"), line.get("vcap_request_id")) for line in lines if line["logger"] == "demo.deep"]
+    assert deep == [("req-8", "3f1c-9a2e"), ("req-9", None), (None, None)]
 
 
 def test_request_id_is_made_when_absent_and_differs_per_request(client, key: TestKey) -> None:
