@@ -23,10 +23,12 @@ from aerie.config import ConfigError, Settings
 from aerie.docs import DocsAssetResource, DocsResource
 from aerie.endpoints import Endpoint, endpoint_of, responders_of
 from aerie.errors import install_error_handling
+from aerie.events import STREAM_KEY
 from aerie.i18n import Catalogs, LanguageMiddleware, Languages, Request, TenantLanguage
 from aerie.idempotency import IdempotencyMiddleware
 from aerie.logs import AccessLog, configure_logging
 from aerie.me import MeResource
+from aerie.metrics import METRICS_PORT, METRICS_TOKEN, EventStreamCollector, Metrics, MetricsResource
 from aerie.middleware import AuthMiddleware, BodyMiddleware, RequestContextMiddleware
 from aerie.openapi import OpenAPIResource, build_openapi
 from aerie.pubsub import Subscriber
@@ -71,6 +73,8 @@ class Infrastructure:
     verifier: TokenVerifier
     #: Threads each worker runs (the subscriber, consumers, sweepers); see :mod:`aerie.background`.
     background: Background
+    #: This process's Prometheus metrics, summed with the instance's others at ``/metrics``.
+    metrics: Metrics
 
     @classmethod
     def from_settings(cls, settings: Settings, keys: KeySource | None = None) -> Infrastructure:
@@ -87,7 +91,9 @@ class Infrastructure:
         background = Background()
         # The subscriber is one more worker: it starts with the service's own, after the fork.
         background.add("subscriber", lambda: subscriber)
-        return cls(settings, redis_provider, subscriber, revocations, verifier, background)
+        metrics = Metrics(settings.service)
+        metrics.add_collector(EventStreamCollector(settings.service, lambda: redis_provider.client, STREAM_KEY))
+        return cls(settings, redis_provider, subscriber, revocations, verifier, background, metrics)
 
     def close(self) -> None:
         """Stop background threads (tests build many apps in one process).
@@ -117,9 +123,9 @@ def create_service_app(
     """
     settings = infra.settings
     middleware: list[object] = [
-        RequestContextMiddleware(AccessLog(settings.service, settings.instance_index)),
+        RequestContextMiddleware(AccessLog(settings.service, settings.instance_index), infra.metrics),
         LanguageMiddleware(Languages(Catalogs(), tenant_language)),
-        AuthMiddleware(infra.verifier, infra.subscriber),
+        AuthMiddleware(infra.verifier, infra.subscriber, infra.metrics),
         BodyMiddleware(),
         IdempotencyMiddleware(infra.redis),
     ]
@@ -141,6 +147,10 @@ def create_service_app(
         ("/health", HealthResource()),
         ("/ready", ReadyResource(checks)),
         ("/info", InfoResource(settings)),
+        (
+            "/metrics",
+            MetricsResource(infra.metrics, settings.extra.get(METRICS_PORT), settings.extra.get(METRICS_TOKEN)),
+        ),
         ("/v1/me", MeResource()),
     ]
     all_routes = [*system, *routes]

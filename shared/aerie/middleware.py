@@ -28,6 +28,7 @@ from aerie.endpoints import Endpoint, endpoint_of
 from aerie.i18n import msg
 from aerie.json_input import NotStorable, NotUTF8, loads_json
 from aerie.logs import AccessLog
+from aerie.metrics import UNMATCHED, Metrics
 from aerie.pubsub import Subscriber
 from aerie.validation import validate
 
@@ -53,8 +54,9 @@ def spec_for(req: falcon.Request, resource: object) -> Endpoint | None:
 
 
 class RequestContextMiddleware:
-    def __init__(self, access_log: AccessLog) -> None:
+    def __init__(self, access_log: AccessLog, metrics: Metrics | None = None) -> None:
         self._access_log = access_log
+        self._metrics = metrics
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         # Headers come straight from the WSGI environ on the hot path: Falcon's get_header raises
@@ -78,6 +80,9 @@ class RequestContextMiddleware:
     ) -> None:
         resp.set_header("X-Request-ID", req.context.request_id)
         principal = getattr(req.context, "principal", None)
+        seconds = time.perf_counter() - req.context.started
+        if self._metrics is not None:
+            self._metrics.observe_request(req.uri_template or UNMATCHED, req.method, resp.status_code, seconds)
         self._access_log.write(
             {
                 "request_id": req.context.request_id,
@@ -88,7 +93,7 @@ class RequestContextMiddleware:
                 "path": req.path,
                 "status": resp.status_code,
                 # Hundredths of a millisecond, without round(x, 2), which goes through a decimal string.
-                "duration_ms": round((time.perf_counter() - req.context.started) * 100_000) / 100,
+                "duration_ms": round(seconds * 100_000) / 100,
             }
         )
         set_request_id(None)
@@ -108,9 +113,12 @@ def _bearer_challenge(error: str | None = None, description: str | None = None, 
 class AuthMiddleware:
     """Authenticates with the token verifier and authorizes by the route's declaration."""
 
-    def __init__(self, verifier: TokenVerifier, subscriber: Subscriber | None = None) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, subscriber: Subscriber | None = None, metrics: Metrics | None = None
+    ) -> None:
         self._verifier = verifier
         self._subscriber = subscriber
+        self._metrics = metrics
 
     def process_resource(
         self, req: falcon.Request, resp: falcon.Response, resource: object, params: dict[str, Any]
@@ -140,6 +148,8 @@ class AuthMiddleware:
         try:
             principal = self._verifier.verify(token)
         except InvalidToken as exc:
+            if self._metrics is not None:
+                self._metrics.token("invalid")
             # The detail is translatable (a Message); the challenge header stays English.
             raise errors.Problem(
                 401,
@@ -148,7 +158,11 @@ class AuthMiddleware:
                 headers={"WWW-Authenticate": _bearer_challenge("invalid_token", str(exc))},
             ) from None
         except KeysUnavailable:
+            if self._metrics is not None:
+                self._metrics.token("unavailable")
             raise errors.unavailable(msg("The token issuer's keys cannot be fetched right now.")) from None
+        if self._metrics is not None:
+            self._metrics.token("ok")
         if spec.scopes and not principal.has_any(spec.scopes):
             needed = " ".join(spec.scopes)
             raise errors.Problem(

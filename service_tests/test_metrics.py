@@ -1,0 +1,85 @@
+"""/metrics under uWSGI: both workers summed, by route template, with the event stream seen
+from Redis; only with the metrics token on the public port."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Http, start_service, tenant_with_token
+
+from aerie.local.redis_server import RedisServer
+from aerie.testing.process import UwsgiService
+
+pytestmark = pytest.mark.flags
+
+TOKEN = uuid.uuid4().hex
+
+
+@pytest.fixture(scope="module")
+def flags(
+    redis_server: RedisServer, tenants: UwsgiService, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[UwsgiService]:
+    logs: Path = tmp_path_factory.mktemp("logs")
+    service = start_service("flags", redis_server, tenants.url, logs, AERIE_METRICS_TOKEN=TOKEN)
+    yield service
+    service.stop()
+
+
+def _sample(text: str, name: str, **labels: str) -> float:
+    """The value of the one sample of ``name`` whose labels include ``labels``."""
+    found = []
+    for line in text.splitlines():
+        match = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\} (\S+)$", line)
+        if not match or match.group(1) != name:
+            continue
+        have = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2)))
+        if all(have.get(k) == v for k, v in labels.items()):
+            found.append(float(match.group(3)))
+    assert len(found) == 1, (name, labels, found)
+    return found[0]
+
+
+def _metrics(http: Http, flags: UwsgiService) -> str:
+    r = http.s.get(f"{flags.url}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+    assert r.status_code == 200, r.text
+    assert r.headers["Content-Type"].startswith("text/plain")
+    return r.text
+
+
+def test_requests_of_every_worker_are_summed_by_route(http: Http, flags: UwsgiService) -> None:
+    _, token = tenant_with_token(http, ["flags:read"])
+    before = _metrics(http, flags)
+
+    def count(text: str) -> float:
+        try:
+            return _sample(text, "aerie_http_requests_total", route="/v1/evaluate", method="POST", status="200")
+        except AssertionError:
+            return 0.0
+
+    for _ in range(40):  # over Connection: close, the two workers take turns
+        r = http.s.post(
+            f"{flags.url}/v1/evaluate", json={"context": {}}, headers={"Authorization": f"Bearer {token}"}, timeout=5
+        )
+        assert r.status_code == 200, r.text
+    after = _metrics(http, flags)
+    assert count(after) - count(before) == 40
+    assert _sample(after, "aerie_token_verifications_total", result="ok") >= 40
+    # A request no route matched is counted under one label, not under its path.
+    http.s.get(f"{flags.url}/no/such/{uuid.uuid4().hex}", timeout=5)
+    text = _metrics(http, flags)
+    assert _sample(text, "aerie_http_requests_total", route="unmatched", method="GET", status="404") >= 1
+    assert "/no/such/" not in text
+    assert _sample(text, "aerie_http_request_duration_seconds_count", route="/v1/evaluate", method="POST") >= 40
+    # What Redis knows, read at scrape time.
+    assert _sample(text, "aerie_event_stream_readable", service="flags") == 1
+    assert _sample(text, "aerie_event_stream_length", stream="aerie:events") >= 0
+
+
+def test_the_public_port_needs_the_metrics_token(http: Http, flags: UwsgiService) -> None:
+    assert http.s.get(f"{flags.url}/metrics", timeout=5).status_code == 404
+    wrong = http.s.get(f"{flags.url}/metrics", headers={"Authorization": "Bearer nope"}, timeout=5)
+    assert wrong.status_code == 404 and wrong.headers["Content-Type"] == "application/problem+json"
