@@ -11,6 +11,8 @@ import json
 import logging
 import os
 import queue
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -289,3 +291,12 @@ def test_fixed_flags_changes_and_staleness_reach_listeners():
     fixed.remove("new-dashboard")
     assert fixed.evaluate(NEW_DASHBOARD) == Evaluation(False, None, "ERROR", None)
     assert stale == [True, False] and changes[-1] == {"new-dashboard"}
+
+
+def test_the_native_client_and_the_double_never_import_the_openfeature_sdk():
+    code = (
+        "import sys, aerie.flags.client, aerie.flags.testing, aerie.flags.snapshot, aerie.flags.sync\n"
+        "assert not [m for m in sys.modules if m == 'openfeature' or m.startswith('openfeature.')], 'imported'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr

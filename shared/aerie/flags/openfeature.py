@@ -32,32 +32,29 @@ import os
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from openfeature.evaluation_context import EvaluationContext
 from openfeature.event import ProviderEventDetails
 from openfeature.exception import ErrorCode, ProviderNotReadyError
-from openfeature.flag_evaluation import FlagResolutionDetails, FlagValueType, Reason
-from openfeature.provider import AbstractProvider, Metadata
+from openfeature.flag_evaluation import FlagResolutionDetails, Reason
+from openfeature.provider import AbstractProvider
+from openfeature.provider.metadata import Metadata
 
 from aerie.flags.client import FlagsClient
-from aerie.flags.evaluation import ERROR, STALE, Evaluation
+from aerie.flags.evaluation import DEFAULT, DISABLED, ERROR, SPLIT, STALE, TARGETING_MATCH, Evaluation
 from aerie.flags.snapshot import TenantSnapshot
+
+if TYPE_CHECKING:
+    from openfeature.flag_evaluation import FlagValueType
 
 __all__ = ["AerieProvider"]
 
 PROVIDER_NAME: Final = "aerie-flags"
 
+#: The engine's reasons carry OpenFeature's names.
 _REASONS: Final[Mapping[str, Reason]] = {
-    reason.value: reason
-    for reason in (
-        Reason.DISABLED,
-        Reason.TARGETING_MATCH,
-        Reason.SPLIT,
-        Reason.DEFAULT,
-        Reason.STALE,
-        Reason.ERROR,
-    )
+    name: Reason[name] for name in (DISABLED, TARGETING_MATCH, SPLIT, DEFAULT, STALE, ERROR)
 }
 
 _Check = Callable[[Any], Any]
