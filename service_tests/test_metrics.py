@@ -4,6 +4,7 @@ from Redis; only with the metrics token on the public port."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,3 +84,24 @@ def test_the_public_port_needs_the_metrics_token(http: Http, flags: UwsgiService
     assert http.s.get(f"{flags.url}/metrics", timeout=5).status_code == 404
     wrong = http.s.get(f"{flags.url}/metrics", headers={"Authorization": "Bearer nope"}, timeout=5)
     assert wrong.status_code == 404 and wrong.headers["Content-Type"] == "application/problem+json"
+
+
+def test_open_streams_count_the_stream_mules_too(http: Http, flags: UwsgiService) -> None:
+    _, token = tenant_with_token(http, ["flags:read"])
+
+    def open_now() -> float:
+        try:
+            return _sample(_metrics(http, flags), "aerie_open_streams", stream="/v1/flags/stream")
+        except AssertionError:
+            return 0.0
+
+    before = open_now()
+    url = f"{flags.url}/v1/flags/stream"
+    with http.s.get(url, headers={"Authorization": f"Bearer {token}"}, stream=True, timeout=10) as feed:
+        assert feed.status_code == 200
+        next(feed.iter_lines())  # the stream has begun
+        assert open_now() == before + 1
+    deadline = time.monotonic() + 10
+    while open_now() != before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open_now() == before

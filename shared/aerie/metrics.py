@@ -79,12 +79,6 @@ class Metrics:
             ["service", "result"],
             registry=registry,
         )
-        self.events = Counter(
-            "aerie_events_consumed",
-            "Events a consumer group handled, by group and outcome (ok, failed)",
-            ["service", "group", "outcome"],
-            registry=registry,
-        )
         self.open_streams = Gauge(
             "aerie_open_streams",
             "Event streams (SSE) open now",

@@ -85,7 +85,11 @@ def build(
     scope = TenantScope(tenants)
     overrides = OverrideAccess(infra.redis, events, scope, snapshot)
     limits = config.stream_limits.for_threads(process.threads).for_harakiri(process.harakiri)
-    streams = LiveStreams(live_flag_events(infra.subscriber), limits)
+    streams = LiveStreams(
+        live_flag_events(infra.subscriber),
+        limits,
+        infra.metrics.open_streams.labels(settings.service, "/v1/flags/stream"),
+    )
     changes = FlagChanges(streams, infra.revocations.is_revoked)
     ready_checks: dict[str, ReadyCheck] = {"flags": snapshot.ready, **tenants_ready_checks(settings)}
     if process.streams_socket:

@@ -60,7 +60,12 @@ def build(
     infra.background.add("cascade", lambda: cascade.consumer(infra.redis))
 
     limits = config.stream_limits.for_threads(process.threads)
-    stream = ProjectEventStream(EventPositions(infra.redis), LiveProjectEvents(infra.subscriber), limits)
+    stream = ProjectEventStream(
+        EventPositions(infra.redis),
+        LiveProjectEvents(infra.subscriber),
+        limits,
+        infra.metrics.open_streams.labels(settings.service, "/v1/projects/events"),
+    )
     pages = ProjectPageCache(config.page_cache_bytes) if config.page_cache_bytes else None
     projects = ProjectAccess(infra.redis, events, TenantScope(tenants), pages)
     routes: list[Route] = [

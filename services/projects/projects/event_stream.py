@@ -51,7 +51,19 @@ from typing import Any
 from aerie import errors
 from aerie.events import EVENT_CHANNEL_PREFIX
 from aerie.pubsub import Subscriber
-from aerie.sse import RETRY, Listener, LiveEvent, LiveEvents, SSEBody, StreamLimits, StreamSlots, frame, id_only, relay
+from aerie.sse import (
+    RETRY,
+    Gauge,
+    Listener,
+    LiveEvent,
+    LiveEvents,
+    SSEBody,
+    StreamLimits,
+    StreamSlots,
+    frame,
+    id_only,
+    relay,
+)
 from projects.event_positions import EventPositions
 
 __all__ = ["LiveProjectEvents", "ProjectEventStream", "StreamLimits", "parse_last_event_id"]
@@ -72,11 +84,13 @@ def parse_last_event_id(raw: str | None) -> str | None:
 
 
 class ProjectEventStream:
-    def __init__(self, positions: EventPositions, live: LiveProjectEvents, limits: StreamLimits) -> None:
+    def __init__(
+        self, positions: EventPositions, live: LiveProjectEvents, limits: StreamLimits, gauge: Gauge | None = None
+    ) -> None:
         self._positions = positions
         self._live = live
         self.limits = limits
-        self._slots = StreamSlots(limits.max_streams)
+        self._slots = StreamSlots(limits.max_streams, gauge)
 
     def open(self, tenant_id: str, last_event_id: str | None, gone: Callable[[], bool] = lambda: False) -> SSEBody:
         """Take a slot (or 503), start listening and find where to replay from; the body."""

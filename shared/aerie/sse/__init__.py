@@ -29,7 +29,7 @@ from aerie.sse.frames import EVENT_STREAM, HEARTBEAT, RETRY, frame, id_only, res
 from aerie.sse.limits import StreamLimits, uwsgi_harakiri, uwsgi_threads
 from aerie.sse.live import EVERYONE, LiveEvent, LiveEvents, Route
 from aerie.sse.relay import relay
-from aerie.sse.slots import StreamSlots
+from aerie.sse.slots import Gauge, StreamSlots
 from aerie.sse.streams import LiveStreams
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "HEARTBEAT",
     "RETRY",
     "Fanout",
+    "Gauge",
     "Listener",
     "LiveEvent",
     "LiveEvents",

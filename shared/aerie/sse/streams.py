@@ -13,7 +13,7 @@ from aerie.sse.frames import RETRY
 from aerie.sse.limits import StreamLimits
 from aerie.sse.live import LiveEvent, LiveEvents
 from aerie.sse.relay import relay
-from aerie.sse.slots import StreamSlots
+from aerie.sse.slots import Gauge, StreamSlots
 
 __all__ = ["LiveStreams"]
 
@@ -25,10 +25,10 @@ class LiveStreams:
     before the response starts, so nothing published after the client's next read is missed.
     """
 
-    def __init__(self, live: LiveEvents, limits: StreamLimits) -> None:
+    def __init__(self, live: LiveEvents, limits: StreamLimits, gauge: Gauge | None = None) -> None:
         self._live = live
         self.limits = limits
-        self._slots = StreamSlots(limits.max_streams)
+        self._slots = StreamSlots(limits.max_streams, gauge)
 
     def open(
         self, key: Hashable, gone: Callable[[], bool] = lambda: False, *, lifetime: float | None = None
