@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from conftest import Http, start_service, tenant_with_token
 
-from aerie.local.redis_server import RedisServer
+from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.process import UwsgiService
 
 pytestmark = pytest.mark.flags
 
 TOKEN = uuid.uuid4().hex
+METRICS_PORT = free_port()
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,9 @@ def flags(
     redis_server: RedisServer, tenants: UwsgiService, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[UwsgiService]:
     logs: Path = tmp_path_factory.mktemp("logs")
-    service = start_service("flags", redis_server, tenants.url, logs, AERIE_METRICS_TOKEN=TOKEN)
+    service = start_service(
+        "flags", redis_server, tenants.url, logs, AERIE_METRICS_TOKEN=TOKEN, AERIE_METRICS_PORT=str(METRICS_PORT)
+    )
     yield service
     service.stop()
 
@@ -81,6 +84,11 @@ def test_requests_of_every_worker_are_summed_by_route(http: Http, flags: UwsgiSe
 
 
 def test_the_public_port_needs_the_metrics_token(http: Http, flags: UwsgiService) -> None:
+    internal = http.s.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5)
+    assert internal.status_code == 200 and "aerie_http_requests_total" in internal.text
+    # The Host header names the metrics port, the socket does not: still the public port.
+    spoofed = http.s.get(f"{flags.url}/metrics", headers={"Host": f"127.0.0.1:{METRICS_PORT}"}, timeout=5)
+    assert spoofed.status_code == 404
     assert http.s.get(f"{flags.url}/metrics", timeout=5).status_code == 404
     wrong = http.s.get(f"{flags.url}/metrics", headers={"Authorization": "Bearer nope"}, timeout=5)
     assert wrong.status_code == 404 and wrong.headers["Content-Type"] == "application/problem+json"

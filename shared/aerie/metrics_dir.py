@@ -6,6 +6,9 @@ writes its values beside the others (:mod:`aerie.metrics`). One directory per ma
 ``<tmp>/aerie-metrics-<pid>``, so several instances on one machine (the local stack, the
 tests) never sum each other's; directories of masters that are gone are removed here.
 A variable already set is the operator's and is left as it is.
+
+The library is imported here too, once the variable is set: in the master, its pages are
+shared by every process forked after (about 1.5 MiB PSS less per worker and mule).
 """
 
 from __future__ import annotations
@@ -52,3 +55,5 @@ def prepare(root: Path | None = None) -> Path:
 
 
 prepare()
+
+import prometheus_client.multiprocess  # noqa: E402, F401  (after prepare(): it reads the variable)

@@ -31,6 +31,8 @@ from typing import Any
 
 import requests
 
+from aerie.local.redis_server import free_port
+
 __all__ = ["CF_KILL_AFTER_S", "CfInstance", "buildpack_install", "p_redis_binding"]
 
 #: Cloud Foundry sends SIGKILL this long after SIGTERM.
@@ -136,6 +138,12 @@ class CfInstance:
             "VCAP_SERVICES": json.dumps(vcap_services),
             **{str(k): str(v) for k, v in (manifest_app.get("env") or {}).items()},
         }
+        # Each container has a network of its own, so every app listens on the manifest's one
+        # internal metrics port; here the instances share one network and each gets its own.
+        self.metrics_port: int | None = None
+        if "AERIE_METRICS_PORT" in self.env:
+            self.metrics_port = free_port()
+            self.env["AERIE_METRICS_PORT"] = str(self.metrics_port)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
