@@ -1,0 +1,5 @@
+"""``python -m aerie.cli``: the same command where the console script is not on PATH."""
+
+from aerie.cli.main import main
+
+raise SystemExit(main())
