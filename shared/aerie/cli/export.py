@@ -164,8 +164,13 @@ def export(
             for line in api.lines("audit", "/v1/audit/export", params={**request.query(), "format": "ndjson"}):
                 if not line.strip():
                     continue
-                entry = json.loads(line)
-                seq = int(entry["seq"])
+                try:
+                    entry = json.loads(line)
+                    seq = int(entry["seq"])
+                except (ValueError, KeyError, TypeError):
+                    raise NetworkError(
+                        f"audit: the export broke off in the middle of the entry after seq {last}"
+                    ) from None
                 if seq <= kept.last_seq:
                     if seq == kept.last_seq and kept.last_hash and entry.get("hash") != kept.last_hash:
                         raise CliError(

@@ -24,7 +24,11 @@ DEFAULTS.update({f"{service}_url": None for service in SERVICES})
 
 
 def _common() -> argparse.ArgumentParser:
-    """The shared options; their defaults are set once on the top parser, so a subcommand never resets them."""
+    """The shared options, defaulting to nothing: a subcommand's copy must not reset what was given before it.
+
+    Each parser gets its own instance (argparse shares a parent's action objects, so defaults
+    set on one would show up in all); the top parser's defaults are :data:`DEFAULTS`.
+    """
     common = argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS)
     group = common.add_argument_group("connection and output")
     group.add_argument("--json", action="store_true", help="print the API's JSON instead of a table")
@@ -42,10 +46,9 @@ def _common() -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = _common()
     parser = argparse.ArgumentParser(
         prog="aerie",
-        parents=[common],
+        parents=[_common()],
         description="Operate Aerie through its public APIs as a platform client.",
         epilog="Exit status: 0 done, 1 the API or network failed, 2 usage or configuration, "
         "3 an audit chain that does not verify, 130 interrupted.",
@@ -53,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.set_defaults(**DEFAULTS)
     sub = parser.add_subparsers(title="resources", metavar="RESOURCE", required=True)
     for module in (tenants, clients, flags, audit):
-        module.register(sub, common)
+        module.register(sub, _common())
     return parser
 
 

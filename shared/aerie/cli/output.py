@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 __all__ = ["Output", "cell"]
@@ -35,8 +35,8 @@ class Output:
     """Where and how one run prints."""
 
     as_json: bool = False
-    out: TextIO = sys.stdout
-    err: TextIO = sys.stderr
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
 
     def result(self, data: Any, *, text: str | None = None) -> None:
         """A command's result: ``data`` as JSON, else ``text`` (default: the data as a record)."""

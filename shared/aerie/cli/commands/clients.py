@@ -49,9 +49,9 @@ def _revoke(api: Api, args: argparse.Namespace, out: Output) -> int:
     from aerie.cli.api import segment
 
     tenant, path = _path(api, args.tenant)
-    api.call("DELETE", "tenants", f"{path}/{segment(args.client_id)}")
-    result = {"tenant_id": tenant["id"], "client_id": args.client_id, "revoked": True}
-    out.result(result, text=f"client {args.client_id} of tenant {tenant['slug']} is revoked")
+    api.call("DELETE", "tenants", f"{path}/{segment(args.client)}")
+    result = {"tenant_id": tenant["id"], "client_id": args.client, "revoked": True}
+    out.result(result, text=f"client {args.client} of tenant {tenant['slug']} is revoked")
     return 0
 
 
@@ -74,5 +74,5 @@ def register(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -
 
     p = verbs.add_parser("revoke", help="revoke a client: its tokens stop working everywhere", parents=[common])
     p.add_argument("tenant", help="tenant id or slug")
-    p.add_argument("client_id")
+    p.add_argument("client", metavar="CLIENT_ID", help="the client to revoke")
     p.set_defaults(run=_revoke)
