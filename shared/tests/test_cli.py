@@ -407,6 +407,24 @@ def test_an_interrupted_export_resumes_and_holds_every_entry_once(env, capsys, t
     assert aerie(capsys, "audit", "export", "t1", "-o", str(target), "--overwrite")[0] == 0
 
 
+def test_ctrl_c_during_an_export_keeps_what_was_written_for_the_next_run(env, capsys, monkeypatch):
+    drawn = []
+
+    def interrupt(self: Progress, done: int, count: int, *, force: bool = False) -> None:
+        drawn.append(done)
+        if len(drawn) == 4:
+            raise KeyboardInterrupt
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Progress, "update", interrupt)
+        status, _, err = aerie(capsys, "audit", "export", "t1", "-o", "x.ndjson")
+    assert status == 130 and err == "aerie: error: interrupted after seq 4; run the same command again to resume\n"
+    assert len(Path("x.ndjson.partial").read_bytes().splitlines()) == 4
+    status, _, err = aerie(capsys, "audit", "export", "t1", "-o", "x.ndjson", "--json")
+    assert status == 0 and "resuming after seq 4" in err
+    assert [json.loads(line)["seq"] for line in Path("x.ndjson").read_bytes().splitlines()] == list(range(1, 8))
+
+
 def test_a_partial_export_is_not_continued_with_other_filters_or_another_trail(env, capsys, tmp_path):
     env.cut_after = 2
     aerie(capsys, "audit", "export", "t1", "-o", "x.ndjson")

@@ -18,8 +18,8 @@ __all__ = ["Output", "cell"]
 
 
 def cell(value: Any) -> str:
-    """One value as a table cell: absent as ``-``, lists joined, objects as compact JSON."""
-    if value is None:
+    """One value as a table cell: absent or empty as ``-``, lists joined, objects as compact JSON."""
+    if value is None or value == "":
         return "-"
     if isinstance(value, bool):
         return "true" if value else "false"
