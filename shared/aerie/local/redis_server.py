@@ -44,6 +44,13 @@ class RedisServer:
 
     ``appendfsync`` is ``everysec`` for the local stack and ``always`` where a test must
     prove that no acknowledged write is lost across a restart.
+
+    Configured as the services require of any Redis (``/ready`` fails otherwise,
+    :mod:`aerie.readiness`): ``maxmemory-policy noeviction`` and persistence. Without the AOF
+    (``appendonly=False``, for speed) ``save`` defaults to an hourly RDB snapshot, which a
+    test's short life never reaches and a SIGKILL skips, so such a server still starts empty
+    after a kill. ``save=""`` with ``appendonly=False``, another policy, or a ``maxmemory``
+    make the misconfigured or full Redis a test needs.
     """
 
     def __init__(
@@ -54,6 +61,9 @@ class RedisServer:
         password: str | None = None,
         appendonly: bool = True,
         appendfsync: str = "everysec",
+        save: str | None = None,
+        maxmemory_policy: str = "noeviction",
+        maxmemory: str | int | None = None,
         binary: str | None = None,
     ) -> None:
         self.directory = Path(directory)
@@ -61,6 +71,9 @@ class RedisServer:
         self.password = password
         self.appendonly = appendonly
         self.appendfsync = appendfsync
+        self.save = save if save is not None else ("" if appendonly else "3600 1")
+        self.maxmemory_policy = maxmemory_policy
+        self.maxmemory = maxmemory
         self.binary = binary or find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -79,7 +92,11 @@ class RedisServer:
             "--dir",
             str(self.directory),
             "--save",
-            "",
+            # "3600 1" as two arguments: redis-server 6 would take one quoted argument as one
+            # word and keep no save points.
+            *(self.save.split() or [""]),
+            "--maxmemory-policy",
+            self.maxmemory_policy,
             "--appendonly",
             "yes" if self.appendonly else "no",
             "--appendfsync",
@@ -91,6 +108,8 @@ class RedisServer:
             "--logfile",
             str(self.directory / "redis.log"),
         ]
+        if self.maxmemory is not None:
+            args += ["--maxmemory", str(self.maxmemory)]
         if self.password:
             args += ["--requirepass", self.password]
         return args
