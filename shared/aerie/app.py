@@ -32,6 +32,7 @@ from aerie.metrics import METRICS_PORT, METRICS_TOKEN, EventStreamCollector, Met
 from aerie.middleware import AuthMiddleware, BodyMiddleware, RequestContextMiddleware
 from aerie.openapi import OpenAPIResource, build_openapi
 from aerie.pubsub import Subscriber
+from aerie.readiness import redis_ready_check
 from aerie.redis import RedisProvider
 from aerie.system import HealthResource, InfoResource, ReadyCheck, ReadyResource
 
@@ -139,7 +140,7 @@ def create_service_app(
     app.resp_options.media_handlers[JSON_UTF8] = json_handler
     install_error_handling(app)
 
-    checks: dict[str, ReadyCheck] = {"redis": infra.redis.ping}
+    checks: dict[str, ReadyCheck] = {"redis": redis_ready_check(settings, infra.redis)}
     if infra.background:
         checks["background"] = infra.background.ensure_started
     checks.update(ready_checks or {})

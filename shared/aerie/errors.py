@@ -2,8 +2,8 @@
 
 Falcon has no problem+json of its own (falconry/falcon#157), so this module gives one
 serializer for everything: our own :class:`Problem` errors, Falcon's 404/405/413/415 and
-media errors, Redis being away (503), and anything unexpected (500, logged with its
-traceback, answered without detail).
+media errors, Redis being away or full (503 with ``Retry-After``), and anything unexpected
+(500, logged with its traceback, answered without detail).
 
 Titles and details are written in the request's language (:mod:`aerie.i18n`) with
 ``Content-Language``: a detail made with :func:`aerie.i18n.msg` is translated when the
@@ -18,10 +18,11 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import falcon
+import redis
 
 from aerie.i18n.catalogs import SOURCE_LANGUAGE
 from aerie.i18n.messages import msg, translate
-from aerie.redis import REDIS_DOWN
+from aerie.redis import REDIS_DOWN, REDIS_FULL, is_redis_full
 
 __all__ = [
     "PROBLEM_JSON",
@@ -39,6 +40,12 @@ __all__ = [
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("aerie.errors")
+#: Seconds a client waits before retrying a write Redis refused as full: freeing memory
+#: takes an operator or a retention sweep, not a second.
+REDIS_FULL_RETRY_AFTER_S = 30
+#: Endpoints that take a form body are OAuth 2.0 ones (the token endpoint): their clients read
+#: RFC 6749 section 5.2 errors, ``{"error": ...}``, not problem documents.
+OAUTH_FORM_MEDIA = "application/x-www-form-urlencoded"
 
 #: The contract's code for each status, used for errors raised without one (Falcon's own).
 CODES_BY_STATUS: Mapping[int, str] = {
@@ -224,9 +231,39 @@ def _handle_redis_down(req: falcon.Request, resp: falcon.Response, ex: Exception
     raise unavailable(msg("A backing service (Redis) is not answering; try again shortly."))
 
 
+def _handle_redis_full(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+    """A write refused with ``-OOM``: nothing of it was applied (Redis refuses a command, and a
+    ``MULTI`` with a refused command, before running any of it), so the client may simply
+    retry later. Not a 500: the request was fine, the store is full."""
+    log.warning("redis is full: write refused", extra={"error_type": type(ex).__name__, "path": req.path})
+    retry_after = str(REDIS_FULL_RETRY_AFTER_S)
+    spec = getattr(req.context, "endpoint", None)
+    if getattr(spec, "media", None) == OAUTH_FORM_MEDIA:
+        resp.status = 503
+        resp.set_header("Retry-After", retry_after)
+        resp.set_header("Cache-Control", "no-store")
+        resp.content_type = "application/json"
+        resp.data = json.dumps(
+            {"error": "temporarily_unavailable", "error_description": "The data store is full; try again later."}
+        ).encode()
+        return
+    raise unavailable(msg("The data store (Redis) is full; try again later."), retry_after=REDIS_FULL_RETRY_AFTER_S)
+
+
+def _handle_redis_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+    """A script's refused write is a full Redis too; any other error reply is a bug (500)."""
+    if is_redis_full(ex):
+        _handle_redis_full(req, resp, ex, params)
+    else:
+        _handle_unexpected(req, resp, ex, params)
+
+
 def install_error_handling(app: falcon.App) -> None:
     """Route every error of ``app`` through the problem+json serializer."""
     app.set_error_serializer(_serialize)
     app.add_error_handler(Exception, _handle_unexpected)
     for exc_type in REDIS_DOWN:
         app.add_error_handler(exc_type, _handle_redis_down)
+    app.add_error_handler(redis.exceptions.ResponseError, _handle_redis_error)
+    for exc_type in REDIS_FULL:
+        app.add_error_handler(exc_type, _handle_redis_full)

@@ -1,20 +1,50 @@
-"""One Redis connection pool per process, made lazily after fork."""
+"""One Redis connection pool per process, made lazily after fork, and what Redis must be.
+
+Every service keeps its only copy of tenants, clients, flags and audit trails in Redis, so
+Redis must neither evict keys to make room (a trail losing entries would still verify) nor
+lose them on a restart. :func:`inspect_durability` reads what the bound Redis does about
+both; :mod:`aerie.readiness` turns that into ``/ready``'s verdict."""
 
 from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import redis
 
 from aerie.config import RedisSettings, Settings
 
-__all__ = ["REDIS_DOWN", "RedisProvider", "ThreadClient", "pool_for_threads"]
+__all__ = [
+    "REDIS_DOWN",
+    "REDIS_FULL",
+    "Durability",
+    "RedisProvider",
+    "ThreadClient",
+    "inspect_durability",
+    "is_redis_full",
+    "pool_for_threads",
+]
 
 #: The exceptions that mean "Redis is not answering", as opposed to a bad command.
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: A write Redis refused because it is at ``maxmemory`` under ``noeviction`` (``-OOM``, also
+#: what redis-py raises for a ``MULTI`` whose queued write was refused): the same write may
+#: succeed once memory is freed, so it is a 503, not a bug.
+REDIS_FULL: tuple[type[BaseException], ...] = (redis.exceptions.OutOfMemoryError,)
+
+
+def is_redis_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is Redis refusing a write for want of memory.
+
+    Besides :data:`REDIS_FULL`: a Lua script's refused write reaches redis-py 8 from
+    redis-server 6 as a plain ``ResponseError`` ("Error running script ... -OOM command not
+    allowed ...").
+    """
+    if isinstance(exc, REDIS_FULL):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and "OOM command not allowed" in str(exc)
 
 
 class ThreadClient(redis.Redis):
@@ -154,3 +184,67 @@ def pool_for_threads(settings: Settings, threads: int | None) -> Settings:
     if settings.redis.max_connections >= wanted:
         return settings
     return replace(settings, redis=replace(settings.redis, max_connections=wanted))
+
+
+@dataclass(frozen=True)
+class Durability:
+    """What the bound Redis does when full and on a restart; None where it would not say.
+
+    ``rdb`` is True when save points are configured (``CONFIG GET save``) or, when only
+    ``INFO`` answers, when a snapshot was taken in this server's life: ``INFO`` does not show
+    save points, so a server that has them but has not saved yet reads as None (unknown).
+    """
+
+    policy: str | None
+    aof: bool | None
+    rdb: bool | None
+    #: Where it was read: ``CONFIG GET``, ``INFO``, or ``nothing`` (both refused).
+    source: str
+
+
+def inspect_durability(client: redis.Redis) -> Durability:
+    """One round trip of ``CONFIG GET``; when that is refused (managed Redis often disables or
+    renames ``CONFIG``, or an ACL denies it), one of ``INFO memory`` and ``INFO persistence``.
+
+    Connection errors propagate: a Redis that does not answer says nothing about itself.
+    """
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.config_get("maxmemory-policy")
+            pipe.config_get("appendonly")
+            pipe.config_get("save")
+            policy, aof, save = pipe.execute()
+        if policy and aof and save is not None:
+            return Durability(
+                policy=str(policy.get("maxmemory-policy") or "") or None,
+                aof=str(aof.get("appendonly", "")).lower() == "yes",
+                rdb=bool(str(save.get("save", "")).strip()),
+                source="CONFIG GET",
+            )
+    except redis.exceptions.ResponseError:
+        pass
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.info("memory")
+            pipe.info("persistence")
+            memory, persistence = pipe.execute()
+    except redis.exceptions.ResponseError:
+        return Durability(None, None, None, source="nothing")
+    policy_info = memory.get("maxmemory_policy")
+    aof_info = persistence.get("aof_enabled")
+    snapshots = persistence.get("rdb_saves", 0) or 0
+    last_bgsave = persistence.get("rdb_last_bgsave_time_sec", -1)
+    saved = _int(snapshots, 0) > 0 or _int(last_bgsave, -1) >= 0
+    return Durability(
+        policy=str(policy_info) if policy_info else None,
+        aof=None if aof_info is None else _int(aof_info, 0) == 1,
+        rdb=True if saved else None,
+        source="INFO",
+    )
+
+
+def _int(value: object, default: int) -> int:
+    try:
+        return int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        return default
