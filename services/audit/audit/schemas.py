@@ -116,4 +116,5 @@ VERIFY_RESULT: dict[str, Any] = {
     "head": _seq_hash,
     "first_invalid_seq": {"type": "integer", "nullable": True},
     "checkpoint": {**_seq_hash, "nullable": True},
+    "reason": {"type": "string"},
 }

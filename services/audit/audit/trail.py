@@ -32,7 +32,7 @@ import redis
 from aerie.redis import RedisProvider
 from audit.entry import GENESIS, TENANT_ID_RE, seal
 
-__all__ = ["PLATFORM_TRAIL", "TRAILS_KEY", "Appended", "Trail", "TrailState", "trail_name"]
+__all__ = ["PLATFORM_TRAIL", "TRAILS_KEY", "Appended", "Stored", "Trail", "TrailState", "trail_name"]
 
 PLATFORM_TRAIL = "@platform"
 TRAILS_KEY = "audit:trails"
@@ -79,6 +79,24 @@ class TrailState:
 
 
 @dataclass(frozen=True)
+class Stored:
+    """What is actually there beside the head: counts to hold the head against.
+
+    ``meta`` says how many entries the trail retains; a Redis that lost keys (evicted, a
+    partial restore) can leave the head without its entries or entries without their head,
+    and only counting what remains shows it.
+    """
+
+    state: TrailState
+    #: The head record (``meta``) exists at all.
+    has_head: bool
+    entries: int
+    ids: int
+    #: The trail is in ``audit:trails``: something was appended to it once.
+    registered: bool
+
+
+@dataclass(frozen=True)
 class Appended:
     """The outcome for one entry of a batch: its seq, and whether this call recorded it."""
 
@@ -112,6 +130,21 @@ class Trail:
 
     def state(self) -> TrailState:
         return TrailState.from_meta(self._client.hgetall(self._meta))
+
+    def stored(self) -> Stored:
+        """The head and the counts of what is stored, read atomically (one ``MULTI``, one slot).
+
+        Whether the trail is registered is asked only of a trail without a head: that key
+        lies outside the hash tag, so it cannot join the transaction.
+        """
+        with self._client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._meta)
+            pipe.hlen(self._entries)
+            pipe.hlen(self._ids)
+            meta, entries, ids = pipe.execute()
+        has_head = "seq" in meta
+        registered = has_head or bool(self._client.sismember(TRAILS_KEY, self.name))
+        return Stored(TrailState.from_meta(meta), has_head, int(entries), int(ids), registered)
 
     def get(self, entry_id: str) -> dict[str, Any] | None:
         seq = self._client.hget(self._ids, entry_id)

@@ -46,8 +46,10 @@ class AuditVerify:
         scopes=READ,
         query=schemas.TRAIL_QUERY,
         response=schemas.VERIFY_RESULT,
-        description="`first_invalid_seq` is the first entry that was changed, removed or reordered. After "
-        "retention trimmed a trail, the chain starts from `checkpoint` (the last removed entry's seq and hash).",
+        description="`first_invalid_seq` is the first entry that was changed, removed or reordered, and "
+        "`reason` (only when `valid` is false) says what failed. After retention trimmed a trail, the chain "
+        "starts from `checkpoint` (the last removed entry's seq and hash). A trail whose head or entries were "
+        "lost as a whole (an evicting Redis) is not valid either.",
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         trail = self._trails.for_reading(req.context.principal, req.context.query.get("tenant_id"))
