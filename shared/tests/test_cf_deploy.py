@@ -51,7 +51,8 @@ def test_dry_run_prints_the_exact_commands(stage, tmp_path, capsys):
         f" {_python()} -m pytest e2e -m smoke -q -p no:cacheprovider"
     )
     assert capsys.readouterr().out.splitlines() == [
-        "cf service aerie-redis >/dev/null 2>&1 || cf create-service p.redis on-demand-cache aerie-redis --wait",
+        "cf service aerie-redis >/dev/null 2>&1 || cf create-service p.redis on-demand-persistent aerie-redis"
+        """ -c '{"maxmemory-policy":"noeviction"}' --wait""",
         *pushes,
         smoke,
     ]
@@ -119,7 +120,10 @@ def test_a_real_run_creates_redis_only_when_missing_and_pushes_in_order(stage, t
     assert calls[0] == "service aerie-redis"
     pushes = calls[2:] if not exists else calls[1:]
     if not exists:
-        assert calls[1] == "create-service p.redis on-demand-cache aerie-redis --wait"
+        assert (
+            calls[1]
+            == 'create-service p.redis on-demand-persistent aerie-redis -c {"maxmemory-policy":"noeviction"} --wait'
+        )
     assert [c.split()[1] for c in pushes] == ["aerie-tenants", "aerie-projects"]
     assert all(c.startswith("push ") and c.endswith("--strategy rolling") for c in pushes)
 
@@ -133,3 +137,56 @@ def test_a_failed_push_stops_the_deploy(stage, tmp_path, monkeypatch, capsys):
     pushed = [c.split()[1] for c in (tmp_path / "cf.log").read_text().splitlines() if c.startswith("push")]
     assert pushed == ["aerie-tenants", "aerie-projects", "aerie-flags"], "audit is not pushed after flags failed"
     assert "cf push aerie-flags failed with status 7" in capsys.readouterr().err
+
+
+# -- the Redis service: never evicting, never a cache plan ---------------------------------------
+
+
+@pytest.mark.parametrize("environment", ["staging", "production"])
+def test_the_vars_files_name_a_persistent_plan_that_does_not_evict(environment):
+    data = yaml.safe_load((REPO / "manifests" / "vars" / f"{environment}.yml").read_text())
+    assert "cache" not in data["redis_plan"].lower(), "a cache plan evicts and keeps nothing across a restart"
+    assert data["redis_config"]["maxmemory-policy"] == "noeviction"
+
+
+def _vars_repo(tmp_path: Path, **changes: object) -> Path:
+    public = tmp_path / "repo"
+    shutil.copytree(REPO / "manifests", public / "manifests")
+    (public / "services").mkdir()
+    vars_file = public / "manifests" / "vars" / "staging.yml"
+    data = yaml.safe_load(vars_file.read_text())
+    for name, value in changes.items():
+        if value is None:
+            data.pop(name, None)
+        else:
+            data[name] = value
+    vars_file.write_text(yaml.safe_dump(data))
+    return public
+
+
+def _dry_run(repo: Path, stage: Path, tmp_path: Path) -> int:
+    argv = ["staging", "--repo", str(repo), "--stage", str(stage), "--version", "1", "--commit", "c"]
+    return main([*argv, "--secrets", str(tmp_path / "none.yml")], environ={"DRY_RUN": "1"})
+
+
+def test_an_evicting_policy_stops_the_deploy_before_any_command(stage, tmp_path, capsys):
+    repo = _vars_repo(tmp_path, redis_config={"maxmemory-policy": "allkeys-lru"})
+    assert _dry_run(repo, stage, tmp_path) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "maxmemory-policy 'allkeys-lru'" in captured.err and "noeviction" in captured.err
+
+
+def test_noeviction_is_set_when_the_vars_leave_it_out_and_other_parameters_pass(stage, tmp_path, capsys):
+    repo = _vars_repo(tmp_path, redis_config=None)
+    assert _dry_run(repo, stage, tmp_path) == 0
+    assert """-c '{"maxmemory-policy":"noeviction"}'""" in capsys.readouterr().out.splitlines()[0]
+    repo = _vars_repo(tmp_path / "again", redis_config={"appendonly": "yes"})
+    assert _dry_run(repo, stage, tmp_path) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert """-c '{"appendonly":"yes","maxmemory-policy":"noeviction"}'""" in first
+
+
+def test_redis_config_must_be_a_mapping(stage, tmp_path, capsys):
+    repo = _vars_repo(tmp_path, redis_config="noeviction")
+    assert _dry_run(repo, stage, tmp_path) == 1
+    assert "must be a mapping" in capsys.readouterr().err

@@ -6,6 +6,12 @@ first). Before anything runs, every staged manifest is interpolated with the env
 vars and checked against the Cloud Foundry manifest schema, so a missing variable fails
 the deploy before the first app changes, not halfway through.
 
+The Redis service is created with ``redis_config`` (``cf create-service -c``) whose
+``maxmemory-policy`` is ``noeviction``, set when the vars leave it out and refused when they
+name another: Redis holds the suite's only copy of its data, and an evicting Redis loses
+tenants and audit trails while every write still succeeds. An existing service is left
+as it is; the apps' ``/ready`` fails when it evicts or does not persist.
+
 ``DRY_RUN=1`` (or ``--dry-run``) prints the exact commands instead of running them;
 secrets are never printed, only the vars file that holds them.
 """
@@ -13,6 +19,7 @@ secrets are never printed, only the vars file that holds them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -35,9 +42,11 @@ from aerie.cf.secrets import is_secret_var
 from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 from aerie.suite.version import GitVersion, describe
 
-__all__ = ["DeployError", "Step", "main", "plan", "run"]
+__all__ = ["DeployError", "Step", "main", "plan", "redis_config", "run"]
 
 _SMOKE_SECRETS = ("bootstrap_client_id", "bootstrap_client_secret")
+#: The only ``maxmemory-policy`` the services accept (:mod:`aerie.readiness`).
+REDIS_POLICY = "noeviction"
 
 
 class DeployError(RuntimeError):
@@ -110,9 +119,19 @@ def plan(
             raise DeployError(f"{_rel(manifest_path, repo_root)}: {exc}") from None
 
     redis = variables["redis_service"]
+    config = json.dumps(redis_config(variables, target.vars_files), sort_keys=True, separators=(",", ":"))
     steps = [
         Step(
-            ("cf", "create-service", variables["redis_offering"], variables["redis_plan"], redis, "--wait"),
+            (
+                "cf",
+                "create-service",
+                variables["redis_offering"],
+                variables["redis_plan"],
+                redis,
+                "-c",
+                config,
+                "--wait",
+            ),
             unless=("cf", "service", redis),
         )
     ]
@@ -166,6 +185,22 @@ def plan(
             )
         )
     return steps
+
+
+def redis_config(variables: Mapping[str, Any], vars_files: Sequence[Path] = ()) -> dict[str, Any]:
+    """The Redis service's configuration parameters: ``redis_config`` with ``noeviction``."""
+    where = ", ".join(str(p) for p in vars_files) or "the vars"
+    raw = variables.get("redis_config") or {}
+    if not isinstance(raw, Mapping):
+        raise DeployError(f"redis_config in {where} must be a mapping of Redis parameters")
+    config = dict(raw)
+    policy = config.setdefault("maxmemory-policy", REDIS_POLICY)
+    if policy != REDIS_POLICY:
+        raise DeployError(
+            f"redis_config in {where} sets maxmemory-policy {policy!r}: the services need {REDIS_POLICY!r} "
+            "(an evicting Redis drops tenants and audit trails)"
+        )
+    return config
 
 
 def run(steps: Sequence[Step], cwd: Path, echo: Callable[[str], None] = print) -> None:
