@@ -60,7 +60,9 @@ def test_requests_of_every_worker_are_summed_by_route(http: Http, flags: UwsgiSe
 
     def count(text: str) -> float:
         try:
-            return _sample(text, "aerie_http_requests_total", route="/v1/evaluate", method="POST", status="200")
+            return _sample(
+                text, "aerie_http_request_duration_seconds_count", route="/v1/evaluate", method="POST", status="200"
+            )
         except AssertionError:
             return 0.0
 
@@ -75,9 +77,13 @@ def test_requests_of_every_worker_are_summed_by_route(http: Http, flags: UwsgiSe
     # A request no route matched is counted under one label, not under its path.
     http.s.get(f"{flags.url}/no/such/{uuid.uuid4().hex}", timeout=5)
     text = _metrics(http, flags)
-    assert _sample(text, "aerie_http_requests_total", route="unmatched", method="GET", status="404") >= 1
+    assert (
+        _sample(text, "aerie_http_request_duration_seconds_count", route="unmatched", method="GET", status="404") >= 1
+    )
     assert "/no/such/" not in text
-    assert _sample(text, "aerie_http_request_duration_seconds_count", route="/v1/evaluate", method="POST") >= 40
+    assert (
+        _sample(text, "aerie_http_request_duration_seconds_bucket", route="/v1/evaluate", status="200", le="+Inf") >= 40
+    )
     # What Redis knows, read at scrape time.
     assert _sample(text, "aerie_event_stream_readable", service="flags") == 1
     assert _sample(text, "aerie_event_stream_length", stream="aerie:events") >= 0
@@ -85,7 +91,7 @@ def test_requests_of_every_worker_are_summed_by_route(http: Http, flags: UwsgiSe
 
 def test_the_public_port_needs_the_metrics_token(http: Http, flags: UwsgiService) -> None:
     internal = http.s.get(f"http://127.0.0.1:{METRICS_PORT}/metrics", timeout=5)
-    assert internal.status_code == 200 and "aerie_http_requests_total" in internal.text
+    assert internal.status_code == 200 and "aerie_http_request_duration_seconds_count" in internal.text
     # The Host header names the metrics port, the socket does not: still the public port.
     spoofed = http.s.get(f"{flags.url}/metrics", headers={"Host": f"127.0.0.1:{METRICS_PORT}"}, timeout=5)
     assert spoofed.status_code == 404
