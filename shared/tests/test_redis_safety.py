@@ -304,3 +304,20 @@ def test_only_the_oom_error_reply_counts_as_full() -> None:
         )
     )
     assert not is_redis_full(redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
+
+
+def test_an_unverified_redis_stays_ready_with_a_note_and_one_warning(
+    server_for, caplog: pytest.LogCaptureFixture
+) -> None:
+    server = server_for(appendonly=False)
+    client_of(server).acl_setuser("app", enabled=True, passwords=["+p"], keys=["*"], commands=["+@all", "-config"])
+    app = redis.Redis(port=server.port, username="app", password="p", decode_responses=True)
+    clock = Clock()
+    check = RedisReady(lambda: app, clock=clock)
+    caplog.set_level(logging.WARNING, logger="aerie.ready")
+    for _ in range(3):
+        note = check()
+        assert note is not None and note.startswith("unverified: persistence could not be confirmed")
+        clock.now += 31
+    assert [r.getMessage() for r in caplog.records] == ["redis durability unverified"]
+    assert RedisReady(lambda: app, persistence_checked=False)() is None
