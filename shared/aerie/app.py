@@ -34,6 +34,7 @@ from aerie.openapi import OpenAPIResource, build_openapi
 from aerie.pubsub import Subscriber
 from aerie.readiness import redis_ready_check
 from aerie.redis import RedisProvider
+from aerie.stream_janitor import StreamJanitor
 from aerie.system import HealthResource, InfoResource, ReadyCheck, ReadyResource
 
 __all__ = [
@@ -76,6 +77,8 @@ class Infrastructure:
     background: Background
     #: This process's Prometheus metrics, summed with the instance's others at ``/metrics``.
     metrics: Metrics
+    #: Trims the event stream below what every group acknowledged (one process at a time).
+    stream: StreamJanitor
 
     @classmethod
     def from_settings(cls, settings: Settings, keys: KeySource | None = None) -> Infrastructure:
@@ -94,7 +97,9 @@ class Infrastructure:
         background.add("subscriber", lambda: subscriber)
         metrics = Metrics(settings.service)
         metrics.add_collector(EventStreamCollector(settings.service, lambda: redis_provider.client, STREAM_KEY))
-        return cls(settings, redis_provider, subscriber, revocations, verifier, background, metrics)
+        stream = StreamJanitor(redis_provider)
+        background.add("stream-janitor", lambda: stream)
+        return cls(settings, redis_provider, subscriber, revocations, verifier, background, metrics, stream)
 
     def close(self) -> None:
         """Stop background threads (tests build many apps in one process).
@@ -143,6 +148,7 @@ def create_service_app(
     checks: dict[str, ReadyCheck] = {"redis": redis_ready_check(settings, infra.redis)}
     if infra.background:
         checks["background"] = infra.background.ensure_started
+    checks["events"] = infra.stream.ready_detail
     checks.update(ready_checks or {})
     system: list[Route] = [
         ("/health", HealthResource()),

@@ -33,6 +33,7 @@ from aerie.logs import truncated
 from aerie.redis import REDIS_DOWN, RedisProvider
 
 __all__ = [
+    "DEAD_LETTER_STREAM",
     "ENVELOPE_VERSION",
     "EVENT_CHANNEL_PREFIX",
     "MAX_EVENT_CHARS",
@@ -49,6 +50,8 @@ __all__ = [
 log = logging.getLogger("aerie.events")
 
 STREAM_KEY = "aerie:events"
+#: Where an event goes that a group failed to handle ``max_deliveries`` times (poison).
+DEAD_LETTER_STREAM = "aerie:events:dead"
 EVENT_CHANNEL_PREFIX = "aerie:event:"
 #: The envelope's major version. During a rolling push old and new instances publish and
 #: consume side by side, so additions (a new field in the envelope or in ``data``) keep this
@@ -56,8 +59,6 @@ EVENT_CHANNEL_PREFIX = "aerie:event:"
 #: bumps it, and a consumer leaves an event newer than it understands pending for a newer
 #: member of its group (see ``StreamConsumer``'s ``max_version``).
 ENVELOPE_VERSION = 1
-#: Roughly how many events the durable stream keeps; consumers are expected to keep up.
-STREAM_MAXLEN = 1_000_000
 
 #: The longest value an envelope keeps of each field that comes from a request's headers or
 #: from what a caller claims (a token request's client id): whatever arrived, longer values
@@ -220,9 +221,11 @@ def _within_bound(event: Mapping[str, Any], payload: str) -> tuple[Mapping[str, 
 
 
 class EventPublisher:
-    def __init__(self, stream: str = STREAM_KEY, maxlen: int = STREAM_MAXLEN) -> None:
+    """Queues events on the writes' transactions. The stream has no length cap: it is trimmed
+    only below what every consumer group acknowledged (:mod:`aerie.stream_janitor`)."""
+
+    def __init__(self, stream: str = STREAM_KEY) -> None:
         self._stream = stream
-        self._maxlen = maxlen
 
     def add(self, pipe: Any, event: Mapping[str, Any]) -> None:
         """Queue ``event`` on a transaction pipeline, beside the write that causes it.
@@ -234,7 +237,7 @@ class EventPublisher:
         if len(payload) > MAX_EVENT_CHARS:
             event, payload = _within_bound(event, payload)
         fields = {"event": payload, "type": event["type"], "tenant_id": event.get("tenant_id") or ""}
-        pipe.xadd(self._stream, fields, maxlen=self._maxlen, approximate=True)
+        pipe.xadd(self._stream, fields)
         pipe.publish(EVENT_CHANNEL_PREFIX + event["type"], payload)
 
     def publish(self, redis_client: redis.Redis, event: Mapping[str, Any]) -> None:
@@ -270,6 +273,14 @@ class StreamConsumer:
     handled nor acknowledged; it stays pending until a consumer of a newer release in the
     same group claims it after ``min_idle_ms``, so old code never half-understands it and it
     is never lost.
+
+    Poison: an entry delivered ``max_deliveries`` times without being acknowledged (its
+    handler keeps failing) moves to :data:`DEAD_LETTER_STREAM`, with the group, its entry id
+    and the number of deliveries, in the transaction that acknowledges it; the events behind
+    it were never held up (new entries are read whatever is pending), and an operator can
+    list and replay it. In batch mode a retried read that fails again is handled one event at
+    a time, so one poison event does not keep its batch's good ones pending. An event too new
+    for this consumer is never dead-lettered here: it waits for a newer one.
     """
 
     def __init__(
@@ -287,6 +298,8 @@ class StreamConsumer:
         batch_handler: BatchHandler | None = None,
         max_version: int = ENVELOPE_VERSION,
         types: Sequence[str] | None = None,
+        max_deliveries: int = 5,
+        dead_letters: str = DEAD_LETTER_STREAM,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
@@ -301,6 +314,8 @@ class StreamConsumer:
         self._min_idle_ms = min_idle_ms
         self._processed_ttl_s = processed_ttl_s
         self._max_version = max_version
+        self._max_deliveries = max_deliveries
+        self._dead_letters = dead_letters
         #: Per-event mode: only events whose type starts with one of these reach the handler;
         #: the rest are acknowledged in one XACK per read, with no marker written. A consumer
         #: that joins late (its group starts at the stream's beginning) catches up quickly.
@@ -335,10 +350,11 @@ class StreamConsumer:
     def _poll(self) -> int:
         r = self._redis.client
         handled = 0
+        self._bury_poison()
         claimed = r.xautoclaim(self._stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=self._batch)
         if self._batch_handler is not None:
             # A trimmed entry comes back without fields: nothing left to handle, only to ack.
-            handled = self._handle_batch(claimed[1])
+            handled = self._handle_batch(claimed[1], retried=True)
             read = r.xreadgroup(self.group, self.consumer, {self._stream: ">"}, count=self._batch, block=self._block_ms)
             for _stream, entries in read or ():
                 handled += self._handle_batch(entries)
@@ -371,7 +387,46 @@ class StreamConsumer:
             return True  # malformed: _handle logs and acknowledges it
         return isinstance(type_, str) and type_.startswith(self._types)
 
-    def _handle_batch(self, entries: list[tuple[str, Mapping[str, str] | None]]) -> int:
+    def _bury_poison(self) -> int:
+        """Move entries delivered ``max_deliveries`` times (and idle) to the dead letters."""
+        r = self._redis.client
+        pending = r.xpending_range(
+            self._stream, self.group, min="-", max="+", count=self._batch, idle=self._min_idle_ms
+        )
+        buried = 0
+        for item in pending:
+            if int(item["times_delivered"]) < self._max_deliveries:
+                continue
+            entry_id = item["message_id"]
+            found = r.xrange(self._stream, entry_id, entry_id)
+            fields = dict(found[0][1]) if found else {}
+            try:
+                event = json.loads(fields["event"]) if "event" in fields else None
+            except ValueError:
+                event = None
+            if isinstance(event, dict) and self._too_new(entry_id, event):
+                continue  # not poison: a newer consumer will handle it
+            pipe = r.pipeline(transaction=True)
+            pipe.xadd(
+                self._dead_letters,
+                {
+                    **fields,
+                    "group": self.group,
+                    "entry_id": entry_id,
+                    "deliveries": str(item["times_delivered"]),
+                    "dead_at": utcnow(),
+                },
+            )
+            pipe.xack(self._stream, self.group, entry_id)
+            pipe.execute()
+            buried += 1
+            log.error(
+                "event moved to the dead letters after repeated failures",
+                extra={"entry_id": entry_id, "group": self.group, "deliveries": item["times_delivered"]},
+            )
+        return buried
+
+    def _handle_batch(self, entries: list[tuple[str, Mapping[str, str] | None]], retried: bool = False) -> int:
         if not entries:
             return 0
         assert self._batch_handler is not None
@@ -389,12 +444,25 @@ class StreamConsumer:
                 too_new.add(entry_id)
             elif event is not None:
                 events.append((entry_id, event))
-        if events:
+        failed: set[str] = set()
+        if events and retried:
+            # A read that failed before: one event at a time, so a poison one holds up only itself.
+            for pair in events:
+                try:
+                    self._batch_handler([pair])
+                except REDIS_DOWN:
+                    raise
+                except Exception:
+                    log.exception(
+                        "event handler failed; entry stays pending", extra={"entry_id": pair[0], "group": self.group}
+                    )
+                    failed.add(pair[0])
+        elif events:
             self._batch_handler(events)  # raises: everything of this read stays pending
-        done = [entry_id for entry_id, _ in entries if entry_id not in too_new]
+        done = [entry_id for entry_id, _ in entries if entry_id not in too_new and entry_id not in failed]
         if done:
             self._redis.client.xack(self._stream, self.group, *done)
-        return len(events)
+        return len(events) - len(failed)
 
     def _too_new(self, entry_id: str, event: Mapping[str, Any]) -> bool:
         """Whether ``event``'s envelope is of a later major version than this consumer knows."""

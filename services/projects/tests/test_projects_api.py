@@ -234,4 +234,4 @@ def test_openapi_document_is_valid_and_lists_routes(client):
 def test_health_and_ready(client):
     assert client.simulate_get("/health").json == {"status": "ok"}
     r = client.simulate_get("/ready")
-    assert r.status_code == 200 and r.json["checks"] == {"redis": "ok", "background": "ok"}
+    assert r.status_code == 200 and r.json["checks"] == {"redis": "ok", "background": "ok", "events": "ok"}
