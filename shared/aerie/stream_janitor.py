@@ -79,12 +79,16 @@ class StreamJanitor:
         interval_s: float = 30.0,
         warn_length: int = 1_000_000,
         consumer_grace_s: float = 3600.0,
+        min_age_s: float = 3600.0,
     ) -> None:
         self._redis = redis_provider
         self._stream = stream
         self._interval_s = interval_s
         self._warn_length = warn_length
         self._consumer_grace_ms = int(consumer_grace_s * 1000)
+        #: Entries younger than this stay whatever the groups acknowledged (a group that joins
+        #: late, an operator looking at what just happened).
+        self._min_age_ms = int(min_age_s * 1000)
         #: The stream's length when last seen past ``warn_length``, else None.
         self.long: int | None = None
         self._looked_at = 0.0
@@ -111,6 +115,8 @@ class StreamJanitor:
                 result["consumers_removed"] += self._drop_departed(name)
             point = safe_trim_point(groups, oldest)
             if point is not None:
+                floor = f"{int(time.time() * 1000) - self._min_age_ms}-0"
+                point = min(point, floor, key=_id)
                 result["trimmed"] = int(r.execute_command("XTRIM", self._stream, "MINID", point))
             length = int(r.xlen(self._stream))
             result["length"] = length

@@ -37,7 +37,7 @@ def test_nothing_a_group_has_not_acknowledged_is_trimmed(redis_provider, r):
     slow = StreamConsumer(redis_provider, group="slow", handler=lambda e: None, block_ms=10, batch=4)
     fast.poll_once()
     slow.ensure_group()
-    janitor = StreamJanitor(redis_provider, interval_s=1)
+    janitor = StreamJanitor(redis_provider, interval_s=1, min_age_s=0)
     assert janitor.sweep()["trimmed"] == 0  # slow has read nothing: everything stays
     # slow reads four and dies before acknowledging them: those four stay too.
     r.xreadgroup("slow", "dead", {STREAM_KEY: ">"}, count=4)
@@ -50,6 +50,13 @@ def test_nothing_a_group_has_not_acknowledged_is_trimmed(redis_provider, r):
     assert result["trimmed"] == 10 and r.xlen(STREAM_KEY) == 0
     publish(r, 3, start=10)
     assert janitor.sweep()["trimmed"] == 0  # delivered to nobody yet
+
+
+def test_recent_entries_stay_even_when_acknowledged(redis_provider, r):
+    publish(r, 4)
+    StreamConsumer(redis_provider, group="g", handler=lambda e: None, block_ms=10).poll_once()
+    assert StreamJanitor(redis_provider).sweep()["trimmed"] == 0
+    assert r.xlen(STREAM_KEY) == 4
 
 
 def test_a_stream_without_groups_is_left_whole(redis_provider, r):
@@ -137,11 +144,11 @@ def test_departed_consumers_are_removed_after_the_grace_period(redis_provider, r
     c.poll_once()
     r.xgroup_createconsumer(STREAM_KEY, "g", "gone")
     time.sleep(0.05)
-    removed = StreamJanitor(redis_provider, consumer_grace_s=0.02).sweep()["consumers_removed"]
+    removed = StreamJanitor(redis_provider, consumer_grace_s=0.02, min_age_s=0).sweep()["consumers_removed"]
     assert removed == 2  # both idle past the grace and owning nothing
     assert r.xinfo_consumers(STREAM_KEY, "g") == []
     # One holding pending entries stays until the living claim them.
     publish(r, 1, start=5)
     r.xreadgroup("g", "holder", {STREAM_KEY: ">"}, count=1)
     time.sleep(0.05)
-    assert StreamJanitor(redis_provider, consumer_grace_s=0.02).sweep()["consumers_removed"] == 0
+    assert StreamJanitor(redis_provider, consumer_grace_s=0.02, min_age_s=0).sweep()["consumers_removed"] == 0
