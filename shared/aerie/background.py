@@ -11,12 +11,13 @@ starting anything and call ``Infrastructure.close()``.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Background", "Worker"]
+__all__ = ["Background", "Periodic", "Worker"]
 
 
 class Worker(Protocol):
@@ -75,3 +76,47 @@ class Background:
                     worker.stop()
             self._running.clear()
             self._ready_pid = None
+
+
+class Periodic:
+    """A :class:`Worker` that calls :meth:`tick` every ``interval_s`` seconds until stopped.
+
+    A failing tick is logged (a lost Redis as a warning, anything else with its traceback)
+    and the next one comes on time: sweepers and flushers retry by simply running again.
+    Subclasses give ``thread_name`` and ``tick``.
+    """
+
+    thread_name = "periodic"
+
+    def __init__(self, interval_s: float, log: logging.Logger) -> None:
+        self._interval_s = interval_s
+        self._log = log
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def tick(self) -> object:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        from aerie.redis import REDIS_DOWN  # aerie.redis is heavier than this module needs at import
+
+        while not self._stop.wait(self._interval_s):
+            try:
+                self.tick()
+            except REDIS_DOWN as exc:
+                self._log.warning(
+                    f"{self.thread_name}: Redis lost; next run later", extra={"error_type": type(exc).__name__}
+                )
+            except Exception:
+                self._log.exception(f"{self.thread_name} failed; next run later")
+
+    def start(self) -> threading.Thread:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.run, name=self.thread_name, daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)

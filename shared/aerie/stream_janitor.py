@@ -18,13 +18,13 @@ Every worker of every service runs this thread; a short Redis lock lets one swee
 from __future__ import annotations
 
 import logging
-import threading
 import time
 import uuid
 from typing import Any
 
+from aerie.background import Periodic
 from aerie.events import STREAM_KEY
-from aerie.redis import REDIS_DOWN, RedisProvider
+from aerie.redis import RedisProvider
 
 __all__ = ["LOCK_KEY", "StreamJanitor", "safe_trim_point"]
 
@@ -70,7 +70,9 @@ def safe_trim_point(groups: list[dict[str, Any]], oldest_pending: dict[str, str 
     return min(points, key=_id)
 
 
-class StreamJanitor:
+class StreamJanitor(Periodic):
+    thread_name = "stream-janitor"
+
     def __init__(
         self,
         redis_provider: RedisProvider,
@@ -81,9 +83,9 @@ class StreamJanitor:
         consumer_grace_s: float = 3600.0,
         min_age_s: float = 3600.0,
     ) -> None:
+        super().__init__(interval_s, log)
         self._redis = redis_provider
         self._stream = stream
-        self._interval_s = interval_s
         self._warn_length = warn_length
         self._consumer_grace_ms = int(consumer_grace_s * 1000)
         #: Entries younger than this stay whatever the groups acknowledged (a group that joins
@@ -92,8 +94,6 @@ class StreamJanitor:
         #: The stream's length when last seen past ``warn_length``, else None.
         self.long: int | None = None
         self._looked_at = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def sweep(self) -> dict[str, int]:
         """Trim what every group acknowledged and drop departed consumers, if no other process
@@ -161,22 +161,4 @@ class StreamJanitor:
             return None
         return f"event stream holds {self.long} entries (threshold {self._warn_length}): a consumer is behind"
 
-    def run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self.sweep()
-            except REDIS_DOWN as exc:
-                log.warning("stream sweep lost Redis; next one later", extra={"error_type": type(exc).__name__})
-            except Exception:
-                log.exception("stream sweep failed; next one later")
-
-    def start(self) -> threading.Thread:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="stream-janitor", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    tick = sweep

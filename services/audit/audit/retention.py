@@ -10,12 +10,12 @@ the record of its offboarding and ages out like any other.
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from aerie.redis import REDIS_DOWN, RedisProvider
+from aerie.background import Periodic
+from aerie.redis import RedisProvider
 from audit.trail import TRAILS_KEY, Trail
 
 __all__ = ["Retention"]
@@ -25,7 +25,9 @@ log = logging.getLogger("audit.retention")
 LOCK_KEY = "audit:retention:lock"
 
 
-class Retention:
+class Retention(Periodic):
+    thread_name = "audit-retention"
+
     def __init__(
         self,
         redis_provider: RedisProvider,
@@ -34,12 +36,10 @@ class Retention:
         interval_s: float = 300.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        super().__init__(interval_s, log)
         self._redis = redis_provider
         self._days = days
-        self._interval_s = interval_s
         self._clock = clock
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def cutoff(self) -> str:
         moment = self._clock() - timedelta(days=self._days)
@@ -63,22 +63,4 @@ class Retention:
             log.info("audit entries past retention removed", extra={"removed": removed, "cutoff": cutoff})
         return removed
 
-    def run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self.sweep()
-            except REDIS_DOWN as exc:
-                log.warning("retention sweep lost Redis; next one later", extra={"error_type": type(exc).__name__})
-            except Exception:
-                log.exception("retention sweep failed; next one later")
-
-    def start(self) -> threading.Thread:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="audit-retention", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    tick = sweep

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -31,9 +30,10 @@ import redis
 from ulid import ULID
 
 from aerie import errors
+from aerie.background import Periodic
 from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.flags.operators import parse_timestamp
-from aerie.redis import REDIS_DOWN, RedisProvider
+from aerie.redis import RedisProvider
 from flags.domain import definition_problems
 from flags.storage import DEFINITIONS, REVISION, SCHEDULES, SCHEDULES_DUE, read_revision, schedules_of, stage_definition
 
@@ -228,13 +228,15 @@ class Schedules:
         return result.get("event")
 
 
-class ScheduleRunner:
+class ScheduleRunner(Periodic):
     """This process's thread that applies due schedules, ``interval_s`` apart.
 
     ``applied`` receives each ``flag.*`` event written (the process's snapshot applies it at
     once, as it does its own PUTs). While Redis is down it waits and tries again: nothing is
     lost, since the schedules stay due until one runner applies them.
     """
+
+    thread_name = "flags-schedules"
 
     def __init__(
         self,
@@ -243,11 +245,9 @@ class ScheduleRunner:
         *,
         interval_s: float = 0.25,
     ) -> None:
+        super().__init__(interval_s, log)
         self._schedules = schedules
         self._applied = applied
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def run_once(self) -> int:
         """Apply what is due now; how many flag changes (or failures) were written."""
@@ -263,24 +263,4 @@ class ScheduleRunner:
                     log.warning("scheduled flag change failed", extra={"schedule_id": schedule_id})
         return written
 
-    def run(self) -> None:
-        while not self._stop.wait(self._interval_s):
-            try:
-                self.run_once()
-            except REDIS_DOWN as exc:
-                log.warning("schedules lost Redis; trying again", extra={"error_type": type(exc).__name__})
-                self._stop.wait(1.0)
-            except Exception:
-                log.exception("applying schedules failed; trying again")
-                self._stop.wait(1.0)
-
-    def start(self) -> threading.Thread:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="flags-schedules", daemon=True)
-        self._thread.start()
-        return self._thread
-
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+    tick = run_once

@@ -14,10 +14,10 @@ and both OFREP routes. The Python client evaluates in its own process and is not
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Iterable
 
+from aerie.background import Periodic
 from aerie.events import utcnow
 from aerie.redis import REDIS_DOWN
 
@@ -53,8 +53,10 @@ class Usage:
         self._seen.update(keys)
 
 
-class UsageFlusher:
+class UsageFlusher(Periodic):
     """This process's thread that writes :class:`Usage` marks to Redis every ``flush_s``."""
+
+    thread_name = "flags-usage"
 
     def __init__(
         self,
@@ -66,16 +68,14 @@ class UsageFlusher:
         rewrite_after_s: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        super().__init__(flush_s, log)
         self._usage = usage
         self._write = write
         self._known = known
-        self._flush_s = flush_s
         self._rewrite_after_s = rewrite_after_s
         self._clock = clock
         #: key -> when this process last wrote it (monotonic).
         self._written: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
     def flush(self) -> int:
         """Write what was marked (and is still a flag); how many keys were written."""
@@ -103,25 +103,10 @@ class UsageFlusher:
             self._written = {k: v for k, v in self._written.items() if k in known}
         return len(due)
 
-    def run(self) -> None:
-        while not self._stop.wait(self._flush_s):
-            try:
-                self.flush()
-            except REDIS_DOWN as exc:
-                log.warning("flag usage not written; next flush later", extra={"error_type": type(exc).__name__})
-            except Exception:
-                log.exception("flag usage flush failed; next flush later")
-
-    def start(self) -> threading.Thread:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self.run, name="flags-usage", daemon=True)
-        self._thread.start()
-        return self._thread
+    tick = flush
 
     def stop(self, timeout: float = 5.0) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        super().stop(timeout)
         try:
             self.flush()  # a graceful stop keeps what this process saw
         except Exception as exc:
