@@ -88,11 +88,12 @@ def test_create_and_get_with_a_real_tenant_token(http: Http, projects: UwsgiServ
     )
 
 
-def test_a_body_that_stops_short_of_its_length_is_400_and_creates_nothing(
+def test_a_body_that_stops_short_of_its_length_is_408_and_creates_nothing(
     http: Http, projects: UwsgiService, redis_server: RedisServer
 ):
-    """A client that declares more body than it sends: uWSGI gives up after its socket timeout
-    (4 s) and the read raises; that answered 500 and logged an unhandled exception."""
+    """A client that declares more body than it sends: the read is cut once the body falls
+    behind its least rate (aerie.wsgi_guard) and raises; that answered 500 and logged an
+    unhandled exception."""
     tenant, headers = new_tenant(http)
     body = b'{"name": "cut"}'
     head = (
@@ -105,7 +106,7 @@ def test_a_body_that_stops_short_of_its_length_is_400_and_creates_nothing(
         while chunk := conn.recv(65536):
             answer += chunk
     status_line, _, rest = answer.partition(b"\r\n")
-    assert status_line == b"HTTP/1.1 400 Bad Request", answer
+    assert status_line == b"HTTP/1.1 408 Request Timeout", answer
     assert json.loads(rest.partition(b"\r\n\r\n")[2])["code"] == "bad_request"
     assert project_keys(redis_server, tenant["id"]) == []
 
