@@ -126,6 +126,10 @@ def test_client_revocation_takes_effect_everywhere(aerie):
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
 
+def _refused(response: Any, status: int) -> None:
+    assert response.status_code == status, f"{response.request.method} {response.url}: {response.status_code}"
+
+
 def _me_is_b(aerie: Any, service: str, b_token: str, b_id: str) -> None:
     """``/v1/me`` answers the caller about itself alone: B's token names B."""
     r = aerie.call("GET", service, "/v1/me", token=b_token)
@@ -252,6 +256,18 @@ def test_cross_tenant_probing_of_every_route(aerie):
     def become_an_operator() -> None:
         body = {"email": "mole@example.com", "role": "platform-admin"}
         assert aerie.call("POST", "tenants", "/v1/platform/members", token=b_token, json=body).status_code == 403
+
+    # The dead letters are the platform's: a tenant's token reaches none of them, real or not.
+    for method, template in (
+        ("GET", "/v1/platform/dead-letters"),
+        ("GET", "/v1/platform/dead-letters/{letter_id}"),
+        ("DELETE", "/v1/platform/dead-letters/{letter_id}"),
+        ("POST", "/v1/platform/dead-letters/{letter_id}/replay"),
+    ):
+        path = template.format(letter_id="1-0")
+        probes.route("tenants", method, template)(
+            lambda m=method, p=path: _refused(aerie.call(m, "tenants", p, token=b_token), 403)
+        )
 
     for service in ("tenants", "projects"):
         probes.route(service, "GET", "/v1/me")(lambda s=service: _me_is_b(aerie, s, b_token, b["id"]))

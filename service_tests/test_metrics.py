@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 from conftest import Http, start_service, tenant_with_token
 
 from aerie.local.redis_server import RedisServer, free_port
@@ -87,6 +88,17 @@ def test_requests_of_every_worker_are_summed_by_route(http: Http, flags: UwsgiSe
     # What Redis knows, read at scrape time.
     assert _sample(text, "aerie_event_stream_readable", service="flags") == 1
     assert _sample(text, "aerie_event_stream_length", stream="aerie:events") >= 0
+
+
+def test_dead_letters_are_counted(http: Http, flags: UwsgiService, redis_server: RedisServer) -> None:
+    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    letter = r.xadd("aerie:events:dead", {"event": "{}", "group": "svc-test", "deliveries": "5"})
+    try:
+        assert _sample(_metrics(http, flags), "aerie_dead_letters", stream="aerie:events:dead") == r.xlen(
+            "aerie:events:dead"
+        )
+    finally:
+        r.xdel("aerie:events:dead", letter)
 
 
 def test_the_public_port_needs_the_metrics_token(http: Http, flags: UwsgiService) -> None:

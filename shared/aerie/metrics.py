@@ -33,6 +33,7 @@ import falcon
 
 from aerie import errors
 from aerie.endpoints import PUBLIC, endpoint
+from aerie.events import DEAD_LETTER_STREAM
 
 __all__ = ["METRICS_PORT", "METRICS_TOKEN", "MULTIPROC_ENV", "EventStreamCollector", "Metrics", "MetricsResource"]
 
@@ -127,8 +128,9 @@ class Metrics:
 
 
 class EventStreamCollector:
-    """The durable event stream seen from Redis at scrape time: its length, and each consumer
-    group's lag (entries not yet delivered to it) and pending (delivered, not acknowledged)."""
+    """The durable event stream seen from Redis at scrape time: its length, each consumer
+    group's lag (entries not yet delivered to it) and pending (delivered, not acknowledged),
+    and the dead letters waiting for an operator (:mod:`aerie.dead_letters`)."""
 
     def __init__(self, service: str, client: Callable[[], Any], stream: str) -> None:
         self._service = service
@@ -146,6 +148,7 @@ class EventStreamCollector:
             redis = self._client()
             length = redis.xlen(self._stream)
             groups = redis.xinfo_groups(self._stream) if length else []
+            dead = redis.xlen(DEAD_LETTER_STREAM)
         except Exception as exc:  # a scrape must answer while Redis does not
             log.warning("event stream not readable for metrics", extra={"error_type": type(exc).__name__})
             up.add_metric([self._service], 0)
@@ -167,6 +170,11 @@ class EventStreamCollector:
             pending.add_metric([name], group.get("pending") or 0)
         yield lag
         yield pending
+        letters = GaugeMetricFamily(
+            "aerie_dead_letters", "Events a consumer group gave up on, waiting for an operator", labels=["stream"]
+        )
+        letters.add_metric([DEAD_LETTER_STREAM], dead)
+        yield letters
 
 
 def _text(value: Any) -> str:

@@ -9,6 +9,7 @@ import falcon
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
+from aerie.dead_letters import DeadLetters
 from aerie.events import EventPublisher
 from aerie.redis import pool_for_threads
 from aerie.service import Process, Service, started
@@ -17,6 +18,7 @@ from tenants.exchange import TokenExchange
 from tenants.issuer import Issuer
 from tenants.members import BootstrapAdmin, UnsafeMemberDirectory
 from tenants.resources.clients import ClientCollection, ClientItem
+from tenants.resources.dead_letters import DeadLetterCollection, DeadLetterItem, DeadLetterReplay
 from tenants.resources.members import (
     MemberAccess,
     PlatformMemberCollection,
@@ -75,6 +77,7 @@ def build(
         tenants=tenants,
         bootstrap=bootstrap,
     )
+    letters = DeadLetters(infra.redis)
     routes: list[Route] = [
         ("/v1/oauth/token", TokenResource(issuer, exchange, events, infra.redis)),
         ("/.well-known/jwks.json", JWKSResource(config.keys.jwks())),
@@ -89,6 +92,11 @@ def build(
         ("/v1/tenants/{tenant_id}/members/{member_id}", TenantMemberItem(members)),
         ("/v1/platform/members", PlatformMemberCollection(members, bootstrap)),
         ("/v1/platform/members/{member_id}", PlatformMemberItem(members)),
+        # The event stream is one for the whole suite: its dead letters are managed here,
+        # with the platform's other people and tenants.
+        ("/v1/platform/dead-letters", DeadLetterCollection(letters)),
+        ("/v1/platform/dead-letters/{letter_id}", DeadLetterItem(letters)),
+        ("/v1/platform/dead-letters/{letter_id}/replay", DeadLetterReplay(letters)),
     ]
     def tenant_language(tenant_id: str) -> str | None:
         tenant = tenants.get(tenant_id)
