@@ -59,6 +59,11 @@ class FakeAerie:
         self.cut_after: int | None = None  # entries of an export before it breaks off
         self.conflicts = 0  # PUTs answered 412 before one succeeds
         self.valid = True
+        self.letters = [
+            {"id": "1700000000000-0", "group": "audit", "entry_id": "1699999999999-0", "deliveries": 5,
+             "dead_at": "2026-12-03T00:00:00.000Z", "raw": None,
+             "event": {"id": "evt_p", "type": "project.created", "tenant_id": "ten_1"}},
+        ]  # fmt: skip
         self.requests: list[tuple[str, str, Any]] = []
 
 
@@ -158,6 +163,22 @@ def handler(state: FakeAerie) -> type[http.server.BaseHTTPRequestHandler]:
                                  "first_invalid_seq": None if state.valid else 4})  # fmt: skip
             elif path == "/v1/audit/events":
                 self._send(200, {"items": state.entries[::-1][:1], "next_cursor": None})
+            elif path == "/v1/platform/dead-letters":
+                rows = [x for x in state.letters if query.get("group") in (None, x["group"])]
+                self._send(200, {"items": rows, "next_cursor": None})
+            elif parts[:3] == ["v1", "platform", "dead-letters"]:
+                letter = next((x for x in state.letters if x["id"] == parts[3]), None)
+                if letter is None:
+                    self._send(404, problem(404, "not_found", "No dead letter has this id."))
+                    return
+                if method == "POST":
+                    state.letters.remove(letter)
+                    self._send(200, {"id": letter["id"], "replayed_as": "1700000000001-0"})
+                elif method == "DELETE":
+                    state.letters.remove(letter)
+                    self._send(204, b"")
+                else:
+                    self._send(200, letter)
             elif path == "/v1/audit/export":
                 self._export()
             else:
@@ -477,3 +498,16 @@ def test_output_cells_are_readable():
     buf = io.StringIO()
     Output(out=buf).record({"scopes": ["a", "b"], "rollout": {"percentage": 5}, "off": False, "rule": None})
     assert buf.getvalue().splitlines() == ["scopes   a, b", 'rollout  {"percentage":5}', "off      false", "rule     -"]
+
+
+def test_dead_letters_are_listed_with_their_event_and_replayed_once(env, capsys):
+    status, table, _ = aerie(capsys, "events", "dead")
+    assert status == 0
+    assert all(text in table for text in ("1700000000000-0", "project.created", "ten_1", "evt_p", "audit"))
+    status, out, _ = aerie(capsys, "events", "replay", "1700000000000-0")
+    assert status == 0 and "back on the event stream as entry 1700000000001-0" in out
+    assert ("POST", "/v1/platform/dead-letters/1700000000000-0/replay", None) in env.requests
+    status, _, err = aerie(capsys, "events", "replay", "1700000000000-0")
+    assert status != 0 and "not_found" in err
+    status, out, _ = aerie(capsys, "events", "dead", "--group", "audit", "--json")
+    assert status == 0 and json.loads(out) == []

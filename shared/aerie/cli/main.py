@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from aerie.cli.commands import audit, clients, flags, tenants
+from aerie.cli.commands import audit, clients, events, flags, tenants
 from aerie.cli.config import DEFAULT_ENV_FILE, SERVICES, Settings
 from aerie.cli.errors import CliError
 from aerie.cli.output import Output
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(**DEFAULTS)
     sub = parser.add_subparsers(title="resources", metavar="RESOURCE", required=True)
-    for module in (tenants, clients, flags, audit):
+    for module in (tenants, clients, flags, audit, events):
         module.register(sub, _common())
     return parser
 
