@@ -93,6 +93,9 @@ def test_alice_is_invited_signs_in_works_and_is_in_the_trail(aerie, idp):
     aerie.eventually(she_is_in_the_trail, within=10, what="Alice's project.created in the audit trail")
     joined = aerie.audit_trail(token, action="member.joined")
     assert [e["target"]["id"] for e in joined] == [member["id"]]
+    # Her sign-in itself is in the trail: the exchange, by her, through the app.
+    exchanged = aerie.audit_trail(token, action="token.exchanged")
+    assert [e["actor"] for e in exchanged] == [{"type": "user", "id": member["id"], "client_id": app["client_id"]}]
     assert aerie.first_broken_link(aerie.audit_trail(token)) is None
 
 

@@ -120,13 +120,18 @@ class TokenExchange:
                 raise OAuthError("invalid_grant", "The person is not a member there.")
         acting = {"type": "user", "id": member_id, "client_id": client.client_id}
         joined_ctx = EventContext(acting, ctx.request_id, ctx.ip, ctx.user_agent)
-        member = self._directory.claim(member_id, identity, joined_ctx)
+        platform = tenant_id is None
+        scopes: list[Any] = []
+
+        def admit(candidate: dict[str, Any]) -> None:
+            # Before the claim writes: a refused scope must not activate an invited member.
+            allowed = scopes_of(candidate["role"], platform=platform) & self._client_allows(client, platform=platform)
+            scopes[:] = [self._granted(allowed, form.get("scope"), tenant_id)]
+
+        member = self._directory.claim(member_id, identity, joined_ctx, admit)
         if member is None:
             raise OAuthError("invalid_grant", "The person is not a member there.", tenant_id=tenant_id)
-
-        platform = tenant_id is None
-        allowed = scopes_of(member["role"], platform=platform) & self._client_allows(client, platform=platform)
-        granted = self._granted(allowed, form.get("scope"), tenant_id)
+        (granted,) = scopes
         claims: dict[str, Any] = {
             "act": {"sub": client.client_id},
             "role": member["role"],

@@ -332,11 +332,19 @@ class UnsafeMemberDirectory:
                 found.setdefault(scope, member_id)
         return found
 
-    def claim(self, member_id: str, identity: Identity, ctx: EventContext) -> dict[str, Any] | None:
+    def claim(
+        self,
+        member_id: str,
+        identity: Identity,
+        ctx: EventContext,
+        admit: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any] | None:
         """The member, bound to ``identity``: activated on its first exchange (``member.joined``).
 
         None when the member is gone, or is bound to another provider account: only the
         first verified sign-in's ``(iss, sub)`` matches an active member afterwards.
+        ``admit(member)`` runs before anything is written and may raise to refuse: an
+        exchange refused for its scopes leaves an invited member invited.
         """
         key = _member_key(member_id)
         result: dict[str, Any] = {}
@@ -348,9 +356,11 @@ class UnsafeMemberDirectory:
             if member is None:
                 return
             bound = member.get("identity")
+            if bound is not None and bound != identity.as_doc():
+                return
+            if admit is not None:
+                admit(member)
             if bound is not None:
-                if bound != identity.as_doc():
-                    return
                 result.update(member)
                 return
             scope = member.get("tenant_id") or PLATFORM_SCOPE

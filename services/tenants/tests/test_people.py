@@ -229,10 +229,13 @@ def test_a_client_needs_the_token_exchange_grant(people: People, acme: tuple[str
 
 def test_a_scope_the_role_lacks_is_invalid_scope(people: People, acme: tuple[str, Any]) -> None:
     tenant_id, client = acme
-    people.invite(tenant_id, "alice@example.com", "viewer")
+    invited = people.invite(tenant_id, "alice@example.com", "viewer").json
     token = id_token(people.key, "idp|alice", "alice@example.com")
     r = people.exchange(client["client_id"], client["client_secret"], token, scope="projects:write")
     assert r.status_code == 400 and r.json["error"] == "invalid_scope"
+    # Refused, so nothing is written: the member is still invited, at the same version.
+    member = people.c.simulate_get(f"/v1/tenants/{tenant_id}/members/{invited['id']}", headers=people.api.admin()).json
+    assert (member["status"], member["version"]) == ("invited", invited["version"])
     r = people.exchange(client["client_id"], client["client_secret"], token, scope="projects:read")
     assert r.status_code == 200 and r.json["scope"] == "projects:read"
 
@@ -484,3 +487,49 @@ def test_the_bootstrap_person_is_invited_once_and_again_only_after_data_loss(
     assert other["role"] == "platform-admin"
     redis.Redis.from_url(redis_url).flushdb()  # Redis lost its data: the platform needs its first admin back
     assert people.exchange(api.BOOT_ID, api.BOOT_SECRET, token).status_code == 200
+
+
+def _events(redis_url: str, *types: str) -> list[dict[str, Any]]:
+    import json
+
+    import redis
+
+    entries = redis.Redis.from_url(redis_url, decode_responses=True).xrange("aerie:events")
+    return [e for e in (json.loads(f["event"]) for _id, f in entries) if e["type"] in types]
+
+
+def test_an_exchange_and_a_refused_one_are_events_that_name_the_person_and_the_client(
+    people: People, acme: tuple[str, Any], redis_url: str
+) -> None:
+    tenant_id, client = acme
+    member = people.invite(tenant_id, "alice@example.com", "viewer").json
+    token = id_token(people.key, "idp|alice", "alice@example.com")
+    cid, secret = client["client_id"], client["client_secret"]
+    assert people.exchange(cid, secret, token, scope="projects:write").status_code == 400
+    assert people.exchange(cid, secret, token).status_code == 200
+    (denied,) = [e for e in _events(redis_url, "token.denied") if e["data"]["client_id"] == client["client_id"]]
+    assert denied["data"]["error"] == "invalid_scope" and denied["data"]["grant_type"] == EXCHANGE
+    assert denied["tenant_id"] == tenant_id
+    (exchanged,) = _events(redis_url, "token.exchanged")
+    assert exchanged["actor"] == {"type": "user", "id": member["id"], "client_id": client["client_id"]}
+    assert exchanged["data"]["member_id"] == member["id"] and exchanged["data"]["issuer"] == IDP
+    assert exchanged["tenant_id"] == tenant_id and exchanged["data"]["scope"]
+
+
+def test_invites_role_changes_and_removals_are_events_and_the_last_two_raise_the_token_floor(
+    people: People, acme: tuple[str, Any], redis_url: str
+) -> None:
+    tenant_id, client = acme
+    member = people.invite(tenant_id, "bob@example.com", "viewer").json
+    people.sign_in(client, "idp|bob", "bob@example.com")
+    path = f"/v1/tenants/{tenant_id}/members/{member['id']}"
+    changed = people.c.simulate_patch(path, json={"role": "developer"}, headers=people.api.admin())
+    assert changed.status_code == 200, changed.text
+    assert people.c.simulate_delete(path, headers=people.api.admin()).status_code == 204
+    seen = [e for e in _events(redis_url, "member.invited", "member.updated", "member.removed")
+            if e["data"]["member_id"] == member["id"]]  # fmt: skip
+    assert [e["type"] for e in seen] == ["member.invited", "member.updated", "member.removed"]
+    assert all(e["tenant_id"] == tenant_id for e in seen)
+    assert "token_floor" not in seen[0]["data"]
+    assert seen[1]["data"]["token_floor"] == changed.json["version"]
+    assert seen[2]["data"]["token_floor"] >= seen[1]["data"]["token_floor"]
