@@ -145,11 +145,19 @@ class Aerie:
         all_headers = {"X-Request-ID": sent_id, **(headers or {})}
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        try:
-            r = self.http.request(method, self.url(service) + path, json=json, headers=all_headers, timeout=10, **kw)
-        except requests.RequestException as exc:
-            self.calls.append(Call(method, service, path, None, sent_id, f"{type(exc).__name__}: {exc}"[:300]))
-            raise
+        # A journey is a tenant's client like any other: over its plan's rate limit (429), it
+        # waits the Retry-After it is given and asks again, as the contract asks clients to.
+        for _attempt in range(5):
+            try:
+                url = self.url(service) + path
+                r = self.http.request(method, url, json=json, headers=all_headers, timeout=10, **kw)
+            except requests.RequestException as exc:
+                self.calls.append(Call(method, service, path, None, sent_id, f"{type(exc).__name__}: {exc}"[:300]))
+                raise
+            if r.status_code != 429 or path == "/v1/oauth/token":
+                break
+            self.calls.append(Call(method, service, path, 429, r.headers.get("X-Request-ID"), "(rate limited)"))
+            time.sleep(float(r.headers.get("Retry-After", "1")))
         body = "(stream)" if kw.get("stream") else _redacted(r)
         self.calls.append(Call(method, service, path, r.status_code, r.headers.get("X-Request-ID"), body))
         return r

@@ -16,6 +16,7 @@ from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.http import basic_auth
 from aerie.testing.keys import TestKey
 from aerie.testing.process import UwsgiService
+from aerie.testing.rate_limits import NO_RATE_LIMITS
 
 REPO = Path(__file__).resolve().parents[1]
 BOOT_ID = "aerie-bootstrap"
@@ -55,6 +56,7 @@ def service_env(server: RedisServer, tenants_url: str, **extra: str) -> dict[str
         "AERIE_TENANTS_URL": tenants_url,
         "AERIE_CLIENT_ID": SVC_ID,
         "AERIE_CLIENT_SECRET": SVC_SECRET,
+        **NO_RATE_LIMITS,
         **extra,
     }
 
@@ -71,6 +73,7 @@ def tenants_env(server: RedisServer, key: TestKey, port: int, idp_url: str | Non
         "AERIE_SIGNING_KEYS": json.dumps(key.private_jwks()),
         "AERIE_BOOTSTRAP_CLIENT_ID": BOOT_ID,
         "AERIE_BOOTSTRAP_CLIENT_SECRET": BOOT_SECRET,
+        **NO_RATE_LIMITS,
         "AERIE_SERVICE_CLIENTS": json.dumps(
             [
                 {

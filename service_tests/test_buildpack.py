@@ -32,6 +32,7 @@ from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.buildpack import CF_KILL_AFTER_S, CfInstance, buildpack_install, p_redis_binding
 from aerie.testing.http import basic_auth
 from aerie.testing.memory import TreeMemory, tree_memory
+from aerie.testing.rate_limits import NO_RATE_LIMITS
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = stageable_services(REPO)
@@ -98,7 +99,7 @@ def _instance(
 ) -> CfInstance:
     app_dir, venv = staged[name]
     (app,) = interpolate(load_manifest(app_dir / "manifest.yml"), deployment["vars"])["applications"]
-    return CfInstance(
+    instance = CfInstance(
         app_dir,
         venv,
         manifest_app=app,
@@ -106,6 +107,9 @@ def _instance(
         vcap_services=deployment["vcap_services"],
         log_path=log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log",
     )
+    # As `cf set-env` would: the load measures the memory of real work, not of 429s.
+    instance.env.update(NO_RATE_LIMITS)
+    return instance
 
 
 @pytest.fixture(scope="module")

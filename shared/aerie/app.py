@@ -32,6 +32,7 @@ from aerie.metrics import METRICS_PORT, METRICS_TOKEN, EventStreamCollector, Met
 from aerie.middleware import AuthMiddleware, BodyMiddleware, RequestContextMiddleware
 from aerie.openapi import OpenAPIResource, build_openapi
 from aerie.pubsub import Subscriber
+from aerie.rate_limits import RateLimiter, RateLimitMiddleware, TenantPlan, limits_from_settings
 from aerie.readiness import redis_ready_check
 from aerie.redis import RedisProvider
 from aerie.stream_janitor import StreamJanitor
@@ -118,6 +119,7 @@ def create_service_app(
     ready_checks: Mapping[str, ReadyCheck] | None = None,
     description: str = "",
     tenant_language: TenantLanguage | None = None,
+    tenant_plan: TenantPlan | None = None,
 ) -> falcon.App:
     """A ``falcon.App`` with the standard middleware, system routes and the service's routes.
 
@@ -125,7 +127,9 @@ def create_service_app(
     ``/ready`` probe makes sure ``infra.background``'s workers run in this process (the
     service's ``get_app()`` starts them after the fork, :func:`aerie.service.started`).
     ``tenant_language`` gives a tenant's language, the last word on the language of a
-    request whose caller states none (:mod:`aerie.i18n`).
+    request whose caller states none (:mod:`aerie.i18n`). ``tenant_plan`` gives a tenant's
+    plan, whose limit (``AERIE_RATE_LIMITS``) its requests are held to (:mod:`aerie.rate_limits`);
+    without it nothing is limited.
     """
     settings = infra.settings
     middleware: list[object] = [
@@ -135,6 +139,10 @@ def create_service_app(
         BodyMiddleware(),
         IdempotencyMiddleware(infra.redis),
     ]
+    if tenant_plan is not None:
+        limiter = RateLimiter(infra.redis, settings.service, limits_from_settings(settings.extra), tenant_plan)
+        # After the token names the tenant, before the body is read.
+        middleware.insert(3, RateLimitMiddleware(limiter))
     if infra.background:
         middleware.insert(0, BackgroundMiddleware(infra.background))
     app = falcon.App(media_type=JSON_UTF8, middleware=middleware, request_type=Request)

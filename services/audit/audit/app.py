@@ -9,6 +9,7 @@ import falcon
 from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_error
 from aerie.config import Settings
 from aerie.i18n import tenant_language_of
+from aerie.rate_limits import tenant_plan_of
 from aerie.readiness import tenants_ready_checks
 from aerie.redis import pool_for_threads
 from aerie.service import Process, Service, started
@@ -78,6 +79,7 @@ def build(
         ready_checks=ready_checks,
         description="Every security-relevant action of the suite, per tenant, in a hash chain anyone can verify.",
         tenant_language=tenant_language_of(tenants),
+        tenant_plan=tenant_plan_of(tenants),
     )
     return AuditService(app, infra, config, tenants)
 

@@ -10,6 +10,7 @@ from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.testing.keys import TestKey
+from aerie.testing.rate_limits import NO_RATE_LIMITS
 from aerie.testing.tenants import FakeTenants
 from audit.app import AuditService, build
 from audit.config import AuditConfig
@@ -24,7 +25,7 @@ def signing_key() -> TestKey:
 
 @pytest.fixture
 def settings(redis_url: str) -> Settings:
-    return Settings.from_env("audit", {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER})
+    return Settings.from_env("audit", {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER, **NO_RATE_LIMITS})
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from aerie.app import Infrastructure, Route, create_service_app, exit_on_config_
 from aerie.config import Settings
 from aerie.events import EventPublisher
 from aerie.i18n import tenant_language_of
+from aerie.rate_limits import tenant_plan_of
 from aerie.readiness import tenants_ready_checks
 from aerie.redis import pool_for_threads
 from aerie.service import Process, Service, started
@@ -114,6 +115,7 @@ def build(
         ready_checks=ready_checks,
         description="Feature flags: definitions, per-tenant overrides, evaluation from an in-process snapshot.",
         tenant_language=tenant_language_of(tenants),
+        tenant_plan=tenant_plan_of(tenants),
     )
     return FlagsService(app, infra, config, tenants, snapshot)
 

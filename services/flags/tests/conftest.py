@@ -10,6 +10,7 @@ from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.testing.keys import TestKey
+from aerie.testing.rate_limits import NO_RATE_LIMITS
 from aerie.testing.tenants import FakeTenants
 from flags.app import FlagsService, build
 
@@ -23,7 +24,7 @@ def signing_key() -> TestKey:
 
 @pytest.fixture
 def env(redis_url: str) -> dict[str, str]:
-    return {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER}
+    return {"REDIS_URL": redis_url, "AERIE_ISSUER": ISSUER, **NO_RATE_LIMITS}
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from aerie.dead_letters import DeadLetters
 from aerie.events import EventPublisher
 from aerie.redis import pool_for_threads
 from aerie.service import Process, Service, started
+from tenants.auth_failures import AuthFailures
 from tenants.config import TenantsConfig
 from tenants.exchange import TokenExchange
 from tenants.issuer import Issuer
@@ -78,8 +79,9 @@ def build(
         bootstrap=bootstrap,
     )
     letters = DeadLetters(infra.redis)
+    failures = AuthFailures(infra.redis, config.auth_failures_per_client, config.auth_failures_per_address)
     routes: list[Route] = [
-        ("/v1/oauth/token", TokenResource(issuer, exchange, events, infra.redis)),
+        ("/v1/oauth/token", TokenResource(issuer, exchange, events, infra.redis, failures)),
         ("/.well-known/jwks.json", JWKSResource(config.keys.jwks())),
         ("/.well-known/oauth-authorization-server", AuthorizationServerMetadata(settings.issuer)),
         ("/v1/tenants", TenantCollection(tenants)),
@@ -98,14 +100,20 @@ def build(
         ("/v1/platform/dead-letters/{letter_id}", DeadLetterItem(letters)),
         ("/v1/platform/dead-letters/{letter_id}/replay", DeadLetterReplay(letters)),
     ]
+
     def tenant_language(tenant_id: str) -> str | None:
         tenant = tenants.get(tenant_id)
         return tenant.get("language") if tenant else None
+
+    def tenant_plan(tenant_id: str) -> str | None:
+        tenant = tenants.get(tenant_id)
+        return tenant.get("plan") if tenant else None
 
     app = create_service_app(
         infra,
         routes,
         tenant_language=tenant_language,
+        tenant_plan=tenant_plan,
         description="Tenant lifecycle, API clients, members and roles, and the OAuth2 token endpoint (client "
         "credentials, and token exchange for people) and JWKS every service trusts.",
     )

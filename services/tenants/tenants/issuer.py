@@ -46,7 +46,7 @@ __all__ = [
 # Compared against when the client id is unknown, so both paths cost the same.
 _DUMMY_HASH = hash_secret("not a real secret")
 
-#: What a token request may bring, checked before anything is looked up (issue 23). Each is
+#: What a token request may bring, checked before anything is looked up. Each is
 #: far beyond what a real client sends, and what stays of a refused value in an event is
 #: bounded by the same numbers. A client id: ours are 30 characters (``cli_`` and a ULID),
 #: the platform clients' come from the environment and are held to it at start-up.
@@ -63,12 +63,20 @@ _SCOPE_NAME_CHARS = 40
 
 
 class OAuthError(Exception):
-    def __init__(self, error: str, description: str, status: int = 400, tenant_id: str | None = None) -> None:
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        status: int = 400,
+        tenant_id: str | None = None,
+        retry_after: int | None = None,
+    ) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
         self.status = status
         self.tenant_id = tenant_id
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
 from aerie.testing.http import basic_auth as basic
 from aerie.testing.keys import TestKey
+from aerie.testing.rate_limits import NO_RATE_LIMITS
 from tenants.app import create_app
 from tenants.config import TenantsConfig
 
@@ -38,6 +39,7 @@ def env(redis_url: str, signing_key: TestKey) -> dict[str, str]:
         "AERIE_SIGNING_KEYS": json.dumps(signing_key.private_jwks()),
         "AERIE_BOOTSTRAP_CLIENT_ID": BOOT_ID,
         "AERIE_BOOTSTRAP_CLIENT_SECRET": BOOT_SECRET,
+        **NO_RATE_LIMITS,
         "AERIE_SERVICE_CLIENTS": json.dumps(
             [
                 {

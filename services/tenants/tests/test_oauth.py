@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 
 import jwt
 import pytest
@@ -73,9 +74,13 @@ def test_a_wrong_secret_for_a_tenants_client_names_the_tenant_in_the_denial(api,
     wrong = post_token(client, form, {"Authorization": basic(created["client_id"], "x" * 43)})
     unknown = post_token(client, form, {"Authorization": basic("cli_nobody", "x" * 43)})
     # The caller learns nothing: both answers are the same.
-    assert (wrong.status_code, wrong.json) == (unknown.status_code, unknown.json) == (
-        401,
-        {"error": "invalid_client", "error_description": "Client authentication failed."},
+    assert (
+        (wrong.status_code, wrong.json)
+        == (unknown.status_code, unknown.json)
+        == (
+            401,
+            {"error": "invalid_client", "error_description": "Client authentication failed."},
+        )
     )
     denied = [e for e in events(redis_url, "token.denied") if e["data"].get("client_id") == created["client_id"]]
     assert [e["tenant_id"] for e in denied] == [tenant["id"]]
@@ -244,3 +249,33 @@ def test_a_bad_token_ttl_stops_start_up_with_its_name(env, ttl: str):
 
     with pytest.raises(ConfigError, match="AERIE_TOKEN_TTL"):
         TenantsConfig.from_settings(Settings.from_env("tenants", {**env, "AERIE_TOKEN_TTL": ttl}))
+
+
+def test_failed_authentications_are_limited_per_client_id_and_per_address(env, redis_url):
+    from falcon import testing
+
+    from aerie.config import Settings
+    from tenants.app import create_app
+    from tenants.config import TenantsConfig
+
+    limited = {**env, "AERIE_AUTH_FAILURES_PER_CLIENT": "3", "AERIE_AUTH_FAILURES_PER_ADDRESS": "5"}
+    settings = Settings.from_env("tenants", limited)
+    c = testing.TestClient(create_app(settings, TenantsConfig.from_settings(settings)))
+
+    def attempt(client_id: str, secret: str, address: str = "203.0.113.7"):
+        headers = {"Authorization": basic(client_id, secret), "X-Forwarded-For": address}
+        return post_token(c, "grant_type=client_credentials", headers)
+
+    while time.time() % 60 > 57:  # the window is a fixed minute: do not straddle two
+        time.sleep(0.2)
+    assert [attempt(BOOT_ID, "wrong").status_code for _ in range(3)] == [401] * 3
+    refused = attempt(BOOT_ID, BOOT_SECRET)  # even the right secret waits: the guessing is what is slowed
+    assert refused.status_code == 429 and refused.json["error"] == "slow_down"
+    assert 0 < int(refused.headers["Retry-After"]) <= 60
+    assert set(refused.json) == {"error", "error_description"}
+    # Another client id from the same address has two failures left before the address is spent.
+    assert [attempt("cli_other", "x").status_code for _ in range(3)] == [401, 401, 429]
+    # Another address is not held to this one's failures, and a good secret works there.
+    assert attempt("cli_third", BOOT_SECRET, "198.51.100.9").status_code == 401
+    denied = [e for e in events(redis_url, "token.denied") if e["data"]["error"] == "slow_down"]
+    assert denied and denied[-1]["data"]["client_id"] == "cli_other"

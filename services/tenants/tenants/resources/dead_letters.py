@@ -10,6 +10,7 @@ import falcon
 from aerie import errors
 from aerie.dead_letters import DeadLetters, LetterNotFound
 from aerie.endpoints import endpoint
+from aerie.i18n import msg
 from aerie.pagination import page_schema
 from aerie.validation import LIST_QUERY
 
@@ -33,7 +34,7 @@ _GONE = {404: "No dead letter has this id (it may have been replayed or discarde
 
 
 def _letter_gone() -> errors.Problem:
-    return errors.not_found("No dead letter has this id: it may have been replayed or discarded.")
+    return errors.not_found(msg("No dead letter has this id: it may have been replayed or discarded."))
 
 
 class DeadLetterCollection:

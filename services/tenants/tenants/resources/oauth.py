@@ -4,7 +4,7 @@ Errors here are RFC 6749 JSON (``{"error", "error_description"}``), not problem+
 OAuth client libraries parse them. Every token issued or denied is published as an event.
 
 The endpoint answers anyone, so everything a request brings is bounded before it is looked
-up, stored, published or logged (issue 23): the form to :data:`MAX_FORM_BYTES` (refused on
+up, stored, published or logged: the form to :data:`MAX_FORM_BYTES` (refused on
 its ``Content-Length`` before a byte is read), the Authorization header to
 :data:`MAX_AUTHORIZATION_CHARS`, and each field to the limits in :mod:`tenants.issuer`
 (:data:`~tenants.issuer.MAX_CLIENT_ID_CHARS` and the rest), all far beyond any real
@@ -26,10 +26,11 @@ import falcon
 
 from aerie import errors
 from aerie.endpoints import PUBLIC, endpoint
-from aerie.events import EventContext, EventPublisher, new_event
+from aerie.events import EventContext, EventPublisher, client_ip, new_event
 from aerie.logs import truncated
 from aerie.middleware import read_body
 from aerie.redis import RedisProvider
+from tenants.auth_failures import AuthFailures
 from tenants.exchange import ACCESS_TOKEN_TYPE, GRANT_TYPE, SUBJECT_TOKEN_TYPES, ProvidersDown, TokenExchange
 from tenants.identity import MAX_SUBJECT_TOKEN_CHARS
 from tenants.issuer import (
@@ -130,11 +131,19 @@ def _credentials(req: falcon.Request, form: dict[str, str]) -> tuple[str, str]:
 
 
 class TokenResource:
-    def __init__(self, issuer: Issuer, exchange: TokenExchange, events: EventPublisher, redis: RedisProvider) -> None:
+    def __init__(
+        self,
+        issuer: Issuer,
+        exchange: TokenExchange,
+        events: EventPublisher,
+        redis: RedisProvider,
+        failures: AuthFailures,
+    ) -> None:
         self._issuer = issuer
         self._exchange = exchange
         self._events = events
         self._redis = redis
+        self._failures = failures
 
     @endpoint(
         "Issue an access token (client credentials, or token exchange for a person)",
@@ -167,6 +176,14 @@ class TokenResource:
             if grant not in GRANT_TYPES:
                 raise OAuthError("unsupported_grant_type", f"Supported grant types: {', '.join(GRANT_TYPES)}.")
             client_id, secret = _credentials(req, form)
+            wait = self._failures.retry_after(client_id, client_ip(req))
+            if wait is not None:
+                raise OAuthError(
+                    "slow_down",
+                    f"Too many failed client authentications; try again in {wait} s.",
+                    429,
+                    retry_after=wait,
+                )
             if grant == GRANT_TYPE:
                 self._exchange_for_person(req, resp, form, client_id, secret)
                 return
@@ -256,6 +273,10 @@ class TokenResource:
         resp.status = exc.status
         if exc.status == 401:
             resp.set_header("WWW-Authenticate", 'Basic realm="aerie"')
+        if exc.error == "invalid_client":
+            self._failures.failed(claimed, client_ip(req))
+        if exc.retry_after is not None:
+            resp.set_header("Retry-After", str(exc.retry_after))
         resp.media = {"error": exc.error, "error_description": reason}
 
     @staticmethod
