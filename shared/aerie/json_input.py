@@ -3,8 +3,8 @@
 The json module reads more than the services can keep: ``NaN`` and ``Infinity`` (not JSON
 at all), numbers past what a double holds (``1e400`` becomes infinity), integers past 64
 bits (signed), and unpaired surrogate escapes (``"\\ud800"``, which no UTF-8 encoder
-takes). Each used to pass validation and then fail later: a 500 while writing to Redis, a
-500 on every later read of the stored document, or a value silently stored as ``null``.
+takes). Unchecked, each would pass validation and fail later: a 500 while writing to Redis,
+a 500 on every later read of the stored document, or a value silently stored as ``null``.
 They are refused here, before any service code sees the body.
 
 JSON exchanged between systems is UTF-8, without a byte order mark (RFC 8259, section 8.1).

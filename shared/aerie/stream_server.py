@@ -24,8 +24,8 @@ The mule's script (``projects/mule.py``) calls the service's ``serve_streams``, 
 the workers already run.
 
 Long downloads take the same road (audit's ``/v1/audit/export``): in a worker, ``harakiri``
-cut an export at 30 s, and a client that paused reading for uWSGI's socket timeout (4 s)
-cut it sooner. Cut close-delimited responses look complete to the client. waitress has
+would cut an export at 30 s, and a client that paused reading for uWSGI's socket timeout
+(4 s) sooner; a cut close-delimited response looks complete to the client. waitress has
 neither limit and buffers what a slow client has not read yet.
 
 ``$(PORT)`` keeps two instances on one machine apart (tests, the local stack); on Cloud
@@ -33,8 +33,8 @@ Foundry each instance has its own container.
 
 uWSGI's ``http`` action always asks in HTTP/1.0, so waitress would answer a stream as a body
 that ends when the connection closes, and clients that read in blocks (``requests``'
-``iter_lines()`` reads 512 bytes at a time) saw an event only once enough bytes gathered
-behind it. The route first records the client's own protocol (``addvar``, before the
+``iter_lines()`` reads 512 bytes at a time) would see an event only once enough bytes
+gathered behind it. The route first records the client's own protocol (``addvar``, before the
 ``http`` action), and the mule answers an HTTP/1.1 client as HTTP/1.1 does: chunked, so
 each event reaches every client as it is written. The response still ends the connection,
 as the relay expects::

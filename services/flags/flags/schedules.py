@@ -48,7 +48,7 @@ __all__ = [
 
 log = logging.getLogger("flags.schedules")
 
-#: The fields a schedule may change (API.md); the rest of the definition is kept as it is then.
+#: The fields a schedule may change (docs/api.md); the rest of the definition is kept as it is then.
 CHANGEABLE = ("enabled", "rollout", "rules", "default", "variants")
 #: Pending schedules per flag.
 MAX_PENDING = 100

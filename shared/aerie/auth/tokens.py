@@ -83,9 +83,9 @@ class JWKSKeySource:
 
     When the issuer cannot be reached (or another thread is still trying), the key set last
     fetched still answers for ``stale_s`` (a day) after it expired. Without that, an outage
-    of tenants longer than ``lifespan`` turned every token a worker had not yet seen into a
-    503, although the keys had not changed; and while tenants is down no new key can be
-    published anyway. A ``kid`` the stale set lacks is unavailable (503), not invalid.
+    of tenants longer than ``lifespan`` would turn every token a worker had not yet seen
+    into a 503, although the keys had not changed; and while tenants is down no new key can
+    be published anyway. A ``kid`` the stale set lacks is unavailable (503), not invalid.
     """
 
     def __init__(
