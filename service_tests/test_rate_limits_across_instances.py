@@ -39,7 +39,13 @@ def two_projects(
 
 def burst(instances: list[UwsgiService], token: str, n: int) -> tuple[list[requests.Response], bool]:
     """``n`` reads spread over the instances, started just after a second begins: the answers,
-    and whether they all fell in that one second."""
+    and whether they all fell in that one second.
+
+    One read per instance first, a second before: a process that has not seen the tenant
+    yet fetches its plan aside and serves that read unlimited."""
+    for instance in instances:
+        requests.get(f"{instance.url}/v1/projects", headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    time.sleep(1.1)
     while time.time() % 1 > 0.05:
         time.sleep(0.01)
     second = int(time.time())

@@ -64,13 +64,53 @@ PLAN_TTL_S = 5.0
 TenantPlan = Callable[[str], "str | None"]
 
 
-def tenant_plan_of(tenants: Any) -> TenantPlan:
-    """The plan lookup over a :class:`~aerie.tenant_directory.TenantSource` (cached there)."""
+class PlanUnknown(LookupError):
+    """The tenant's plan is being looked up: this request is not limited."""
 
-    def plan(tenant_id: str) -> str | None:
-        tenant = tenants.get(tenant_id)
+
+#: Tenants whose plan one process looks up at once in the background.
+MAX_PLAN_FETCHES = 16
+
+
+def tenant_plan_of(tenants: Any) -> TenantPlan:
+    """The plan lookup over a :class:`~aerie.tenant_directory.TenantSource`, never waiting on it.
+
+    A read needs nothing of the tenants service, and its limit must not make it wait there
+    (a silent tenants service would hold every worker): a plan the directory has cached is
+    used, and one it has not is fetched on a thread of its own while the request goes
+    unlimited. A source without a cache (a test's fake) is asked directly.
+    """
+    cached = getattr(tenants, "cached", None)
+
+    def plan_in(tenant: Any) -> str | None:
         value = tenant.get("plan") if tenant else None
         return value if isinstance(value, str) else None
+
+    if cached is None:
+        return lambda tenant_id: plan_in(tenants.get(tenant_id))
+    fetching: set[str] = set()
+    lock = threading.Lock()
+
+    def fetch(tenant_id: str) -> None:
+        try:
+            tenants.get(tenant_id)  # caches it for the next request
+        except Exception:  # tenants away: the next request of the tenant tries again
+            log.debug("tenant plan lookup failed", exc_info=True)
+        finally:
+            with lock:
+                fetching.discard(tenant_id)
+
+    def plan(tenant_id: str) -> str | None:
+        try:
+            return plan_in(cached(tenant_id))
+        except KeyError:
+            with lock:
+                start = tenant_id not in fetching and len(fetching) < MAX_PLAN_FETCHES
+                if start:
+                    fetching.add(tenant_id)
+            if start:
+                threading.Thread(target=fetch, args=(tenant_id,), name="aerie-plan-fetch", daemon=True).start()
+            raise PlanUnknown(tenant_id) from None
 
     return plan
 
@@ -145,7 +185,7 @@ class RateLimiter:
         if plan is None:
             try:
                 plan = self._tenant_plan(tenant_id) or DEFAULT_PLAN
-            except Exception:  # the directory is away: do not refuse on a guess
+            except Exception:  # not known yet (being fetched), or the directory is away: no guess
                 return None
             self._plans[tenant_id] = plan
         return self._limits.get(plan, self._limits.get(DEFAULT_PLAN))

@@ -121,6 +121,18 @@ class TenantDirectory:
                 self._cache[tenant_id] = (tenant, self._clock())
         return tenant
 
+    def cached(self, tenant_id: str) -> Tenant | None:
+        """The tenant as this process knows it now, never asking tenants: KeyError when it
+        would have to (not cached, or no longer fresh). For what must not wait on a peer."""
+        now = self._clock()
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+        connected = self._subscriber is not None and self._subscriber.connected
+        ttl = self._subscribed_ttl_s if connected else self._unsubscribed_ttl_s
+        if hit is None or now - hit[1] >= ttl:
+            raise KeyError(tenant_id)
+        return hit[0]
+
     def status(self, tenant_id: str) -> str:
         tenant = self.get(tenant_id)
         if tenant is None:

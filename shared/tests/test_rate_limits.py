@@ -184,3 +184,34 @@ def test_counters_expire(redis_provider):
     r: redis.Redis = redis_provider.client
     (key,) = r.keys("aerie:ratelimit:*")
     assert 0 < r.ttl(key) <= 3 and "{ten_free}" in key
+
+
+def test_a_plan_not_cached_is_fetched_aside_and_the_request_does_not_wait(redis_provider):
+    import time as _time
+
+    from aerie.rate_limits import tenant_plan_of
+
+    release = threading.Event()
+
+    class SlowDirectory:
+        def __init__(self) -> None:
+            self.known: dict[str, dict[str, str]] = {}
+
+        def cached(self, tenant_id: str) -> dict[str, str]:
+            return self.known[tenant_id]
+
+        def get(self, tenant_id: str) -> dict[str, str]:
+            release.wait(5)  # a tenants service that takes its time
+            self.known[tenant_id] = {"plan": "free"}
+            return self.known[tenant_id]
+
+    directory = SlowDirectory()
+    lim = RateLimiter(redis_provider, "demo", DEFAULT_LIMITS, tenant_plan_of(directory), clock=Clock())
+    started = _time.monotonic()
+    assert lim.check("ten_slow") is None  # unlimited while the plan is fetched
+    assert _time.monotonic() - started < 0.5
+    release.set()
+    deadline = _time.monotonic() + 5
+    while "ten_slow" not in directory.known and _time.monotonic() < deadline:
+        _time.sleep(0.01)
+    assert allowed(lim, "ten_slow", 30) == 20
