@@ -2,13 +2,21 @@
 
 Alice is invited as a developer, signs in at the development OpenID Connect provider
 (``AERIE_DEV_IDP_URL``: ``make run`` starts one), and her app exchanges her ID token for an
-Aerie token. Against staging, set ``AERIE_DEV_IDP_URL`` to a provider of the same kind, or
-the journeys skip: they need a way to sign a person in without a browser.
+Aerie token. Against staging, a real provider signs people in through
+``AERIE_E2E_SIGN_IN_COMMAND``: a command given the person's email as its last argument that
+prints a verified ID token for them, which only the staging suite knows how to get (a
+password grant at UAA for test users, a provider's admin API). Without either, the journeys
+skip: they need a way to sign a person in without a browser.
 """
 
 from __future__ import annotations
 
+import os
+import shlex
+import subprocess
+import sys
 import uuid
+from collections.abc import Callable
 
 import jwt
 import pytest
@@ -23,12 +31,32 @@ EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ID_TOKEN = "urn:ietf:params:oauth:token-type:id_token"
 
 
+SignIn = Callable[[str], str]
+
+
+def command_sign_in(command: str, env: dict[str, str]) -> SignIn:
+    """ID tokens from ``command`` (given the email last), with the suite's ``AERIE_*`` around it."""
+
+    def by_command(email: str) -> str:
+        done = subprocess.run(
+            [*shlex.split(command), email], capture_output=True, text=True, timeout=60, env={**os.environ, **env}
+        )
+        assert done.returncode == 0, f"AERIE_E2E_SIGN_IN_COMMAND failed for {email}: {done.stderr[-500:]}"
+        return done.stdout.strip()
+
+    return by_command
+
+
 @pytest.fixture
-def idp(aerie) -> str:
+def idp(aerie) -> SignIn:
+    """How a person (by email) gets a verified ID token here."""
     url = aerie.env.get("AERIE_DEV_IDP_URL")
-    if not url:
-        pytest.skip("AERIE_DEV_IDP_URL is not set: no provider to sign a person in at")
-    return url.rstrip("/")
+    if url:
+        return lambda email: sign_in(url.rstrip("/"), email)
+    command = aerie.env.get("AERIE_E2E_SIGN_IN_COMMAND")
+    if command:
+        return command_sign_in(command, aerie.env)
+    pytest.skip("neither AERIE_DEV_IDP_URL nor AERIE_E2E_SIGN_IN_COMMAND is set: no way to sign a person in")
 
 
 def invite(aerie, tenant_id: str, email: str, role: str, token: str | None = None) -> requests.Response:
@@ -65,7 +93,7 @@ def test_alice_is_invited_signs_in_works_and_is_in_the_trail(aerie, idp):
     member = r.json()
     assert member["status"] == "invited"
 
-    r = exchange(aerie, app, sign_in(idp, alice))
+    r = exchange(aerie, app, idp(alice))
     assert r.status_code == 200, r.text
     token = r.json()["access_token"]
     assert set(r.json()["scope"].split()) == {"tenants:read", "projects:read", "projects:write", "audit:read"}
@@ -127,7 +155,7 @@ def test_a_removed_person_is_locked_out_everywhere(aerie, idp):
     app = exchanging_client(aerie, tenant["id"], ["projects:read", "tenants:read"])
     dave = f"dave-{aerie.run_id}@example.com"
     member = invite(aerie, tenant["id"], dave, "viewer").json()
-    token = exchange(aerie, app, sign_in(idp, dave)).json()["access_token"]
+    token = exchange(aerie, app, idp(dave)).json()["access_token"]
     assert jwt.decode(token, options={"verify_signature": False})["act"] == {"sub": app["client_id"]}
     assert aerie.call("GET", "projects", "/v1/projects", token=token).status_code == 200
     path = f"/v1/tenants/{tenant['id']}/members/{member['id']}"
@@ -137,4 +165,17 @@ def test_a_removed_person_is_locked_out_everywhere(aerie, idp):
         within=1.5,
         what="the removed person's token refused by projects",
     )
-    assert exchange(aerie, app, sign_in(idp, dave)).json()["error"] == "invalid_grant"
+    assert exchange(aerie, app, idp(dave)).json()["error"] == "invalid_grant"
+
+
+def test_a_sign_in_command_gives_a_token_the_exchange_takes(aerie):
+    """The staging way of signing people in, played here by the dev provider's own command."""
+    if not aerie.env.get("AERIE_DEV_IDP_URL"):
+        pytest.skip("AERIE_DEV_IDP_URL is not set: no provider for the command to sign in at")
+    tenant = aerie.create_tenant()
+    app = exchanging_client(aerie, tenant["id"], ["projects:read"])
+    erin = f"erin-{aerie.run_id}@example.com"
+    invite(aerie, tenant["id"], erin, "viewer")
+    sign_in_erin = command_sign_in(f"{shlex.quote(sys.executable)} -m aerie.local.sign_in", aerie.env)
+    r = exchange(aerie, app, sign_in_erin(erin))
+    assert r.status_code == 200, r.text
