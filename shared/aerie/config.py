@@ -16,7 +16,16 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-__all__ = ["ConfigError", "RedisSettings", "Settings", "int_setting", "number_setting", "redis_url_from_env"]
+__all__ = [
+    "SECRETS_BINDING",
+    "ConfigError",
+    "RedisSettings",
+    "Settings",
+    "int_setting",
+    "number_setting",
+    "redis_url_from_env",
+    "secrets_from_bindings",
+]
 
 
 class ConfigError(Exception):
@@ -63,6 +72,11 @@ class Settings:
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
+        # Secrets bound as a user-provided service (which `cf env` does not print in the
+        # app's environment) fill what the environment leaves unset; the environment wins.
+        bound = secrets_from_bindings(_json_env(env, "VCAP_SERVICES") or {})
+        if bound:
+            env = {**bound, **env}
         app = _json_env(env, "VCAP_APPLICATION") or {}
         index_raw = env.get("CF_INSTANCE_INDEX", app.get("instance_index", 0))
         tenants_url = _optional_url(env, "AERIE_TENANTS_URL")
@@ -103,6 +117,39 @@ class Settings:
         if not value:
             raise ConfigError(f"{name} is not set")
         return value
+
+
+#: A user-provided service with this tag, or a name starting so, holds ``AERIE_*`` settings
+#: (``cf cups aerie-secrets-tenants -p '{"AERIE_SIGNING_KEYS": ...}' -t aerie-secrets``).
+SECRETS_BINDING = "aerie-secrets"
+
+
+def secrets_from_bindings(services: Any) -> dict[str, str]:
+    """The ``AERIE_*`` settings of every bound secrets service, as environment strings.
+
+    A value that is not a string (the signing keys as a JSON object, say) is passed on as its
+    JSON. A key that is no ``AERIE_*`` setting is refused: it would be ignored, silently.
+    """
+    found: dict[str, str] = {}
+    if not isinstance(services, dict):
+        return found
+    for bindings in services.values():
+        for binding in bindings if isinstance(bindings, list) else ():
+            if not isinstance(binding, dict):
+                continue
+            name = str(binding.get("name") or binding.get("instance_name") or "")
+            if SECRETS_BINDING not in (binding.get("tags") or []) and not name.startswith(SECRETS_BINDING):
+                continue
+            creds = binding.get("credentials")
+            if not isinstance(creds, dict):
+                raise ConfigError(f"VCAP_SERVICES binding {name!r} has no credentials object")
+            for key, value in creds.items():
+                if not (isinstance(key, str) and key.startswith("AERIE_")):
+                    raise ConfigError(
+                        f"VCAP_SERVICES binding {name!r} holds {key!r}: only AERIE_* settings belong there"
+                    )
+                found[key] = value if isinstance(value, str) else json.dumps(value)
+    return found
 
 
 def redis_url_from_env(env: Mapping[str, str]) -> str:

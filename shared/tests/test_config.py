@@ -363,3 +363,36 @@ def test_exit_on_config_error_returns_the_built_app(clean_env: pytest.MonkeyPatc
     assert aerie.app.exit_on_config_error("demo", build) is sentinel
     assert seen[0].service == "demo" and seen[0].instance_index == 4
     assert logging_calls == [("demo", 4, "INFO")]
+
+
+# --- Secrets from a bound user-provided service -----------------------------------------------
+
+
+def _secrets_binding(credentials: Any, name: str = "aerie-secrets-projects", tags: list[str] | None = None) -> str:
+    redis_binding = {"name": "aerie-redis", "label": "p.redis", "tags": ["redis"],
+                     "credentials": {"host": "10.0.0.5", "port": 6379, "password": "pw"}}  # fmt: skip
+    secrets = {"name": name, "label": "user-provided", "tags": tags or [], "credentials": credentials}
+    return json.dumps({"p.redis": [redis_binding], "user-provided": [secrets]})
+
+
+def test_secrets_come_from_a_bound_user_provided_service_and_the_environment_wins():
+    vcap = _secrets_binding(
+        {"AERIE_CLIENT_SECRET": "from-binding", "AERIE_SIGNING_KEYS": {"keys": []}, "AERIE_CLIENT_ID": "svc-projects"}
+    )
+    s = Settings.from_env("demo", {"AERIE_ISSUER": ISSUER, "VCAP_SERVICES": vcap})
+    assert (s.client_id, s.client_secret) == ("svc-projects", "from-binding")
+    assert json.loads(s.extra["AERIE_SIGNING_KEYS"]) == {"keys": []}
+    assert s.redis.url.startswith("redis://:pw@10.0.0.5:6379")
+    both = Settings.from_env("demo", {"AERIE_ISSUER": ISSUER, "VCAP_SERVICES": vcap, "AERIE_CLIENT_SECRET": "env"})
+    assert both.client_secret == "env"
+
+
+def test_a_secrets_service_is_found_by_its_tag_too():
+    vcap = _secrets_binding({"AERIE_CLIENT_SECRET": "tagged"}, name="vault-ish", tags=["aerie-secrets"])
+    assert Settings.from_env("demo", {"AERIE_ISSUER": ISSUER, "VCAP_SERVICES": vcap}).client_secret == "tagged"
+
+
+def test_a_secrets_service_holding_something_else_is_one_configuration_error():
+    vcap = _secrets_binding({"AERIE_CLIENT_SECRET": "x", "password": "y"})
+    message = config_error(Settings.from_env, "demo", {"AERIE_ISSUER": ISSUER, "VCAP_SERVICES": vcap})
+    assert "aerie-secrets-projects" in message and "'password'" in message
