@@ -22,6 +22,7 @@ from aerie.background import Background
 from aerie.config import ConfigError, Settings
 from aerie.docs import DocsAssetResource, DocsResource
 from aerie.endpoints import Endpoint, endpoint_of, responders_of
+from aerie.error_reporting import init_error_reporting
 from aerie.errors import install_error_handling
 from aerie.events import STREAM_KEY
 from aerie.i18n import Catalogs, LanguageMiddleware, Languages, Request, TenantLanguage
@@ -87,6 +88,7 @@ class Infrastructure:
             if not settings.jwks_url:
                 raise ConfigError("AERIE_JWKS_URL is not set (nor AERIE_TENANTS_URL to derive it from)")
             keys = JWKSKeySource(settings.jwks_url)
+        init_error_reporting(settings)
         redis_provider = RedisProvider(settings.redis)
         subscriber = Subscriber(redis_provider, name=f"{settings.service}-subscriber")
         revocations = RevocationList(redis_provider, subscriber)
