@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import threading
 import time
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from console.config import ConsoleConfig
 from console.session import SignIn
 
 __all__ = ["Exchanged", "SignInFailed", "SignInFlow"]
+
+log = logging.getLogger("aerie.console.sign_in")
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a URN)
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN)
@@ -114,6 +117,8 @@ class SignInFlow:
             raise SignInFailed("The sign-in provider did not answer. Try again.") from None
         id_token = body.get("id_token") if isinstance(body, dict) and resp.status_code == 200 else None
         if not isinstance(id_token, str):
+            error = body.get("error") if isinstance(body, dict) else None
+            log.warning("the provider refused a code", extra={"status": resp.status_code, "error": error})
             raise SignInFailed("The sign-in provider refused the sign-in. Start again.")
         try:
             claims = jwt.decode(id_token, options={"verify_signature": False})

@@ -192,6 +192,8 @@ class LocalStack:
             env["AERIE_CONSOLE_URL"] = self.url(name)
             env["AERIE_CONSOLE_OIDC_ISSUER"] = self.idp_url
             env["AERIE_CONSOLE_OIDC_CLIENT_ID"] = AUDIENCE
+            # The dev provider takes any secret, but wants one (a confidential client).
+            env["AERIE_CONSOLE_OIDC_CLIENT_SECRET"] = AUDIENCE
         return env
 
     def write_env_file(self) -> Path:
