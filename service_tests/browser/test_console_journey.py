@@ -79,40 +79,64 @@ def _text(driver: Any, element_id: str) -> str:
     return str(found[0].text) if found else ""
 
 
+def _admin_token(stack: LocalStack) -> str:
+    secrets = stack.secrets
+    r = requests.post(
+        f"{stack.env()['AERIE_TENANTS_URL']}/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": basic_auth(secrets.bootstrap_client_id, secrets.bootstrap_client_secret)},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def _tenant(stack: LocalStack, admin: str) -> dict[str, Any]:
+    r = requests.post(
+        f"{stack.env()['AERIE_TENANTS_URL']}/v1/tenants",
+        json={"slug": f"acme-{uuid.uuid4().hex[:8]}", "name": "Acme", "plan": "team"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _person(idp: str, email: str) -> None:
+    """The person's claims at the provider, as signing up there would have set them."""
+    r = requests.put(f"{idp}/users/{email}", json={"email": email, "email_verified": True}, timeout=10)
+    assert r.status_code == 204, r.text
+
+
+def _sign_in(browser: Any, console: str, idp: str, email: str, lands: str) -> None:
+    """Through the console's link and the provider's real form, back to ``lands``."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(console)
+    browser.delete_all_cookies()
+    browser.get(console)
+    browser.find_element(By.ID, "sign-in").click()
+    wait_for(lambda: browser.current_url.startswith(idp), 15, "the provider's sign-in form")
+    browser.find_element(By.NAME, "sub").send_keys(email)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait_for(lambda: browser.current_url.startswith(f"{console}{lands}"), 15, f"back at the console's {lands}")
+    assert email in _text(browser, "who")
+
+
 def test_a_platform_admin_runs_a_flag_from_the_console(stack: LocalStack, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     urls = stack.env()
     console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
-    secrets = stack.secrets
-    admin = requests.post(
-        f"{urls['AERIE_TENANTS_URL']}/v1/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers={"Authorization": basic_auth(secrets.bootstrap_client_id, secrets.bootstrap_client_secret)},
-        timeout=10,
-    ).json()["access_token"]
-    slug = f"acme-{uuid.uuid4().hex[:8]}"
-    tenant = requests.post(
-        f"{urls['AERIE_TENANTS_URL']}/v1/tenants",
-        json={"slug": slug, "name": "Acme", "plan": "team"},
-        headers={"Authorization": f"Bearer {admin}"},
-        timeout=10,
-    ).json()
-    # The person's claims at the provider, as signing up there would have set them.
-    r = requests.put(f"{idp}/users/{SAMPLE_ADMIN}", json={"email": SAMPLE_ADMIN, "email_verified": True}, timeout=10)
-    assert r.status_code == 204, r.text
+    tenant = _tenant(stack, _admin_token(stack))
+    _person(idp, SAMPLE_ADMIN)
 
     key = f"journey-{uuid.uuid4().hex[:8]}"
     steps = Steps(browser, "console-journey")
     with steps.step("sign in at the provider"):
-        browser.get(console)
-        browser.find_element(By.ID, "sign-in").click()
-        wait_for(lambda: browser.current_url.startswith(idp), 15, "the provider's sign-in form")
-        browser.find_element(By.NAME, "sub").send_keys(SAMPLE_ADMIN)
-        browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-        wait_for(lambda: browser.current_url.startswith(f"{console}/flags"), 15, "back at the console's flags")
-        assert SAMPLE_ADMIN in _text(browser, "who") and "platform-admin" in _text(browser, "who")
+        _sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
+        assert "platform-admin" in _text(browser, "who")
 
     with steps.step("create a flag"):
         browser.find_element(By.ID, "key").send_keys(key)
@@ -181,3 +205,61 @@ def test_a_platform_admin_runs_a_flag_from_the_console(stack: LocalStack, browse
         wait_for(lambda: _text(browser, "signed-out") == "You are signed out.", 15, "signed out")
         browser.get(f"{console}/flags")
         wait_for(lambda: browser.current_url.startswith(idp), 15, "a signed-out person is sent to sign in")
+
+
+def test_an_owner_invites_a_developer_who_sees_what_the_role_allows(stack: LocalStack, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    urls = stack.env()
+    console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
+    admin = _admin_token(stack)
+    tenant, other = _tenant(stack, admin), _tenant(stack, admin)
+    owner, developer = f"owner@{tenant['slug']}.example", f"dev@{tenant['slug']}.example"
+    r = requests.post(
+        f"{urls['AERIE_TENANTS_URL']}/v1/tenants/{tenant['id']}/members",
+        json={"email": owner, "role": "owner"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    _person(idp, owner)
+    _person(idp, developer)
+    members = f"/tenants/{tenant['id']}/members"
+
+    steps = Steps(browser, "console-members")
+    with steps.step("the owner signs in to the members"):
+        _sign_in(browser, console, idp, owner, members)
+        assert "(owner)" in _text(browser, "who")
+
+    with steps.step("invite a developer"):
+        browser.find_element(By.ID, "invite-email").send_keys(developer)
+        Select(browser.find_element(By.ID, "invite-role")).select_by_value("developer")
+        browser.find_element(By.ID, "invite").click()
+        wait_for(lambda: f"{developer} invited." in _text(browser, "notice"), 15, "the invitation")
+        rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        assert any(developer in row and "developer" in row and "invited" in row for row in rows), rows
+
+    with steps.step("sign out"):
+        browser.find_element(By.ID, "sign-out").click()
+        wait_for(lambda: _text(browser, "signed-out"), 15, "signed out")
+
+    with steps.step("the developer sees the audit trail and nothing more"):
+        _sign_in(browser, console, idp, developer, "/audit")
+        assert "(developer)" in _text(browser, "who")
+        assert not browser.find_elements(By.LINK_TEXT, "Members")
+        browser.get(f"{console}{members}")
+        assert "Your role does not show the tenant's members." in _text(browser, "problem-detail")
+        browser.get(f"{console}/tenants/{other['id']}/members")
+        assert _text(browser, "problem-title") == "Not found"
+        browser.get(f"{console}/flags")
+        assert "platform people" in _text(browser, "problem-detail")
+        browser.get(f"{console}/audit?action=member.invited")
+        wait_for(
+            lambda: (
+                browser.refresh()
+                or [r.text for r in browser.find_elements(By.CSS_SELECTOR, "tr.entry") if "user usr_" in r.text]
+            ),
+            20,
+            "the invitation in the tenant's trail, by the owner",
+        )

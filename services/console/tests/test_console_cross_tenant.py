@@ -62,3 +62,14 @@ def test_a_viewer_sees_flags_without_any_control(client, fake_http, fake_api):
     page = client.simulate_get("/flags/f1").text
     assert 'id="kill-switch"' not in page and 'id="save-rollout"' not in page and 'id="evaluate"' in page
     assert 'id="create-flag"' not in client.simulate_get("/flags").text
+
+
+def test_each_role_lands_on_the_page_it_may_read(client, fake_http):
+    signed_in(client, fake_http, token(**ADMIN_OF_A))
+    assert client.simulate_get("/").headers["Location"] == f"/tenants/{TEN_A}/members"
+    signed_in(client, fake_http, token(TEN_A, scope="audit:read flags:read", role="developer"))
+    home = client.simulate_get("/")
+    assert home.headers["Location"] == "/audit"
+    assert "Members" not in client.simulate_get("/audit").text
+    signed_in(client, fake_http, token(TEN_A, scope="flags:read", role="viewer"))
+    assert 'id="nothing-here"' in client.simulate_get("/").text

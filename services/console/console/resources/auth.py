@@ -21,7 +21,11 @@ class Home:
             return
         if session.is_platform:
             raise falcon.HTTPSeeOther("/flags")
-        raise falcon.HTTPSeeOther(f"/tenants/{session.tenant_id}/members")
+        if session.can("members:read"):
+            raise falcon.HTTPSeeOther(f"/tenants/{session.tenant_id}/members")
+        if session.can("audit:read"):
+            raise falcon.HTTPSeeOther("/audit")
+        self._pages.render(resp, "home.html", session)
 
 
 class SignInStart:
