@@ -90,6 +90,9 @@ def deployment(cf_redis: RedisServer) -> dict[str, Any]:
         variables[f"{name}_instances"] = 1
         variables[f"{name}_route"] = f"aerie-{name}.apps.internal"
         variables[f"{name}_url"] = f"http://127.0.0.1:{ports[name]}"
+    # The console's provider is only asked when someone signs in, which the load does not.
+    variables["console_oidc_issuer"] = "http://127.0.0.1:9/idp"
+    variables["console_oidc_client"] = "aerie-console"
     binding = p_redis_binding("aerie-redis", "127.0.0.1", cf_redis.port, cf_redis.password)
     return {"ports": ports, "vars": variables, "vcap_services": binding}
 
@@ -167,10 +170,16 @@ def _load_calls(name: str, base: str, tokens: dict[str, str], v: dict[str, Any])
     s = requests.Session()
     tenant = {"Authorization": f"Bearer {tokens['tenant']}"}
     admin = {"Authorization": f"Bearer {tokens['admin']}"}
-    calls: list[Callable[[], int]] = [
-        lambda: s.get(f"{base}/health", timeout=10).status_code,
-        lambda: s.get(f"{base}/openapi.json", timeout=10).status_code,
-    ]
+    calls: list[Callable[[], int]] = [lambda: s.get(f"{base}/health", timeout=10).status_code]
+    if name == "console":
+        # HTML pages, not an API: no /openapi.json. A signed-out page sends to sign-in (303).
+        calls += [
+            lambda: s.get(f"{base}/", timeout=10).status_code,
+            lambda: s.get(f"{base}/static/console.css", timeout=10).status_code,
+            lambda: s.get(f"{base}/flags", allow_redirects=False, timeout=10).status_code,
+        ]
+        return calls
+    calls.append(lambda: s.get(f"{base}/openapi.json", timeout=10).status_code)
     if name == "tenants":
         auth = basic_auth(v["bootstrap_client_id"], v["bootstrap_client_secret"])
         calls += [

@@ -25,7 +25,18 @@ SPOILED = [
     ("flags", "AERIE_SSE_MAX_STREAMS", "-1"),
     ("audit", "AUDIT_RETENTION_DAYS", "forever"),
     ("audit", "PORT", "http"),
+    ("console", "AERIE_CONSOLE_URL", "console.example.com"),
+    ("console", "AERIE_CONSOLE_OIDC_ISSUER", "ftp://idp.example.com"),
+    ("console", "AERIE_CONSOLE_TIMEOUT", "forever"),
 ]
+#: What the console needs beside every service's settings, so only the spoiled one fails.
+CONSOLE_ENV = {
+    "AERIE_CONSOLE_URL": "http://127.0.0.1:8085",
+    "AERIE_CONSOLE_OIDC_ISSUER": "http://127.0.0.1:9400",
+    "AERIE_CONSOLE_OIDC_CLIENT_ID": "aerie-local",
+    "AERIE_FLAGS_URL": "http://127.0.0.1:8083",
+    "AERIE_AUDIT_URL": "http://127.0.0.1:8084",
+}
 
 
 @pytest.mark.parametrize(("service", "name", "value"), SPOILED)
@@ -37,6 +48,8 @@ def test_a_malformed_setting_stops_start_up_with_one_line(
         env = tenants_env(redis_server, signing_key, port)
     else:
         env = service_env(redis_server, f"http://127.0.0.1:{free_port()}")
+        if service == "console":
+            env.update(CONSOLE_ENV)
     instance = UwsgiService(REPO / "services" / service, port, {**env, name: value}, log_path=tmp_path / "bad.log")
     instance.env[name] = value
     instance.start(wait_ready=False)

@@ -73,11 +73,15 @@ def test_secrets_are_made_once_private_and_reused(tmp_path):
     assert first.bootstrap_client_id == "aerie-bootstrap"
     assert len(first.bootstrap_client_secret) >= 43  # 32 random bytes, URL-safe base64
     assert first.redis_password != first.bootstrap_client_secret
-    assert set(first.service_clients) == {"projects", "flags", "audit"}
+    assert set(first.service_clients) == {"projects", "flags", "audit", "console"}
     for name, client in first.service_clients.items():
         assert client.client_id == f"svc-{name}"
-        assert client.scopes == ("platform:read", "audit:write")
-    assert len({c.secret for c in first.service_clients.values()}) == 3
+        if name == "console":
+            # It only exchanges people's sign-ins: it can mint no token of its own.
+            assert (client.scopes, client.grants) == (("platform:admin",), ("token-exchange",))
+        else:
+            assert (client.scopes, client.grants) == (("platform:read", "audit:write"), ("client_credentials",))
+    assert len({c.secret for c in first.service_clients.values()}) == 4
 
 
 def test_signing_key_is_a_private_rs256_jwk_set_that_signs(tmp_path):
@@ -128,6 +132,7 @@ def test_local_env_names_every_service_and_the_bootstrap_client(tmp_path):
         "AERIE_PROJECTS_URL": "http://127.0.0.1:8082",
         "AERIE_FLAGS_URL": "http://127.0.0.1:8083",
         "AERIE_AUDIT_URL": "http://127.0.0.1:8084",
+        "AERIE_CONSOLE_URL": "http://127.0.0.1:8085",
         "AERIE_BOOTSTRAP_CLIENT_ID": "aerie-bootstrap",
         "AERIE_BOOTSTRAP_CLIENT_SECRET": s.bootstrap_client_secret,
         "REDIS_URL": f"redis://:{s.redis_password}@127.0.0.1:6380/0",
@@ -190,9 +195,15 @@ def test_services_are_found_by_uwsgi_ini_in_start_order(tmp_path):
 
 def test_ports_flags_beat_env_and_specific_beats_base():
     env = {"AERIE_FLAGS_PORT": "9003", "AERIE_AUDIT_PORT": "9004"}
-    assert resolve_ports([], environ=env) == {"tenants": 8081, "projects": 8082, "flags": 9003, "audit": 9004}
+    assert resolve_ports([], environ=env) == {
+        "tenants": 8081,
+        "projects": 8082,
+        "flags": 9003,
+        "audit": 9004,
+        "console": 8085,
+    }
     ports = resolve_ports(["zeta"], base_port=7000, overrides={"audit": 7777}, environ=env)
-    assert ports == {"tenants": 7000, "projects": 7001, "flags": 7002, "audit": 7777, "zeta": 7004}
+    assert ports == {"tenants": 7000, "projects": 7001, "flags": 7002, "audit": 7777, "console": 7004, "zeta": 7005}
     with pytest.raises(StackError, match="AERIE_TENANTS_PORT"):
         resolve_ports([], environ={"AERIE_TENANTS_PORT": "eighty"})
 

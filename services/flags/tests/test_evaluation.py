@@ -196,7 +196,6 @@ def test_other_bad_evaluation_requests(api):
 @pytest.mark.parametrize(
     ("method", "path"),
     [
-        ("POST", "/v1/evaluate"),
         ("GET", "/v1/flags/x/evaluation"),
         ("GET", "/v1/flags/snapshot"),
         ("GET", "/v1/flags/stream"),
@@ -274,3 +273,20 @@ def test_deeply_nested_bodies_are_clear_problems(api):
         node = node["a"]
     body = assert_problem(api.evaluate(nested), 422, "validation_error")
     assert body["errors"] == [{"field": "context", "message": "nests deeper than 254 levels"}]
+
+
+def test_a_platform_admin_previews_as_the_tenant_it_names(api):
+    """The console's "evaluate for this context": the tenant's own answer, overrides included."""
+    api.put_flag("preview", 201, default=False, allow_overrides="tenant")
+    r = api.c.simulate_put("/v1/flags/preview/overrides/tenant", json={"value": True}, headers=api.headers())
+    assert r.status_code == 200, r.text
+    body = {"context": {"user_id": "u-1"}, "keys": ["preview"]}
+    assert_problem(api.c.simulate_post("/v1/evaluate", json=body, headers=api.admin()), 403, "tenant_required")
+    r = api.c.simulate_post("/v1/evaluate", params={"tenant_id": TEN_A}, json=body, headers=api.admin())
+    assert r.status_code == 200, r.text
+    assert r.json["flags"]["preview"]["value"] is True and r.json["flags"]["preview"]["reason"] == "TARGETING_MATCH"
+    reader = api.headers(tenant_id=None, scope="platform:read flags:read")
+    r = api.c.simulate_post("/v1/evaluate", params={"tenant_id": TEN_A}, json=body, headers=reader)
+    assert_problem(r, 403, "tenant_required")
+    r = api.c.simulate_post("/v1/evaluate", params={"tenant_id": "ten_other"}, json=body, headers=api.headers())
+    assert_problem(r, 403, "forbidden")

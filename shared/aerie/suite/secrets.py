@@ -22,6 +22,8 @@ from jwt.algorithms import RSAAlgorithm
 
 __all__ = [
     "BOOTSTRAP_CLIENT_ID",
+    "CONSOLE_CLIENT_GRANTS",
+    "CONSOLE_CLIENT_SCOPES",
     "DEFAULT_CLIENT_SERVICES",
     "SERVICE_CLIENT_SCOPES",
     "ServiceCredentials",
@@ -36,7 +38,13 @@ BOOTSTRAP_CLIENT_ID = "aerie-bootstrap"
 #: What a service needs from the platform: read any tenant, append to the audit trail.
 SERVICE_CLIENT_SCOPES: tuple[str, ...] = ("platform:read", "audit:write")
 #: The services that call others and so get a client of their own (tenants is the issuer).
-DEFAULT_CLIENT_SERVICES: tuple[str, ...] = ("projects", "flags", "audit")
+DEFAULT_CLIENT_SERVICES: tuple[str, ...] = ("projects", "flags", "audit", "console")
+#: The console's client only exchanges a signed-in person's provider token for that person's
+#: Aerie token: platform:admin caps what it may pass on (each person's role decides), and
+#: without client credentials it can mint no token of its own.
+CONSOLE_CLIENT_SCOPES: tuple[str, ...] = ("platform:admin",)
+CONSOLE_CLIENT_GRANTS: tuple[str, ...] = ("token-exchange",)
+CLIENT_CREDENTIALS_GRANTS: tuple[str, ...] = ("client_credentials",)
 
 
 @dataclass(frozen=True)
@@ -46,14 +54,18 @@ class ServiceCredentials:
     client_id: str
     secret: str
     scopes: tuple[str, ...] = SERVICE_CLIENT_SCOPES
+    grants: tuple[str, ...] = CLIENT_CREDENTIALS_GRANTS
 
     def for_issuer(self) -> dict[str, Any]:
-        """The entry of ``AERIE_SERVICE_CLIENTS``: the hash, never the secret."""
-        return {
+        """The entry of ``AERIE_SERVICE_CLIENTS``: the hash, never the secret (``grants`` when not the default)."""
+        entry: dict[str, Any] = {
             "client_id": self.client_id,
             "secret_sha256": hashlib.sha256(self.secret.encode()).hexdigest(),
             "scopes": list(self.scopes),
         }
+        if self.grants != CLIENT_CREDENTIALS_GRANTS:
+            entry["grants"] = list(self.grants)
+        return entry
 
 
 @dataclass(frozen=True)
@@ -78,7 +90,7 @@ class SuiteSecrets:
             "bootstrap_client": {"client_id": self.bootstrap_client_id, "secret": self.bootstrap_client_secret},
             "redis_password": self.redis_password,
             "service_clients": {
-                name: {"client_id": c.client_id, "secret": c.secret, "scopes": list(c.scopes)}
+                name: {"client_id": c.client_id, "secret": c.secret, "scopes": list(c.scopes), "grants": list(c.grants)}
                 for name, c in sorted(self.service_clients.items())
             },
         }
@@ -88,7 +100,9 @@ class SuiteSecrets:
         try:
             boot = data["bootstrap_client"]
             clients = {
-                name: ServiceCredentials(c["client_id"], c["secret"], tuple(c["scopes"]))
+                name: ServiceCredentials(
+                    c["client_id"], c["secret"], tuple(c["scopes"]), tuple(c.get("grants") or CLIENT_CREDENTIALS_GRANTS)
+                )
                 for name, c in data.get("service_clients", {}).items()
             }
             keys = data["signing_keys"]
@@ -126,6 +140,9 @@ def new_signing_jwks() -> dict[str, Any]:
 
 
 def new_service_client(service: str) -> ServiceCredentials:
+    if service == "console":
+        secret = secrets.token_urlsafe(32)
+        return ServiceCredentials("svc-console", secret, CONSOLE_CLIENT_SCOPES, CONSOLE_CLIENT_GRANTS)
     return ServiceCredentials(f"svc-{service}", secrets.token_urlsafe(32))
 
 

@@ -9,14 +9,18 @@ import falcon
 
 from aerie import errors
 from aerie.app import JSON_UTF8, dumps_json
-from aerie.auth.principal import Principal
+from aerie.auth.principal import PLATFORM_ADMIN, Principal
 from aerie.endpoints import endpoint
+from aerie.i18n import msg
 from aerie.tenancy import TenantScope
 from flags import schemas
 from flags.evaluator import Evaluator
 from flags.snapshot import FlagReplica
 
 READ = ("flags:read",)
+#: ``POST /v1/evaluate?tenant_id=``: a platform admin previews a flag as that tenant sees it
+#: (the console's "evaluate for this context"); a tenant token may only repeat its own.
+EVALUATE_QUERY: dict[str, Any] = {"tenant_id": {"type": "string", "regex": r"^[A-Za-z0-9_-]{1,64}$"}}
 
 
 def with_person(principal: Principal, context: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -34,7 +38,7 @@ class Evaluate:
     @endpoint(
         "Evaluate flags for a context",
         scopes=READ,
-        tenant=True,
+        query=EVALUATE_QUERY,
         body=schemas.EVALUATE,
         check=schemas.check_evaluate,
         response=schemas.EVALUATE_RESULT,
@@ -42,12 +46,15 @@ class Evaluate:
         "most 100 keys and 8 KiB as JSON, nested at most 254 levels. The server adds `tenant_id` (from the "
         "token) and `tenant` (`plan`, `created_at`, `language` from the tenants service), replacing any sent. "
         "Without `keys`, every flag is evaluated; a key that names no flag answers reason `ERROR` with value null. "
-        "With a person's token, `user_id` defaults to the person (the token's `sub`).",
+        "With a person's token, `user_id` defaults to the person (the token's `sub`). A platform:admin token "
+        "names the tenant to evaluate as with `?tenant_id=` (a preview); any other platform token gets 403.",
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         body = req.context.body
         principal = req.context.principal
-        tenant_id = self._scope.own(principal)
+        tenant_id = self._scope.reading(principal, req.context.query.get("tenant_id"), platform=PLATFORM_ADMIN)
+        if tenant_id is None:
+            raise errors.Problem(403, "tenant_required", msg("Name the tenant to evaluate as: ?tenant_id=."))
         context = with_person(principal, body.get("context", {}))
         flags = self._evaluator.evaluate_flags(tenant_id, context, body.get("keys"))
         resp.content_type = JSON_UTF8

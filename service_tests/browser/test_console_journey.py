@@ -1,0 +1,265 @@
+"""The console in headless Chromium against a real stack: real uWSGI services, Redis and the
+development provider's own sign-in form.
+
+The platform admin signs in, creates a flag, rolls it out to 25% and sees the preview, flips
+the kill switch, finds both changes in the audit trail with themselves as the actor,
+verifies the chain and signs out. Each step that fails leaves a screenshot and the page's
+HTML in the output folder (``AERIE_TEST_OUTPUT``, else ``service_tests/browser/output``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from aerie.local.dev_idp import SAMPLE_ADMIN
+from aerie.local.stack import LocalStack
+from aerie.testing.browser import chromium, wait_for
+from aerie.testing.http import basic_auth
+
+pytestmark = [pytest.mark.console, pytest.mark.flags, pytest.mark.audit, pytest.mark.tenants]
+
+REPO = Path(__file__).resolve().parents[2]
+OUTPUT = Path(os.environ.get("AERIE_TEST_OUTPUT") or Path(__file__).resolve().parent / "output")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    with LocalStack.isolated(REPO, tmp_path_factory.mktemp("console-stack"), ready_timeout=120) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    driver = chromium()
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+class Steps:
+    """Names each step; a failing one leaves its screenshot and HTML behind."""
+
+    def __init__(self, driver: Any, test: str) -> None:
+        self.driver = driver
+        self.test = test
+        self.number = 0
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.number += 1
+        try:
+            yield
+        except BaseException:
+            OUTPUT.mkdir(parents=True, exist_ok=True)
+            stem = OUTPUT / f"{self.test}-{self.number:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
+            self.driver.save_screenshot(str(stem.with_suffix(".png")))
+            stem.with_suffix(".html").write_text(self.driver.page_source)
+            print(f"\nstep {self.number} ({name}) failed at {self.driver.current_url}: see {stem}.png")
+            raise
+
+
+def _bucket(key: str, value: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"{key}:{value}".encode()).digest()[:4], "big") % 10000
+
+
+def _text(driver: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.ID, element_id)
+    return str(found[0].text) if found else ""
+
+
+def _admin_token(stack: LocalStack) -> str:
+    secrets = stack.secrets
+    r = requests.post(
+        f"{stack.env()['AERIE_TENANTS_URL']}/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": basic_auth(secrets.bootstrap_client_id, secrets.bootstrap_client_secret)},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def _tenant(stack: LocalStack, admin: str) -> dict[str, Any]:
+    r = requests.post(
+        f"{stack.env()['AERIE_TENANTS_URL']}/v1/tenants",
+        json={"slug": f"acme-{uuid.uuid4().hex[:8]}", "name": "Acme", "plan": "team"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _person(idp: str, email: str) -> None:
+    """The person's claims at the provider, as signing up there would have set them."""
+    r = requests.put(f"{idp}/users/{email}", json={"email": email, "email_verified": True}, timeout=10)
+    assert r.status_code == 204, r.text
+
+
+def _sign_in(browser: Any, console: str, idp: str, email: str, lands: str) -> None:
+    """Through the console's link and the provider's real form, back to ``lands``."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(console)
+    browser.delete_all_cookies()
+    browser.get(console)
+    browser.find_element(By.ID, "sign-in").click()
+    wait_for(lambda: browser.current_url.startswith(idp), 15, "the provider's sign-in form")
+    browser.find_element(By.NAME, "sub").send_keys(email)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait_for(lambda: browser.current_url.startswith(f"{console}{lands}"), 15, f"back at the console's {lands}")
+    assert email in _text(browser, "who")
+
+
+def test_a_platform_admin_runs_a_flag_from_the_console(stack: LocalStack, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    urls = stack.env()
+    console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
+    tenant = _tenant(stack, _admin_token(stack))
+    _person(idp, SAMPLE_ADMIN)
+
+    key = f"journey-{uuid.uuid4().hex[:8]}"
+    steps = Steps(browser, "console-journey")
+    with steps.step("sign in at the provider"):
+        _sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
+        assert "platform-admin" in _text(browser, "who")
+
+    with steps.step("create a flag"):
+        browser.find_element(By.ID, "key").send_keys(key)
+        browser.find_element(By.ID, "description").send_keys("Made in the browser")
+        browser.find_element(By.ID, "create-flag").click()
+        wait_for(lambda: f"Flag {key} saved." in _text(browser, "notice"), 15, "the flag saved")
+        assert _text(browser, "flag-state") == "enabled" and _text(browser, "flag-rollout") == "none"
+
+    with steps.step("roll out to 25%"):
+        field = browser.find_element(By.ID, "rollout-percentage")
+        field.clear()
+        field.send_keys("25")
+        browser.find_element(By.ID, "save-rollout").click()
+        wait_for(lambda: "25%" in _text(browser, "notice"), 15, "the rollout saved")
+        assert _text(browser, "flag-rollout") == "25% by user_id"
+
+    # A user inside the 25% and one outside it, by the contract's bucket.
+    inside = next(f"user-{i}" for i in range(1000) if _bucket(key, f"user-{i}") < 2500)
+    outside = next(f"user-{i}" for i in range(1000) if _bucket(key, f"user-{i}") >= 2500)
+
+    def preview(user: str) -> tuple[str, str]:
+        Select(browser.find_element(By.ID, "tenant_id")).select_by_value(tenant["id"])
+        field = browser.find_element(By.ID, "user_id")
+        field.clear()
+        field.send_keys(user)
+        browser.find_element(By.ID, "evaluate").click()
+        wait_for(lambda: f"user_id={user}" in browser.current_url and _text(browser, "preview-reason"), 15, "a preview")
+        return _text(browser, "preview-value"), _text(browser, "preview-reason")
+
+    with steps.step("preview the rollout"):
+        assert preview(inside) == ("true", "SPLIT")
+        assert preview(outside) == ("false", "DEFAULT")
+        assert _text(browser, "preview-rule") == "none" and _text(browser, "preview-variant") == "none"
+
+    with steps.step("flip the kill switch"):
+        browser.find_element(By.ID, "kill-switch").click()
+        wait_for(lambda: "Kill switch on" in _text(browser, "notice"), 15, "the kill switch on")
+        assert _text(browser, "flag-state").startswith("killed")
+        assert preview(inside) == ("false", "DISABLED")
+
+    with steps.step("both changes in the audit trail, by the person"):
+
+        def changes() -> list[str]:
+            browser.get(f"{console}/audit?action=flag.updated")
+            return [
+                row.text
+                for row in browser.find_elements(By.CSS_SELECTOR, "tr.entry")
+                if key in row.text and "user usr_" in row.text and "via svc-console" in row.text
+            ]
+
+        # audit records events as they come through the durable stream
+        rows = wait_for(lambda: len(changes()) >= 2 and changes(), 20, "two flag.updated entries by the person")
+        assert all("flag.updated" in row for row in rows)
+        browser.get(f"{console}/audit?action=flag.created")
+        created = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "tr.entry")]
+        assert any(key in row and "user usr_" in row for row in created), created
+
+    with steps.step("verify the chain"):
+        browser.get(f"{console}/audit")
+        browser.find_element(By.ID, "verify").click()
+        result = wait_for(lambda: _text(browser, "verify-result"), 15, "the verification's result")
+        assert result.startswith("The chain is intact"), result
+
+    with steps.step("sign out"):
+        browser.find_element(By.ID, "sign-out").click()
+        wait_for(lambda: _text(browser, "signed-out") == "You are signed out.", 15, "signed out")
+        browser.get(f"{console}/flags")
+        wait_for(lambda: browser.current_url.startswith(idp), 15, "a signed-out person is sent to sign in")
+
+
+def test_an_owner_invites_a_developer_who_sees_what_the_role_allows(stack: LocalStack, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select
+
+    urls = stack.env()
+    console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
+    admin = _admin_token(stack)
+    tenant, other = _tenant(stack, admin), _tenant(stack, admin)
+    owner, developer = f"owner@{tenant['slug']}.example", f"dev@{tenant['slug']}.example"
+    r = requests.post(
+        f"{urls['AERIE_TENANTS_URL']}/v1/tenants/{tenant['id']}/members",
+        json={"email": owner, "role": "owner"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    _person(idp, owner)
+    _person(idp, developer)
+    members = f"/tenants/{tenant['id']}/members"
+
+    steps = Steps(browser, "console-members")
+    with steps.step("the owner signs in to the members"):
+        _sign_in(browser, console, idp, owner, members)
+        assert "(owner)" in _text(browser, "who")
+
+    with steps.step("invite a developer"):
+        browser.find_element(By.ID, "invite-email").send_keys(developer)
+        Select(browser.find_element(By.ID, "invite-role")).select_by_value("developer")
+        browser.find_element(By.ID, "invite").click()
+        wait_for(lambda: f"{developer} invited." in _text(browser, "notice"), 15, "the invitation")
+        rows = [row.text for row in browser.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        assert any(developer in row and "developer" in row and "invited" in row for row in rows), rows
+
+    with steps.step("sign out"):
+        browser.find_element(By.ID, "sign-out").click()
+        wait_for(lambda: _text(browser, "signed-out"), 15, "signed out")
+
+    with steps.step("the developer sees the audit trail and nothing more"):
+        _sign_in(browser, console, idp, developer, "/audit")
+        assert "(developer)" in _text(browser, "who")
+        assert not browser.find_elements(By.LINK_TEXT, "Members")
+        browser.get(f"{console}{members}")
+        assert "Your role does not show the tenant's members." in _text(browser, "problem-detail")
+        browser.get(f"{console}/tenants/{other['id']}/members")
+        assert _text(browser, "problem-title") == "Not found"
+        browser.get(f"{console}/flags")
+        assert "platform people" in _text(browser, "problem-detail")
+        browser.get(f"{console}/audit?action=member.invited")
+        wait_for(
+            lambda: (
+                browser.refresh()
+                or [r.text for r in browser.find_elements(By.CSS_SELECTOR, "tr.entry") if "user usr_" in r.text]
+            ),
+            20,
+            "the invitation in the tenant's trail, by the owner",
+        )

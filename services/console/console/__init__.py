@@ -1,0 +1,1 @@
+"""Aerie console: the web pages where people run Aerie."""

@@ -1,0 +1,78 @@
+"""The services, called with the signed-in person's own token and nothing else.
+
+A refusal comes back as :class:`ServiceProblem`: the problem document's title, detail and
+request id (RFC 9457), which the page shows as they are, so a person can quote the id. A
+service that cannot be reached is a problem too (503), never a traceback.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+from console.config import ConsoleConfig
+
+__all__ = ["Api", "ServiceProblem"]
+
+
+class ServiceProblem(Exception):
+    def __init__(self, status: int, title: str, detail: str, request_id: str | None, code: str | None = None) -> None:
+        super().__init__(f"{status} {title}: {detail}")
+        self.status = status
+        self.title = title
+        self.detail = detail
+        self.request_id = request_id
+        self.code = code
+
+
+def segment(value: str) -> str:
+    """One path segment, so a value from a URL can never reach another route."""
+    return quote(value, safe="")
+
+
+class Api:
+    def __init__(self, config: ConsoleConfig, http: requests.Session | None = None) -> None:
+        self._bases = {"tenants": config.tenants_url, "flags": config.flags_url, "audit": config.audit_url}
+        self._timeout = config.timeout_s
+        self._http = http or requests.Session()
+
+    def call(
+        self,
+        token: str,
+        method: str,
+        service: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: dict[str, Any] | None = None,
+        language: str | None = None,
+    ) -> Any:
+        headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+        if language:
+            headers["Accept-Language"] = language
+        try:
+            resp = self._http.request(
+                method, self._bases[service] + path, json=json, params=params, headers=headers, timeout=self._timeout
+            )
+        except requests.RequestException:
+            raise ServiceProblem(
+                503, "Service unavailable", f"The {service} service did not answer. Try again in a moment.", None
+            ) from None
+        if resp.status_code == 204:
+            return None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code >= 400:
+            problem = body if isinstance(body, dict) else {}
+            raise ServiceProblem(
+                resp.status_code,
+                str(problem.get("title") or resp.reason or "Error"),
+                str(problem.get("detail") or f"The {service} service answered {resp.status_code}."),
+                problem.get("request_id") or resp.headers.get("X-Request-ID"),
+                problem.get("code"),
+            )
+        return body

@@ -1,0 +1,101 @@
+"""The console, wired: ``build(settings, config, ...)``, ``create_app`` and ``get_app()``.
+
+Unlike the API services it answers HTML to browsers, so it has its own middleware (the
+security headers, HTML error pages) instead of the JSON API's; it shares their settings,
+``/health``, ``/ready`` and ``/info``, and acts only through the services' public APIs
+with the signed-in person's token.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import falcon
+
+from aerie.app import Infrastructure, exit_on_config_error
+from aerie.config import Settings
+from aerie.readiness import redis_ready_check
+from aerie.redis import pool_for_threads
+from aerie.service import Process, Service, started
+from aerie.system import HealthResource, InfoResource, ReadyResource
+from aerie.tenant_directory import TenantSource
+from console.api import Api
+from console.config import ConsoleConfig
+from console.oidc import SignInFlow
+from console.resources.audit import AuditPage
+from console.resources.auth import Callback, Home, SignInStart, SignOut
+from console.resources.flags import FlagList, FlagPage, KillSwitch, Rollout
+from console.resources.members import Member, Members
+from console.resources.static import StaticAsset
+from console.session import Cookies
+from console.web import Pages, SecurityHeaders
+
+__all__ = ["ConsoleService", "build", "create_app", "get_app"]
+
+
+@dataclass
+class ConsoleService(Service):
+    config: ConsoleConfig
+    pages: Pages
+    flow: SignInFlow
+
+
+def build(
+    settings: Settings,
+    config: ConsoleConfig | None = None,
+    *,
+    infra: Infrastructure | None = None,
+    tenants: TenantSource | None = None,
+    process: Process = Process(),
+    api: Api | None = None,
+    flow: SignInFlow | None = None,
+) -> ConsoleService:
+    """The console from its dependencies; what is not given is made from ``settings``.
+
+    ``tenants`` is accepted for the shape every service has; the console asks the tenants
+    service with the person's token instead of a directory of its own.
+    """
+    config = config or ConsoleConfig.from_settings(settings)
+    infra = infra or Infrastructure.from_settings(pool_for_threads(settings, process.threads))
+    pages = Pages(Cookies(config.session_key, secure=config.secure_cookies), api or Api(config))
+    flow = flow or SignInFlow(config)
+    app = falcon.App(middleware=[SecurityHeaders()])
+    app.req_options.strip_url_path_trailing_slash = True
+    pages.install(app)
+    checks = {"redis": redis_ready_check(settings, infra.redis), "background": infra.background.ensure_started}
+    routes: list[tuple[str, object]] = [
+        ("/health", HealthResource()),
+        ("/ready", ReadyResource(checks)),
+        ("/info", InfoResource(settings)),
+        ("/static/{name}", StaticAsset()),
+        ("/", Home(pages)),
+        ("/sign-in", SignInStart(pages, flow)),
+        ("/auth/callback", Callback(pages, flow)),
+        ("/sign-out", SignOut(pages)),
+        ("/flags", FlagList(pages)),
+        ("/flags/{key}", FlagPage(pages)),
+        ("/flags/{key}/kill-switch", KillSwitch(pages)),
+        ("/flags/{key}/rollout", Rollout(pages)),
+        ("/tenants/{tenant_id}/members", Members(pages)),
+        ("/tenants/{tenant_id}/members/{member_id}", Member(pages)),
+        ("/audit", AuditPage(pages)),
+    ]
+    for path, resource in routes:
+        app.add_route(path, resource)
+    return ConsoleService(app, infra, config, pages, flow)
+
+
+def create_app(
+    settings: Settings,
+    config: ConsoleConfig | None = None,
+    *,
+    infra: Infrastructure | None = None,
+    tenants: TenantSource | None = None,
+) -> falcon.App:
+    return build(settings, config, infra=infra, tenants=tenants).app
+
+
+def get_app() -> falcon.App | None:
+    return exit_on_config_error(
+        "console", lambda s: started(build(s, ConsoleConfig.from_settings(s), process=Process.uwsgi_worker()))
+    )

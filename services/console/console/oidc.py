@@ -1,0 +1,159 @@
+"""Signing a person in: authorization code with PKCE at the provider, then the token exchange.
+
+1. :meth:`SignInFlow.authorization_url`: the provider's authorization endpoint (from its
+   discovery document) with ``state``, ``nonce`` and an S256 ``code_challenge``.
+2. :meth:`SignInFlow.finish`: the code is redeemed at the provider's token endpoint with the
+   PKCE verifier; the ID token must name the provider (``iss``), the console (``aud``) and
+   this sign-in (``nonce``). Its signature is checked by the tenants service in the next step;
+   the console received it straight from the provider's token endpoint over the connection it
+   opened, which OpenID Connect Core (3.1.3.7) accepts in place of checking it twice.
+3. The ID token is exchanged (RFC 8693) at tenants' ``/v1/oauth/token`` by the console's
+   client, which holds the token-exchange grant only: the person gets a token with exactly
+   their role's scopes.
+
+Every refusal is a :class:`SignInFailed` whose message a person may read.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+import requests
+
+from console.config import ConsoleConfig
+from console.session import SignIn
+
+__all__ = ["Exchanged", "SignInFailed", "SignInFlow"]
+
+log = logging.getLogger("aerie.console.sign_in")
+
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a URN)
+ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN)
+#: The provider's discovery document is fetched again after this long.
+DISCOVERY_TTL_S = 3600
+
+
+class SignInFailed(Exception):
+    """The sign-in cannot finish; the message is for the person."""
+
+
+@dataclass(frozen=True)
+class Exchanged:
+    access_token: str
+    expires_in: int
+
+
+def challenge(verifier: str) -> str:
+    """The S256 code challenge of a PKCE verifier (RFC 7636, 4.2)."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+class SignInFlow:
+    def __init__(self, config: ConsoleConfig, http: requests.Session | None = None) -> None:
+        self._config = config
+        self._http = http or requests.Session()
+        self._lock = threading.Lock()
+        self._discovery: tuple[float, dict[str, Any]] | None = None
+
+    def discovery(self) -> dict[str, Any]:
+        with self._lock:
+            cached = self._discovery
+            if cached is not None and time.monotonic() - cached[0] < DISCOVERY_TTL_S:
+                return cached[1]
+        url = f"{self._config.oidc_issuer}/.well-known/openid-configuration"
+        try:
+            resp = self._http.get(url, timeout=self._config.timeout_s)
+            document = resp.json() if resp.status_code == 200 else None
+        except (requests.RequestException, ValueError):
+            document = None
+        if not isinstance(document, dict) or document.get("issuer", "").rstrip("/") != self._config.oidc_issuer:
+            raise SignInFailed("The sign-in provider cannot be reached just now. Try again in a moment.")
+        with self._lock:
+            self._discovery = (time.monotonic(), document)
+        return document
+
+    def authorization_url(self, flow: SignIn) -> str:
+        params = {
+            "response_type": "code",
+            "client_id": self._config.oidc_client_id,
+            "redirect_uri": self._config.redirect_uri,
+            "scope": "openid email profile",
+            "state": flow.state,
+            "nonce": flow.nonce,
+            "code_challenge": challenge(flow.verifier),
+            "code_challenge_method": "S256",
+        }
+        return f"{self.discovery()['authorization_endpoint']}?{urlencode(params)}"
+
+    def finish(self, flow: SignIn, code: str) -> Exchanged:
+        id_token = self._redeem(flow, code)
+        return self._exchange(id_token)
+
+    def _redeem(self, flow: SignIn, code: str) -> str:
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": self._config.redirect_uri,
+            "client_id": self._config.oidc_client_id,
+            "code_verifier": flow.verifier,
+        }
+        auth = None
+        if self._config.oidc_client_secret:
+            auth = (self._config.oidc_client_id, self._config.oidc_client_secret)
+        try:
+            resp = self._http.post(
+                self.discovery()["token_endpoint"], data=form, auth=auth, timeout=self._config.timeout_s
+            )
+            body = resp.json()
+        except (requests.RequestException, ValueError):
+            raise SignInFailed("The sign-in provider did not answer. Try again.") from None
+        id_token = body.get("id_token") if isinstance(body, dict) and resp.status_code == 200 else None
+        if not isinstance(id_token, str):
+            error = body.get("error") if isinstance(body, dict) else None
+            log.warning("the provider refused a code", extra={"status": resp.status_code, "error": error})
+            raise SignInFailed("The sign-in provider refused the sign-in. Start again.")
+        try:
+            claims = jwt.decode(id_token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            raise SignInFailed("The sign-in provider answered something that is not an ID token.") from None
+        audience = claims.get("aud")
+        audiences = audience if isinstance(audience, list) else [audience]
+        if str(claims.get("iss", "")).rstrip("/") != self._config.oidc_issuer:
+            raise SignInFailed("The ID token comes from another provider.")
+        if self._config.oidc_client_id not in audiences:
+            raise SignInFailed("The ID token is meant for another application.")
+        if claims.get("nonce") != flow.nonce:
+            raise SignInFailed("The ID token answers another sign-in. Start again.")
+        return id_token
+
+    def _exchange(self, id_token: str) -> Exchanged:
+        form = {
+            "grant_type": TOKEN_EXCHANGE,
+            "subject_token": id_token,
+            "subject_token_type": ID_TOKEN_TYPE,
+        }
+        try:
+            resp = self._http.post(
+                f"{self._config.tenants_url}/v1/oauth/token",
+                data=form,
+                auth=(self._config.client_id, self._config.client_secret),
+                timeout=self._config.timeout_s,
+            )
+            body = resp.json()
+        except (requests.RequestException, ValueError):
+            raise SignInFailed("Aerie could not be reached to finish the sign-in. Try again.") from None
+        if resp.status_code == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
+            return Exchanged(body["access_token"], int(body.get("expires_in") or 300))
+        error = body.get("error") if isinstance(body, dict) else None
+        if error == "invalid_grant":
+            raise SignInFailed("You signed in, but you are not a member of any tenant or of the platform.")
+        description = body.get("error_description") if isinstance(body, dict) else None
+        raise SignInFailed(f"Aerie refused the sign-in ({error or resp.status_code}): {description or 'no reason'}")

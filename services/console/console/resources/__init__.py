@@ -1,0 +1,1 @@
+"""The console's pages: thin resources over :mod:`console.web` and :mod:`console.domain`."""

@@ -1,0 +1,76 @@
+"""A tenant's members, for its owners and admins: invite by email, change a role, remove.
+
+The URL names the tenant, so the console first checks it is the person's own (a platform
+admin may open any): another tenant's page is 404, exactly as a tenant that does not exist,
+before any service is asked. The tenants service then decides again with the person's token.
+"""
+
+from __future__ import annotations
+
+import falcon
+
+from console.api import segment
+from console.domain import MEMBER_ROLES
+from console.session import Session
+from console.web import Forbidden, Pages
+
+
+def reachable(session: Session, tenant_id: str) -> bool:
+    """Whether the person's token may act on ``tenant_id`` at all."""
+    if session.is_platform:
+        return session.can("platform:admin")
+    return session.tenant_id == tenant_id
+
+
+def _session(pages: Pages, req: falcon.Request, tenant_id: str) -> Session:
+    session = pages.session(req)
+    if not reachable(session, tenant_id):
+        raise falcon.HTTPNotFound(title="Not found", description="There is no such tenant.")
+    return session
+
+
+class Members:
+    def __init__(self, pages: Pages) -> None:
+        self._pages = pages
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
+        session = _session(self._pages, req, tenant_id)
+        if not session.can("members:read"):
+            raise Forbidden("Your role does not show the tenant's members.")
+        page = self._pages.call(
+            session, req, "GET", "tenants", f"/v1/tenants/{segment(tenant_id)}/members", params={"limit": 100}
+        )
+        self._pages.render(
+            resp,
+            "members.html",
+            session,
+            tenant_id=tenant_id,
+            members=page["items"],
+            roles=MEMBER_ROLES,
+            can_write=session.can("members:write"),
+            notice=req.get_param("notice"),
+        )
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
+        session = _session(self._pages, req, tenant_id)
+        form = self._pages.form(req, session)
+        body = {"email": form.get("email", "").strip(), "role": form.get("role", "")}
+        self._pages.call(session, req, "POST", "tenants", f"/v1/tenants/{segment(tenant_id)}/members", json=body)
+        self._pages.see_other(resp, f"/tenants/{segment(tenant_id)}/members", f"{body['email']} invited.")
+
+
+class Member:
+    def __init__(self, pages: Pages) -> None:
+        self._pages = pages
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, tenant_id: str, member_id: str) -> None:
+        session = _session(self._pages, req, tenant_id)
+        form = self._pages.form(req, session)
+        path = f"/v1/tenants/{segment(tenant_id)}/members/{segment(member_id)}"
+        if form.get("action") == "remove":
+            self._pages.call(session, req, "DELETE", "tenants", path)
+            notice = "Member removed."
+        else:
+            self._pages.call(session, req, "PATCH", "tenants", path, json={"role": form.get("role", "")})
+            notice = "Role changed."
+        self._pages.see_other(resp, f"/tenants/{segment(tenant_id)}/members", notice)

@@ -1,0 +1,140 @@
+"""The signed cookies the console keeps in the browser: the session and a sign-in under way.
+
+Both are made with ``itsdangerous`` (signed and timestamped, not encrypted), ``HttpOnly``,
+``SameSite=Lax`` and ``Secure`` outside localhost. The session holds only what the console
+cannot do without: the person's Aerie access token, when it expires, and the CSRF token its
+forms carry. Who the person is (email, role, tenant) is read from that token's claims when a
+page needs it; the services verify the token on every call, so the console never trusts a
+claim for anything but what it shows.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import falcon
+import jwt
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+__all__ = ["SESSION_COOKIE", "SIGN_IN_COOKIE", "Cookies", "Session", "SignIn"]
+
+SESSION_COOKIE = "aerie_console"
+SIGN_IN_COOKIE = "aerie_console_sign_in"
+#: A sign-in not finished within this many seconds must start again.
+SIGN_IN_MAX_AGE_S = 600
+#: No session outlives a day, whatever the token says.
+SESSION_MAX_AGE_S = 86400
+
+
+@dataclass(frozen=True)
+class Session:
+    """A signed-in person: their Aerie token, its expiry and the CSRF token of their forms."""
+
+    access_token: str
+    expires_at: float
+    csrf: str
+
+    def expired(self, now: float | None = None) -> bool:
+        # A few seconds early, so a page is not half-built when the token lapses.
+        return (now if now is not None else time.time()) >= self.expires_at - 5
+
+    @property
+    def claims(self) -> Mapping[str, Any]:
+        """The token's claims, unverified: for showing and routing only (the services verify)."""
+        try:
+            return jwt.decode(self.access_token, options={"verify_signature": False})
+        except jwt.PyJWTError:
+            return {}
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        return frozenset(str(self.claims.get("scope", "")).split())
+
+    @property
+    def tenant_id(self) -> str | None:
+        value = self.claims.get("tenant_id")
+        return value if isinstance(value, str) else None
+
+    @property
+    def is_platform(self) -> bool:
+        return self.tenant_id is None
+
+    def can(self, scope: str) -> bool:
+        """``platform:admin`` grants every scope, as in the services."""
+        return scope in self.scopes or "platform:admin" in self.scopes
+
+    def csrf_matches(self, sent: str | None) -> bool:
+        return bool(sent) and hmac.compare_digest(sent.encode(), self.csrf.encode())
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What the callback checks a provider's answer against: state, nonce, PKCE verifier, next."""
+
+    state: str
+    nonce: str
+    verifier: str
+    next: str
+
+    @classmethod
+    def new(cls, next_path: str) -> SignIn:
+        return cls(secrets.token_urlsafe(24), secrets.token_urlsafe(24), secrets.token_urlsafe(48), next_path)
+
+
+class Cookies:
+    def __init__(self, key: bytes, *, secure: bool) -> None:
+        self._session = URLSafeTimedSerializer(key, salt="aerie-console-session")
+        self._sign_in = URLSafeTimedSerializer(key, salt="aerie-console-sign-in")
+        self.secure = secure
+
+    def _set(self, resp: falcon.Response, name: str, value: str, max_age: int) -> None:
+        resp.set_cookie(name, value, max_age=max_age, path="/", secure=self.secure, http_only=True, same_site="Lax")
+
+    def _clear(self, resp: falcon.Response, name: str) -> None:
+        resp.unset_cookie(name, path="/", same_site="Lax")
+
+    # The session ---------------------------------------------------------------------
+
+    def session(self, req: falcon.Request) -> Session | None:
+        """The request's session when its signature holds and it is well formed (expired or not)."""
+        raw = req.get_cookie_values(SESSION_COOKIE)
+        if not raw:
+            return None
+        try:
+            data = self._session.loads(raw[0], max_age=SESSION_MAX_AGE_S)
+            return Session(str(data["t"]), float(data["e"]), str(data["c"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+
+    def start_session(self, resp: falcon.Response, access_token: str, expires_in: int) -> Session:
+        session = Session(access_token, time.time() + expires_in, secrets.token_urlsafe(32))
+        value = self._session.dumps({"t": session.access_token, "e": session.expires_at, "c": session.csrf})
+        self._set(resp, SESSION_COOKIE, value, min(SESSION_MAX_AGE_S, max(expires_in, 60)))
+        return session
+
+    def end_session(self, resp: falcon.Response) -> None:
+        self._clear(resp, SESSION_COOKIE)
+
+    # A sign-in under way --------------------------------------------------------------
+
+    def sign_in(self, req: falcon.Request) -> SignIn | None:
+        raw = req.get_cookie_values(SIGN_IN_COOKIE)
+        if not raw:
+            return None
+        try:
+            data = self._sign_in.loads(raw[0], max_age=SIGN_IN_MAX_AGE_S)
+            return SignIn(str(data["s"]), str(data["n"]), str(data["v"]), str(data["x"]))
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+
+    def begin_sign_in(self, resp: falcon.Response, flow: SignIn) -> None:
+        value = self._sign_in.dumps({"s": flow.state, "n": flow.nonce, "v": flow.verifier, "x": flow.next})
+        self._set(resp, SIGN_IN_COOKIE, value, SIGN_IN_MAX_AGE_S)
+
+    def end_sign_in(self, resp: falcon.Response) -> None:
+        self._clear(resp, SIGN_IN_COOKIE)

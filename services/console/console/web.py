@@ -1,0 +1,182 @@
+"""What every console page shares: templates, the session, CSRF, forms and error pages.
+
+Every response carries a strict Content-Security-Policy: nothing but the console's own
+stylesheet loads, no script runs, forms post only to the console, and no other site may
+frame it. Every essential action is a plain HTML form, so the console works without
+JavaScript.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import falcon
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from console.api import Api, ServiceProblem
+from console.redirects import safe_next
+from console.session import Cookies, Session
+
+__all__ = ["CSP", "Forbidden", "NotSignedIn", "Pages", "SecurityHeaders", "form_of"]
+
+log = logging.getLogger("aerie.console")
+HERE = Path(__file__).resolve().parent
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+#: A form of the console is small; anything larger is not one of ours.
+MAX_FORM_BYTES = 64 * 1024
+
+
+class NotSignedIn(Exception):
+    """No valid session (or its token expired): the person signs in again, then comes back."""
+
+
+class Forbidden(Exception):
+    """What the person's role does not allow (or a form without its CSRF token)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class SecurityHeaders:
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: object, ok: bool) -> None:
+        resp.set_header("Content-Security-Policy", CSP)
+        resp.set_header("X-Content-Type-Options", "nosniff")
+        resp.set_header("Referrer-Policy", "same-origin")
+        resp.set_header("X-Frame-Options", "DENY")
+        if not req.path.startswith("/static/"):
+            resp.set_header("Cache-Control", "no-store")
+
+
+def form_of(req: falcon.Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body; the last value of a repeated field wins."""
+    if (req.content_type or "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+        return {}
+    length = req.content_length or 0
+    if length > MAX_FORM_BYTES:
+        raise falcon.HTTPContentTooLarge(description="A console form is smaller than this.")
+    raw = req.bounded_stream.read(length).decode("utf-8", errors="replace")
+    return dict(parse_qsl(raw, keep_blank_values=True, max_num_fields=100))
+
+
+class Pages:
+    """Rendering and the session rules, shared by every resource."""
+
+    def __init__(self, cookies: Cookies, api: Api) -> None:
+        self.cookies = cookies
+        self.api = api
+        self.templates = Environment(
+            loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
+        )
+
+    def session(self, req: falcon.Request) -> Session:
+        """The signed-in person's live session, or :class:`NotSignedIn`."""
+        session = self.cookies.session(req)
+        if session is None or session.expired():
+            raise NotSignedIn()
+        return session
+
+    def form(self, req: falcon.Request, session: Session) -> dict[str, str]:
+        """The posted form, once its CSRF token matches the session's."""
+        form = form_of(req)
+        if not session.csrf_matches(form.get("csrf")):
+            raise Forbidden("This form is out of date or did not come from the console. Reload the page and try again.")
+        return form
+
+    def render(
+        self,
+        resp: falcon.Response,
+        template: str,
+        session: Session | None = None,
+        status: int = 200,
+        **values: Any,
+    ) -> None:
+        resp.status = status
+        resp.content_type = "text/html; charset=utf-8"
+        resp.text = self.templates.get_template(template).render(session=session, **values)
+
+    def call(self, session: Session, req: falcon.Request, method: str, service: str, path: str, **kw: Any) -> Any:
+        return self.api.call(
+            session.access_token, method, service, path, language=req.get_header("Accept-Language"), **kw
+        )
+
+    @staticmethod
+    def see_other(resp: falcon.Response, location: str, notice: str | None = None) -> None:
+        """Post/redirect/get: the page after a change, with what happened in ``?notice=``."""
+        if notice:
+            location += ("&" if "?" in location else "?") + urlencode({"notice": notice})
+        raise falcon.HTTPSeeOther(location)
+
+    # Error pages ------------------------------------------------------------------------
+
+    def install(self, app: falcon.App) -> None:
+        pages = self
+
+        def not_signed_in(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
+            # After sign-in a GET comes back to its page; a POST to the page its form was on.
+            target = req.relative_uri if req.method in ("GET", "HEAD") else (req.get_header("Referer") or "/")
+            raise falcon.HTTPSeeOther("/sign-in?" + urlencode({"next": safe_next(_path_of(target))}))
+
+        def forbidden(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
+            assert isinstance(ex, Forbidden)
+            pages.render(resp, "error.html", pages.cookies.session(req), 403, title="Not allowed", detail=ex.detail)
+
+        def problem(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
+            assert isinstance(ex, ServiceProblem)
+            if ex.status == 401:
+                not_signed_in(req, resp, ex, params)
+            status = ex.status if 400 <= ex.status < 600 else 502
+            pages.render(
+                resp,
+                "error.html",
+                pages.cookies.session(req),
+                status,
+                title=ex.title,
+                detail=ex.detail,
+                request_id=ex.request_id,
+            )
+
+        def http_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
+            assert isinstance(ex, falcon.HTTPError)
+            pages.render(
+                resp,
+                "error.html",
+                pages.cookies.session(req),
+                ex.status_code,
+                title=ex.title or "Error",
+                detail=ex.description or "",
+            )
+
+        def unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
+            if isinstance(ex, falcon.HTTPStatus | falcon.HTTPError):
+                raise ex
+            log.exception("console page failed", extra={"path": req.path})
+            pages.render(
+                resp,
+                "error.html",
+                None,
+                500,
+                title="Something went wrong",
+                detail="The console could not show this page. It has been logged; try again.",
+                request_id=req.get_header("X-Request-ID"),
+            )
+
+        app.add_error_handler(Exception, unexpected)
+        app.add_error_handler(falcon.HTTPError, http_error)
+        app.add_error_handler(NotSignedIn, not_signed_in)
+        app.add_error_handler(Forbidden, forbidden)
+        app.add_error_handler(ServiceProblem, problem)
+
+
+def _path_of(target: str) -> str:
+    """The path (and query) of a Referer, which is a full URL."""
+    if target.startswith("/"):
+        return target
+    parts = urlsplit(target)
+    return parts.path + (f"?{parts.query}" if parts.query else "")
