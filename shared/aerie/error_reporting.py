@@ -61,6 +61,8 @@ def init_error_reporting(settings: Settings) -> bool:
             environment=settings.extra.get(SENTRY_ENVIRONMENT) or None,
             server_name=f"{settings.service}-{settings.instance_index}",
             default_integrations=False,
+            # Nothing patched behind our back (its Falcon integration wraps falcon.App).
+            auto_enabling_integrations=False,
             integrations=[
                 LoggingIntegration(level=None, event_level=logging.ERROR),
                 ThreadingIntegration(propagate_scope=False),

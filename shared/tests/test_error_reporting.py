@@ -77,7 +77,7 @@ def ingest() -> Iterator[Ingest]:
     server = Ingest()
     yield server
     sentry_sdk.get_client().close()
-    sentry_sdk.init(dsn=None)
+    sentry_sdk.init(dsn=None, default_integrations=False, auto_enabling_integrations=False)
     import aerie.error_reporting
 
     aerie.error_reporting._initialised_for = None

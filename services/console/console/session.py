@@ -96,7 +96,8 @@ class Cookies:
         resp.set_cookie(name, value, max_age=max_age, path="/", secure=self.secure, http_only=True, same_site="Lax")
 
     def _clear(self, resp: falcon.Response, name: str) -> None:
-        resp.unset_cookie(name, path="/", same_site="Lax")
+        # An empty cookie that expires now: Falcon 4.0's unset_cookie takes no same_site.
+        self._set(resp, name, "", 0)
 
     # The session ---------------------------------------------------------------------
 
