@@ -21,7 +21,7 @@ STAMP := $(VENV)/.aerie-installed
 
 SERVICE_PYPROJECTS := $(wildcard services/*/pyproject.toml)
 SERVICE_DIRS := $(patsubst %/pyproject.toml,%,$(SERVICE_PYPROJECTS))
-INSTALL_INPUTS := Makefile shared/pyproject.toml $(SERVICE_PYPROJECTS) $(wildcard services/*/requirements.txt)
+INSTALL_INPUTS := Makefile shared/pyproject.toml shared/client/pyproject.toml $(SERVICE_PYPROJECTS) $(wildcard services/*/requirements.txt)
 # The tools the targets below call, beside the code; tox builds its own envs for the tests
 # (tox-uv makes that a few seconds per env instead of twenty; tox.ini works without it too).
 DEV_TOOLS := 'tox>=4.11' 'tox-uv>=1.11' 'ruff>=0.6' 'pytest>=8' 'pytest-timeout>=2.3' 'coverage>=7.4' 'requests>=2.31'
@@ -41,7 +41,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python $(INSTALL_INPUTS)
-	$(BIN)/python -m pip install --quiet -e 'shared[local,cf]' $(addprefix -e ,$(SERVICE_DIRS)) $(DEV_TOOLS)
+	$(BIN)/python -m pip install --quiet -e shared/client -e 'shared[local,cf]' $(addprefix -e ,$(SERVICE_DIRS)) $(DEV_TOOLS)
 	@touch $@
 
 install: $(STAMP)

@@ -13,7 +13,7 @@ Targets: at least 100,000 evaluations/s, and the typed calls at least 60% of the
 
 When the OpenFeature SDK is installed (the ``openfeature`` extra) it also measures
 ``get_boolean_value`` through the SDK twice in the same run: over
-:class:`aerie.flags.openfeature.AerieProvider` (the same client, the same contexts) and over
+:class:`aerie_client.flags.openfeature.AerieProvider` (the same client, the same contexts) and over
 the SDK's own ``InMemoryProvider`` (a dict lookup, no targeting), so the ratio shows what our
 provider adds to the SDK's own cost. Target: at least 80% of ``InMemoryProvider``'s rate.
 """
@@ -32,7 +32,7 @@ from hashlib import sha256
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from aerie.flags.client import Flag, FlagsClient
+from aerie_client.flags.client import Flag, FlagsClient
 
 TARGET_PER_S = 100_000
 TYPED_TARGET_RATIO = 0.60
@@ -240,7 +240,7 @@ def main() -> int:
             f"native is_enabled vs OpenFeature over aerie: x{median['FlagsClient.is_enabled'] / median[OF_AERIE]:.1f}"
         )
     else:
-        print("OpenFeature: not measured (install the openfeature extra and aerie.flags.openfeature)")
+        print("OpenFeature: not measured (install the openfeature extra and aerie_client.flags.openfeature)")
     print(f"ratio evaluate/baseline: {client_rate / baseline_rate:.2f}   " + "   ".join(verdicts))
     return 0
 
@@ -257,7 +257,7 @@ def openfeature_loops(client: FlagsClient, users: list[dict[str, Any]]) -> dict[
         from openfeature.evaluation_context import EvaluationContext
         from openfeature.provider.in_memory_provider import InMemoryFlag, InMemoryProvider
 
-        from aerie.flags.openfeature import AerieProvider
+        from aerie_client.flags.openfeature import AerieProvider
     except ImportError:
         return {}
     boolean_keys = [key for key, doc in flag_docs().items() if type(doc["default"]) is bool]

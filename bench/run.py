@@ -228,6 +228,7 @@ def seed_person(ctx: Context) -> Mapping[str, str]:
     data = ctx.call("tenants", "POST", "/v1/oauth/token", body=form.encode(), headers=headers, expect=(200,))
     return {"alice_token": str(data["access_token"]), "exchange_form": form, "exchange_basic": basic}
 
+
 FLAG_KEYS = [f"bench-flag-{i}" for i in range(10)]
 
 

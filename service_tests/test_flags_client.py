@@ -22,12 +22,12 @@ import pytest
 import requests
 from conftest import REPO, SVC_ID, SVC_SECRET, Http, service_env
 
-from aerie.flags.client import Flag, FlagsClient
-from aerie.flags.evaluation import DEFAULT, STALE, TARGETING_MATCH
-from aerie.http_client import ClientCredentials
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.polling import wait_for
 from aerie.testing.process import UwsgiService
+from aerie_client.flags.client import Flag, FlagsClient
+from aerie_client.flags.evaluation import DEFAULT, STALE, TARGETING_MATCH
+from aerie_client.http import ClientCredentials
 
 pytestmark = pytest.mark.flags
 

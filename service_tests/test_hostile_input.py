@@ -124,9 +124,7 @@ def test_head_of_the_event_stream_answers_its_headers_and_gives_its_slot_back(pr
         r = session.head(f"{projects.url}/v1/projects/events", headers=tenant_headers, timeout=5)
         assert r.status_code == 200, r.text
         assert r.headers["Content-Type"].startswith("text/event-stream")
-    with requests.get(
-        f"{projects.url}/v1/projects/events", headers=tenant_headers, stream=True, timeout=5
-    ) as stream:
+    with requests.get(f"{projects.url}/v1/projects/events", headers=tenant_headers, stream=True, timeout=5) as stream:
         assert stream.status_code == 200
 
 

@@ -242,7 +242,7 @@ def test_writes_are_503_when_tenants_is_down_and_nothing_cached(
     finally:
         tenants.start()
         # Leave projects recovered for the next test: each worker's token provider fails at
-        # once for a second after its last failed fetch (aerie.http_client.ClientCredentials).
+        # once for a second after its last failed fetch (aerie_client.http.ClientCredentials).
         wait_for(lambda: all(write().status_code == 201 for _ in range(4)), timeout=10)
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from aerie.config import ConfigError, Settings
-from aerie.context import current_request_id, current_vcap_request_id
+from aerie_client.http.context import current_request_id, current_vcap_request_id
 
 __all__ = ["SENTRY_DSN", "SENTRY_ENVIRONMENT", "init_error_reporting", "scrubbed"]
 

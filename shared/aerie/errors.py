@@ -23,6 +23,7 @@ import redis
 from aerie.i18n.catalogs import SOURCE_LANGUAGE
 from aerie.i18n.messages import msg, translate
 from aerie.redis import REDIS_DOWN, REDIS_FULL, is_redis_full
+from aerie_client.http.errors import CredentialsRejected, PeerUnavailable
 
 __all__ = [
     "PROBLEM_JSON",
@@ -258,6 +259,17 @@ def _handle_redis_error(req: falcon.Request, resp: falcon.Response, ex: Exceptio
         _handle_unexpected(req, resp, ex, params)
 
 
+def _handle_peer_unavailable(req: falcon.Request, resp: falcon.Response, ex: Exception, params: dict[str, Any]) -> None:
+    assert isinstance(ex, PeerUnavailable)
+    if isinstance(ex, CredentialsRejected):
+        detail = msg("This service could not authenticate to the %(peer)s service; try again later.", peer=ex.peer)
+    elif ex.slow:
+        detail = msg("The %(peer)s service is slow to answer; try again shortly.", peer=ex.peer)
+    else:
+        detail = msg("The %(peer)s service is not answering; try again shortly.", peer=ex.peer)
+    raise unavailable(detail, retry_after=ex.retry_after) from ex
+
+
 def install_error_handling(app: falcon.App) -> None:
     """Route every error of ``app`` through the problem+json serializer."""
     app.set_error_serializer(_serialize)
@@ -265,5 +277,6 @@ def install_error_handling(app: falcon.App) -> None:
     for exc_type in REDIS_DOWN:
         app.add_error_handler(exc_type, _handle_redis_down)
     app.add_error_handler(redis.exceptions.ResponseError, _handle_redis_error)
+    app.add_error_handler(PeerUnavailable, _handle_peer_unavailable)
     for exc_type in REDIS_FULL:
         app.add_error_handler(exc_type, _handle_redis_full)

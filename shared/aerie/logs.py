@@ -43,7 +43,7 @@ from typing import Any
 
 import orjson
 
-from aerie.context import current_request_id, current_vcap_request_id
+from aerie_client.http.context import current_request_id, current_vcap_request_id
 
 __all__ = [
     "MAX_ACCESS_FIELD_CHARS",

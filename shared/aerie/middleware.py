@@ -23,7 +23,6 @@ from cachetools import LRUCache
 
 from aerie import errors
 from aerie.auth.tokens import InvalidToken, KeysUnavailable, TokenVerifier
-from aerie.context import set_request_id
 from aerie.endpoints import Endpoint, endpoint_of
 from aerie.i18n import msg
 from aerie.json_input import NotStorable, NotUTF8, loads_json
@@ -31,6 +30,7 @@ from aerie.logs import AccessLog
 from aerie.metrics import UNMATCHED, Metrics
 from aerie.pubsub import Subscriber
 from aerie.validation import validate
+from aerie_client.http.context import set_request_id
 
 __all__ = ["MAX_BODY_BYTES", "AuthMiddleware", "BodyMiddleware", "RequestContextMiddleware", "spec_for"]
 

@@ -34,9 +34,9 @@ from collections.abc import Callable
 import redis
 
 from aerie.config import ConfigError, Settings
-from aerie.http_client import PeerUnavailable, ServiceClient
 from aerie.redis import Durability, RedisProvider, inspect_durability
 from aerie.system import NotReady, ReadyCheck
+from aerie_client.http import PeerUnavailable, ServiceClient
 
 __all__ = [
     "PERSISTENCE_SETTING",

@@ -5,7 +5,7 @@ Answers are cached per process and kept fresh by ``tenant.*`` events on pub/sub 
 carries the tenant document), so a suspension or a plan change bites within the pub/sub
 delay instead of a cache TTL. While the subscriber is not connected, events may be missed,
 so the cache is trusted only for ``unsubscribed_ttl_s``. When tenants cannot be reached and
-nothing usable is cached, :class:`~aerie.http_client.PeerUnavailable` (a 503) is raised:
+nothing usable is cached, :class:`~aerie_client.http.PeerUnavailable` (a 503) is raised:
 callers never act on a guess.
 
 Services take a :class:`TenantSource` as a dependency, so unit tests pass a fake and service
@@ -25,9 +25,9 @@ from cachetools import LRUCache
 
 from aerie import errors
 from aerie.config import ConfigError, Settings
-from aerie.http_client import ClientCredentials, PeerUnavailable, ServiceClient
 from aerie.i18n import msg
 from aerie.pubsub import Subscriber
+from aerie_client.http import ClientCredentials, PeerUnavailable, ServiceClient
 
 __all__ = ["TENANT_EVENTS", "TenantDirectory", "TenantSource", "WriteGuard"]
 
@@ -86,7 +86,7 @@ class TenantDirectory:
             raise ConfigError("AERIE_TENANTS_URL, AERIE_CLIENT_ID and AERIE_CLIENT_SECRET must be set")
         provider = ClientCredentials.from_settings(settings, scope="platform:read")
         # One lookup at a time per process: a silent tenants service then holds one thread of
-        # a worker until the read timeout, and the others answer 503 at once (aerie.http_client).
+        # a worker until the read timeout, and the others answer 503 at once (aerie_client.http).
         client = ServiceClient(
             settings.tenants_url,
             token_provider=provider,

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from aerie.flags.client import Flag, FlagsClient
-from aerie.flags.evaluation import Evaluation
-from aerie.flags.sync import Backoff
 from aerie.testing.polling import wait_for
+from aerie_client.flags.client import Flag, FlagsClient
+from aerie_client.flags.evaluation import Evaluation
+from aerie_client.flags.sync import Backoff
 
 TOKEN = "token-for-tests"
 NEW_DASHBOARD = Flag("new-dashboard", default=False)

@@ -20,11 +20,11 @@ from typing import Any
 import pytest
 from test_flags_client import CHECKOUT, NEW_DASHBOARD, UNKNOWN, FakeFlagsService, Token, free_port, snapshot_body
 
-from aerie.flags.client import Flag, FlagsClient
-from aerie.flags.evaluation import Evaluation
-from aerie.flags.snapshot import parse_snapshot
-from aerie.flags.testing import FixedFlags
 from aerie.testing.polling import wait_for
+from aerie_client.flags.client import Flag, FlagsClient
+from aerie_client.flags.evaluation import Evaluation
+from aerie_client.flags.snapshot import parse_snapshot
+from aerie_client.flags.testing import FixedFlags
 
 
 @pytest.fixture
@@ -135,7 +135,7 @@ def test_a_raising_listener_is_logged_and_neither_stops_the_others_nor_the_sync(
 
     client.on_change(broken)
     client.on_change(heard.append)
-    with caplog.at_level(logging.ERROR, logger="aerie.flags.client"):
+    with caplog.at_level(logging.ERROR, logger="aerie_client.flags.client"):
         for revision, default in ((2, "treatment"), (3, "control")):
             service.set_snapshot(snapshot_body(revision, checkout_default=default))
             refetch(client, revision)
@@ -295,7 +295,8 @@ def test_fixed_flags_changes_and_staleness_reach_listeners():
 
 def test_the_native_client_and_the_double_never_import_the_openfeature_sdk():
     code = (
-        "import sys, aerie.flags.client, aerie.flags.testing, aerie.flags.snapshot, aerie.flags.sync\n"
+        "import sys, aerie_client.flags.client, aerie_client.flags.testing\n"
+        "import aerie_client.flags.snapshot, aerie_client.flags.sync\n"
         "assert not [m for m in sys.modules if m == 'openfeature' or m.startswith('openfeature.')], 'imported'\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 import pytest
 
-from aerie.flags.evaluation import (
+from aerie_client.flags.evaluation import (
     ABSENT,
     REASONS,
     CompiledFlag,
@@ -29,7 +29,7 @@ from aerie.flags.evaluation import (
     compile_flag,
     evaluate,
 )
-from aerie.flags.operators import compile_condition, parse_timestamp
+from aerie_client.flags.operators import compile_condition, parse_timestamp
 
 USERS = [f"user-{i}" for i in range(10_000)]
 

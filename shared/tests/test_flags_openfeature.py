@@ -22,10 +22,10 @@ from openfeature.flag_evaluation import Reason
 from openfeature.provider import ProviderStatus
 from test_flags_client import TOKEN, FakeFlagsService, Token, free_port
 
-from aerie.flags import vectors
-from aerie.flags.client import FlagsClient
-from aerie.flags.openfeature import PROVIDER_NAME, AerieProvider
 from aerie.testing.polling import wait_for
+from aerie_client.flags import vectors
+from aerie_client.flags.client import FlagsClient
+from aerie_client.flags.openfeature import PROVIDER_NAME, AerieProvider
 
 
 def doc(key: str, default: Any, **fields: Any) -> dict[str, Any]:
@@ -228,7 +228,7 @@ def test_the_provider_answers_like_the_native_client(sdk, service, clients):
     client = flags_client(clients, service.url)
     of, events = registered(AerieProvider(client))
     events.expect(ProviderEvent.PROVIDER_READY)
-    from aerie.flags.client import Flag
+    from aerie_client.flags.client import Flag
 
     for user in (f"user-{i}" for i in range(200)):
         native = client.evaluate(Flag("checkout", default="legacy"), user_id=user)

@@ -6,9 +6,9 @@ from hashlib import sha256
 
 import pytest
 
-from aerie.flags import vectors
-from aerie.flags.evaluation import REASONS, STALE, compile_flag
-from aerie.flags.snapshot import parse_snapshot
+from aerie_client.flags import vectors
+from aerie_client.flags.evaluation import REASONS, STALE, compile_flag
+from aerie_client.flags.snapshot import parse_snapshot
 
 VECTORS = vectors.load()
 OPERATORS = {"in", "not_in", "eq", "neq", "contains", "starts_with", "ends_with"} | {

@@ -17,7 +17,6 @@ import pytest
 from aerie.app import Infrastructure, create_service_app
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
-from aerie.context import current_request_id
 from aerie.endpoints import PUBLIC, endpoint
 from aerie.errors import Problem
 from aerie.json_input import NOT_TEXT, OUT_OF_RANGE, NotStorable, loads_json
@@ -29,6 +28,7 @@ from aerie.redis import RedisProvider
 from aerie.testing.http import assert_problem
 from aerie.testing.keys import TestKey, make_claims
 from aerie.validation import LIST_QUERY, MAX_REPORTED_ERRORS, validate
+from aerie_client.http.context import current_request_id
 
 ISSUER = "http://issuer.test"
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,128}$")

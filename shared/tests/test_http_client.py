@@ -1,4 +1,4 @@
-"""aerie.http_client against a real HTTP server on loopback.
+"""aerie_client.http against a real HTTP server on loopback.
 
 A small Falcon app is served by the standard library's WSGI server (one thread per
 request) so retries, timeouts and refused connections happen on real sockets.
@@ -7,7 +7,6 @@ request) so retries, timeouts and refused connections happen on real sockets.
 from __future__ import annotations
 
 import base64
-import json
 import threading
 import time
 from collections.abc import Iterator
@@ -20,18 +19,18 @@ import falcon
 import pytest
 from falcon import testing
 
-from aerie.context import current_request_id, set_request_id
 from aerie.errors import install_error_handling
-from aerie.http_client import (
+from aerie.local.redis_server import free_port
+from aerie.middleware import REQUEST_ID_RE
+from aerie.testing.polling import wait_for
+from aerie_client.http import (
     DEFAULT_RETRY_AFTER_S,
     ClientCredentials,
     CredentialsRejected,
     PeerUnavailable,
     ServiceClient,
 )
-from aerie.local.redis_server import free_port
-from aerie.middleware import REQUEST_ID_RE
-from aerie.testing.polling import wait_for
+from aerie_client.http.context import current_request_id, set_request_id
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -340,11 +339,10 @@ def test_bad_client_credentials_are_peer_unavailable(base_url, state):
         c.get("/echo")
     exc = info.value
     assert isinstance(exc, PeerUnavailable)
-    assert exc.status_code == 503
-    assert exc.problem_code == "unavailable"
+    assert exc.retry_after >= 1
     assert exc.oauth_error == "invalid_client"
-    assert "tenants" in exc.description
-    assert "wrong" not in exc.description
+    assert "tenants" in str(exc)
+    assert "wrong" not in str(exc)
     assert state.echo_calls == 0
     # Within the failure backoff, callers fail fast instead of queueing for the endpoint.
     with pytest.raises(CredentialsRejected):
@@ -366,8 +364,8 @@ def test_token_endpoint_down_is_peer_unavailable():
     provider = ClientCredentials(f"http://127.0.0.1:{free_port()}", CLIENT_ID, CLIENT_SECRET, connect_timeout=0.5)
     with pytest.raises(PeerUnavailable) as info:
         provider.token()
-    assert info.value.status_code == 503
-    assert "Retry-After" in info.value.headers
+    assert info.value.peer == "tenants"
+    assert info.value.retry_after >= 1
 
 
 # -- headers -----------------------------------------------------------------------------
@@ -435,7 +433,7 @@ def test_post_is_not_retried_on_503(base_url, state):
     state.flaky_failures = 1
     with pytest.raises(PeerUnavailable) as info:
         client(base_url, retries=2).post("/flaky", json={"x": 1})
-    assert info.value.status_code == 503
+    assert not info.value.slow
     assert state.flaky_attempts == 1
 
 
@@ -453,7 +451,7 @@ def test_retry_after_passed_on_to_our_caller(base_url, state):
     state.flaky_retry_after = "7"
     with pytest.raises(PeerUnavailable) as info:
         client(base_url, retries=0).get("/flaky")
-    assert info.value.headers["Retry-After"] == "7"
+    assert info.value.retry_after == 7
 
 
 @pytest.mark.parametrize("retry_after", ["soon", "\u00b2", "9" * 5000, "-1"])
@@ -462,7 +460,7 @@ def test_a_retry_after_that_is_not_plain_seconds_passes_on_our_default(base_url,
     state.flaky_retry_after = retry_after
     with pytest.raises(PeerUnavailable) as info:
         client(base_url, retries=0).get("/flaky")
-    assert info.value.headers["Retry-After"] == str(DEFAULT_RETRY_AFTER_S)
+    assert info.value.retry_after == DEFAULT_RETRY_AFTER_S
 
 
 def test_connection_refused_is_peer_unavailable():
@@ -472,12 +470,11 @@ def test_connection_refused_is_peer_unavailable():
         c.get("/v1/tenants/t1")
     assert time.monotonic() - started < 5
     exc = info.value
-    assert exc.status_code == 503
-    assert exc.problem_code == "unavailable"
-    assert int(exc.headers["Retry-After"]) >= 1
+    assert not exc.slow
+    assert exc.retry_after >= 1
     assert exc.peer == "tenants"
-    assert "tenants" in exc.description
-    assert "127.0.0.1" not in exc.description
+    assert "tenants" in str(exc)
+    assert "127.0.0.1" not in str(exc)
     assert isinstance(exc.__cause__, Exception)  # the details stay in logs, not in the problem
 
 
@@ -487,7 +484,7 @@ def test_read_timeout_is_peer_unavailable_and_not_retried(base_url, state):
     with pytest.raises(PeerUnavailable) as info:
         c.get("/slow")
     assert time.monotonic() - started < 5
-    assert info.value.status_code == 503
+    assert not info.value.slow
     assert state.slow_calls == 1
 
 
@@ -495,7 +492,7 @@ def test_read_timeout_is_peer_unavailable_and_not_retried(base_url, state):
 def test_5xx_is_peer_unavailable(base_url, state, code):
     with pytest.raises(PeerUnavailable) as info:
         client(base_url, retries=0).get(f"/status/{code}")
-    assert "10.0.0.7" not in json.dumps(info.value.to_dict())
+    assert "10.0.0.7" not in str(info.value)
 
 
 @pytest.mark.parametrize("code", [400, 404, 409, 422])
@@ -556,7 +553,7 @@ def test_a_slow_peer_holds_one_call_and_the_others_fail_fast(base_url, state):
     with pytest.raises(PeerUnavailable) as info:
         c.get("/echo")  # would have waited out the slow call's 1.5 s
     assert time.monotonic() - started < 1.0
-    assert info.value.status_code == 503 and "slow to answer" in (info.value.description or "")
+    assert info.value.slow
     assert state.echo_calls == 0
     waiting.join(5)
     assert len(first) == 1  # the slow call itself timed out as usual

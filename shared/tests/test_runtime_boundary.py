@@ -47,12 +47,16 @@ def test_the_staged_wheel_holds_the_runtime_library_and_no_tooling(tmp_path: Pat
     expected = {m.replace(".", "/") + ".py" for m in _runtime_modules()}
     expected = {n if (SHARED / n).is_file() else n[: -len(".py")] + "/__init__.py" for n in expected}
     assert expected <= names, sorted(expected - names)
-    assert "aerie/flags/vectors.json" in names
+    client_wheels = list(tmp_path.glob("aerie_client-*.whl"))
+    assert len(client_wheels) == 1, "the aerie-client wheel the shared one requires is built beside it"
+    with zipfile.ZipFile(client_wheels[0]) as archive:
+        assert "aerie_client/flags/vectors.json" in archive.namelist()
+    assert not [n for n in names if n.startswith("aerie_client/")]
 
 
 def test_no_runtime_module_imports_the_tooling() -> None:
     modules = _runtime_modules()
-    assert "aerie.app" in modules and "aerie.flags.client" in modules
+    assert "aerie.app" in modules and "aerie.tenant_directory" in modules
     script = textwrap.dedent(
         f"""
         import importlib, importlib.abc, sys

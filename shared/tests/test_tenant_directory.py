@@ -10,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import redis
 
-from aerie.http_client import PeerUnavailable, ServiceClient
 from aerie.pubsub import Subscriber
 from aerie.tenant_directory import TenantDirectory
+from aerie_client.http import PeerUnavailable, ServiceClient
 
 TEN_A = "ten_A"
 

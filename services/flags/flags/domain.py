@@ -3,7 +3,7 @@
 :mod:`flags.schemas` checks the shape of a definition (types, allowed operators and
 stickiness, ranges); this module checks what depends on several fields at once: variant
 weights summing to 100, every served value having the flag's type, each operator getting
-values it can compare. The engine (:mod:`aerie.flags.evaluation`) never raises on a bad
+values it can compare. The engine (:mod:`aerie_client.flags.evaluation`) never raises on a bad
 definition, it just answers ``ERROR`` or never matches; refusing such a definition here with
 a 422 naming the field is what keeps an admin from shipping one.
 """
@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aerie import errors
-from aerie.flags.evaluation import STICKINESS
-from aerie.flags.operators import parse_timestamp
 from aerie.json_input import nests_deeper_than
+from aerie_client.flags.evaluation import STICKINESS
+from aerie_client.flags.operators import parse_timestamp
 
 __all__ = [
     "ALLOW_OVERRIDES",

@@ -2,7 +2,7 @@
 
 Nothing here touches Redis: flags and overrides come from :class:`flags.snapshot.FlagReplica`
 and tenant attributes from the (cached) tenant directory. The evaluation itself is the one
-shared with the Python client, :meth:`aerie.flags.evaluation.CompiledFlag.evaluate`.
+shared with the Python client, :meth:`aerie_client.flags.evaluation.CompiledFlag.evaluate`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aerie.flags.evaluation import ABSENT, ERROR, Evaluation
 from aerie.tenant_directory import TenantSource
+from aerie_client.flags.evaluation import ABSENT, ERROR, Evaluation
 from flags.snapshot import FlagReplica, State
 from flags.usage import Usage
 

@@ -32,8 +32,8 @@ from ulid import ULID
 from aerie import errors
 from aerie.background import Periodic
 from aerie.events import EventContext, EventPublisher, new_event, utcnow
-from aerie.flags.operators import parse_timestamp
 from aerie.redis import RedisProvider
+from aerie_client.flags.operators import parse_timestamp
 from flags.domain import definition_problems
 from flags.storage import DEFINITIONS, REVISION, SCHEDULES, SCHEDULES_DUE, read_revision, schedules_of, stage_definition
 

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 
 from aerie import errors
-from aerie.flags.operators import OPERATORS
 from aerie.validation import LIST_QUERY, RFC3339
+from aerie_client.flags.operators import OPERATORS
 from flags.domain import ALLOW_OVERRIDES, ATTRIBUTE_PATTERN, STICKINESS_VALUES, VARIANT_PATTERN
 
 #: What a flag may serve: any JSON value but null (null is "no answer" to most clients).

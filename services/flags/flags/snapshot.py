@@ -15,7 +15,7 @@ replayed over it are harmless, because each carries the whole new state of what 
 
 Readers take :attr:`FlagReplica.state`, an immutable value replaced as a whole on every change,
 so a request sees one consistent state without locks. Flags are compiled once per change
-(:func:`aerie.flags.evaluation.compile_flag`), never per request. A write made through this
+(:func:`aerie_client.flags.evaluation.compile_flag`), never per request. A write made through this
 process is applied here at once (:meth:`FlagReplica.apply`, waiting for any earlier revision
 still in flight), so a caller reads its own writes; the same event arriving over pub/sub
 later is then skipped by its revision.
@@ -32,8 +32,8 @@ from types import MappingProxyType
 from typing import Any
 
 from aerie import errors
-from aerie.flags.evaluation import CompiledFlag, compile_flag
 from aerie.pubsub import Subscriber
+from aerie_client.flags.evaluation import CompiledFlag, compile_flag
 from flags.storage import FlagStore, Loaded, TenantState
 
 __all__ = ["FLAG_EVENTS", "FlagReplica", "State", "TenantView"]

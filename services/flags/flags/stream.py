@@ -8,7 +8,7 @@ keyed by tenant, and an open stream sleeps on its own queue, so it holds a threa
 stream mule's under uWSGI: :mod:`aerie.stream_server`) but no Redis connection.
 
 It is a change feed, not a log: it starts at the live end and does not replay. A client
-(``aerie.flags.client``) refetches ``/v1/flags/snapshot`` after each (re)connect and on
+(``aerie_client.flags.client``) refetches ``/v1/flags/snapshot`` after each (re)connect and on
 each event, which the listener, registered before the response starts, makes gap-free.
 ``Last-Event-ID`` is therefore ignored, and a stream that may have missed an event (pub/sub
 reconnected, the client read too slowly) simply ends, so the client refetches.

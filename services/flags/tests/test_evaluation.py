@@ -8,8 +8,8 @@ import pytest
 from flagtest import TEN_A, TEN_B
 
 from aerie.events import STREAM_KEY
-from aerie.flags.vectors import load
 from aerie.testing.http import assert_problem
+from aerie_client.flags.vectors import load
 
 VECTORS = load()
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from flagtest import ISSUER, TEN_A, TEN_B
 
-from aerie.flags.evaluation import CompiledFlag, error_evaluation
-from aerie.flags.vectors import load
 from aerie.testing.http import assert_problem
 from aerie.testing.keys import make_claims
+from aerie_client.flags.evaluation import CompiledFlag, error_evaluation
+from aerie_client.flags.vectors import load
 from flags.schemas import MAX_CONTEXT_BYTES, MAX_CONTEXT_KEYS
 
 VECTORS = load()

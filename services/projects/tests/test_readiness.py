@@ -12,9 +12,9 @@ from falcon import testing
 from aerie.app import Infrastructure
 from aerie.auth.tokens import StaticKeySource
 from aerie.config import Settings
-from aerie.http_client import PeerUnavailable, ServiceClient
 from aerie.local.redis_server import free_port
 from aerie.readiness import TenantsReachable
+from aerie_client.http import PeerUnavailable, ServiceClient
 from projects.app import build
 
 

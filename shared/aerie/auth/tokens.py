@@ -75,7 +75,7 @@ class JWKSKeySource:
     the URL comes from configuration only.
 
     One thread fetches at a time. While a key set is known, the others wait at most
-    ``wait_s`` for it, as calls to a silent peer do (:mod:`aerie.http_client`), and then answer
+    ``wait_s`` for it, as calls to a silent peer do (:mod:`aerie_client.http`), and then answer
     from the known set. A new worker knows none: there the fetch in flight is the only way to
     any key, so the others wait for its outcome (at most its ``timeout``) and share it. A
     failed fetch is not repeated by the threads that waited on it; each answers 503 at once.

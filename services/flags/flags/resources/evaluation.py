@@ -98,7 +98,7 @@ class FlagSnapshot:
         scopes=READ,
         tenant=True,
         response=schemas.SNAPSHOT,
-        description="Not in the HTTP contract: the Python client (`aerie.flags.client`) evaluates this snapshot "
+        description="Not in the HTTP contract: the Python client (`aerie_client.flags.client`) evaluates this snapshot "
         "with the same code as the server, and refetches it when `/v1/flags/stream` reports a change.",
     )
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:

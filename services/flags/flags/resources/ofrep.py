@@ -48,10 +48,10 @@ from aerie import errors
 from aerie.app import JSON_UTF8, dumps_json
 from aerie.auth.principal import Principal
 from aerie.endpoints import endpoint
-from aerie.flags.evaluation import ERROR, Evaluation
 from aerie.json_input import NotStorable, NotUTF8, loads_json
 from aerie.middleware import read_body
 from aerie.tenancy import TenantScope
+from aerie_client.flags.evaluation import ERROR, Evaluation
 from flags import schemas
 from flags.evaluator import Evaluator
 from flags.resources.evaluation import READ, with_person

@@ -9,8 +9,8 @@ Declare flags where they are used, so ``grep NEW_DASHBOARD`` finds every check::
         ...
 
 The client fetches its tenant's snapshot (``GET /v1/flags/snapshot``) and evaluates with
-:mod:`aerie.flags.evaluation`, the very code the service runs, so an answer here is the
-service's answer without a network round trip. :mod:`aerie.flags.sync` keeps the snapshot
+:mod:`aerie_client.flags.evaluation`, the very code the service runs, so an answer here is the
+service's answer without a network round trip. :mod:`aerie_client.flags.sync` keeps the snapshot
 current in background threads.
 
 An evaluation never raises and never blocks on the network, because a flag check sits in
@@ -46,10 +46,10 @@ from typing import Any
 
 import orjson
 
-from aerie.flags.evaluation import ABSENT, ERROR, STALE, Evaluation, error_evaluation
-from aerie.flags.snapshot import TenantSnapshot, parse_snapshot
-from aerie.flags.sync import Syncer
-from aerie.http_client import ServiceClient
+from aerie_client.flags.evaluation import ABSENT, ERROR, STALE, Evaluation, error_evaluation
+from aerie_client.flags.snapshot import TenantSnapshot, parse_snapshot
+from aerie_client.flags.sync import Syncer
+from aerie_client.http import ServiceClient
 
 __all__ = ["ChangeListener", "Flag", "FlagsClient", "StaleListener"]
 
@@ -59,7 +59,7 @@ ChangeListener = Callable[[frozenset[str]], None]
 #: the service answers again.
 StaleListener = Callable[[bool], None]
 
-log = logging.getLogger("aerie.flags.client")
+log = logging.getLogger("aerie_client.flags.client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ class Flag:
 
 
 class _Tokens:
-    """Adapts "anything with ``.token()``" to :class:`~aerie.http_client.TokenProvider`."""
+    """Adapts "anything with ``.token()``" to :class:`~aerie_client.http.TokenProvider`."""
 
     def __init__(self, provider: Any) -> None:
         self._provider = provider
@@ -88,7 +88,7 @@ class _Tokens:
 class FlagsClient:
     """Evaluates one tenant's flags locally; safe to share between threads and across forks.
 
-    ``token_provider`` is :class:`aerie.http_client.ClientCredentials` or anything with a
+    ``token_provider`` is :class:`aerie_client.http.ClientCredentials` or anything with a
     ``token()`` method returning a bearer token with ``flags:read`` for the tenant (``None``
     sends no token, for tests against an open server). Intervals are in seconds; the defaults
     suit production (the stream carries changes within a second; polling is the fallback).

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from aerie.flags.evaluation import ABSENT, CompiledFlag, Evaluation, compile_flag
+from aerie_client.flags.evaluation import ABSENT, CompiledFlag, Evaluation, compile_flag
 
 __all__ = ["TenantSnapshot", "parse_snapshot"]
 

@@ -1,4 +1,4 @@
-"""A test double for :class:`~aerie.flags.client.FlagsClient`: fixed values, no server, no snapshot.
+"""A test double for :class:`~aerie_client.flags.client.FlagsClient`: fixed values, no server, no snapshot.
 
     flags = FixedFlags({"new-dashboard": True})
     app = create_app(flags=flags)      # whatever the code under test takes a FlagsClient as
@@ -18,12 +18,12 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from aerie.flags.client import ChangeListener, Flag, StaleListener
-from aerie.flags.evaluation import DEFAULT, STALE, Evaluation, error_evaluation
+from aerie_client.flags.client import ChangeListener, Flag, StaleListener
+from aerie_client.flags.evaluation import DEFAULT, STALE, Evaluation, error_evaluation
 
 __all__ = ["FixedFlags"]
 
-log = logging.getLogger("aerie.flags.client")
+log = logging.getLogger("aerie_client.flags.client")
 
 
 class FixedFlags:

@@ -15,13 +15,13 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 from ulid import ULID
 
-from aerie.context import current_request_id
-from aerie.http_client.problems import PeerUnavailable
-from aerie.http_client.retries import IDEMPOTENT_METHODS, RETRY_STATUSES, PeerRetry, passed_retry_after
+from aerie_client.http.context import current_request_id
+from aerie_client.http.errors import PeerUnavailable
+from aerie_client.http.retries import IDEMPOTENT_METHODS, RETRY_STATUSES, PeerRetry, passed_retry_after
 
 __all__ = ["ServiceClient", "TokenProvider"]
 
-log = logging.getLogger("aerie.http_client")
+log = logging.getLogger("aerie_client.http")
 
 
 class TokenProvider(Protocol):
@@ -51,10 +51,10 @@ class ServiceClient:
 
     Timeouts are per attempt: ``connect_timeout`` to open the connection, ``read_timeout``
     between bytes of the answer. ``retries`` bounds the retries described in
-    :mod:`aerie.http_client`, so the worst case for an idempotent call is ``(retries + 1)`` connects plus
+    :mod:`aerie_client.http`, so the worst case for an idempotent call is ``(retries + 1)`` connects plus
     one read timeout plus at most a couple of seconds of backoff. ``max_in_flight`` (per
     process; None for no limit) bounds the calls under way at once, each further call
-    waiting at most ``queue_timeout_s`` (:mod:`aerie.http_client`: a silent peer).
+    waiting at most ``queue_timeout_s`` (:mod:`aerie_client.http`: a silent peer).
     """
 
     def __init__(
@@ -213,7 +213,7 @@ class ServiceClient:
             return self._send_now(method, url, **kwargs)
         if not slots.acquire(timeout=self._queue_timeout_s):
             log.warning("peer busy", extra={"peer": self.peer, "method": method, "path": urlsplit(url).path})
-            raise PeerUnavailable(self.peer, detail=f"The {self.peer} service is slow to answer; try again shortly.")
+            raise PeerUnavailable(self.peer, slow=True)
         try:
             return self._send_now(method, url, **kwargs)
         finally:

@@ -27,7 +27,7 @@ Every evaluation carries ``revision``: the flag document's ``version`` that prod
 audit entry of that change names the same version), or None for a document without one.
 
 :func:`compile_flag` does all parsing once; :meth:`CompiledFlag.evaluate` then does a few
-dict lookups, the predicates of :mod:`aerie.flags.operators` and at most two SHA-256 hashes.
+dict lookups, the predicates of :mod:`aerie_client.flags.operators` and at most two SHA-256 hashes.
 It never raises: a malformed flag or context gives the flag's default with reason ``ERROR``.
 """
 
@@ -44,7 +44,7 @@ from typing import Any, Final
 
 import orjson
 
-from aerie.flags.operators import Predicate, compile_condition
+from aerie_client.flags.operators import Predicate, compile_condition
 
 __all__ = [
     "ABSENT",
@@ -64,7 +64,7 @@ __all__ = [
     "off_value",
 ]
 
-log = logging.getLogger("aerie.flags")
+log = logging.getLogger("aerie_client.flags")
 
 DISABLED: Final = "DISABLED"
 TARGETING_MATCH: Final = "TARGETING_MATCH"

@@ -1,6 +1,6 @@
 """Keeping a client's snapshot current: the change stream, the refetch, the polling fallback.
 
-Two daemon threads per process, both started lazily by :class:`~aerie.flags.client.FlagsClient`:
+Two daemon threads per process, both started lazily by :class:`~aerie_client.flags.client.FlagsClient`:
 
 * The **refresher** is the only thread that fetches ``GET /v1/flags/snapshot``, so fetches
   never race and the newest answer always wins. It fetches at once, then whenever the
@@ -35,12 +35,12 @@ import requests
 from sseclient import SSEClient
 from ulid import ULID
 
-from aerie.flags.snapshot import TenantSnapshot, parse_snapshot
-from aerie.http_client import PeerUnavailable, ServiceClient, TokenProvider
+from aerie_client.flags.snapshot import TenantSnapshot, parse_snapshot
+from aerie_client.http import PeerUnavailable, ServiceClient, TokenProvider
 
 __all__ = ["Backoff", "Syncer"]
 
-log = logging.getLogger("aerie.flags.client")
+log = logging.getLogger("aerie_client.flags.client")
 
 SNAPSHOT_PATH = "/v1/flags/snapshot"
 STREAM_PATH = "/v1/flags/stream"

@@ -29,14 +29,14 @@ from functools import cache
 from importlib.resources import files
 from typing import Any
 
-from aerie.flags.evaluation import ABSENT
+from aerie_client.flags.evaluation import ABSENT
 
 __all__ = ["context", "load", "overrides"]
 
 
 @cache
 def _raw() -> str:
-    return files("aerie.flags").joinpath("vectors.json").read_text(encoding="utf-8")
+    return files("aerie_client.flags").joinpath("vectors.json").read_text(encoding="utf-8")
 
 
 def load() -> list[dict[str, Any]]:

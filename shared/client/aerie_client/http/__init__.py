@@ -4,9 +4,9 @@ Three things go wrong between services, and this module decides once how each is
 
 * **A peer is away** (refused, timed out, answering 5xx). The calling service must then
   answer ``503`` with ``Retry-After``, never ``500``: the caller's request was fine, a
-  dependency was not. Every such failure becomes :class:`PeerUnavailable`, a
-  :class:`~aerie.errors.Problem` that the error handling renders as the contract's
-  ``unavailable`` problem. Its detail names the peer and nothing else (no URL, host, or
+  dependency was not. Every such failure becomes :class:`PeerUnavailable`, which a
+  service's error handling (``aerie.errors``) renders as the contract's ``unavailable``
+  problem. Its detail names the peer and nothing else (no URL, host, or
   exception text). Responses below 500 are handed back untouched: a 404 or 409 from a
   peer means something to the caller, who decides.
 * **A blip** (an instance being replaced, a connection refused for a moment). Requests are
@@ -33,10 +33,10 @@ process: uWSGI forks workers after importing the app, and a pooled socket must n
 shared by two processes.
 """
 
-from aerie.http_client.client_credentials import USABLE_MARGIN_S, ClientCredentials
-from aerie.http_client.problems import DEFAULT_RETRY_AFTER_S, CredentialsRejected, PeerUnavailable
-from aerie.http_client.retries import IDEMPOTENT_METHODS, MAX_PASSED_RETRY_AFTER_S, RETRY_STATUSES
-from aerie.http_client.service_client import ServiceClient, TokenProvider
+from aerie_client.http.client_credentials import USABLE_MARGIN_S, ClientCredentials
+from aerie_client.http.errors import DEFAULT_RETRY_AFTER_S, CredentialsRejected, PeerUnavailable
+from aerie_client.http.retries import IDEMPOTENT_METHODS, MAX_PASSED_RETRY_AFTER_S, RETRY_STATUSES
+from aerie_client.http.service_client import ServiceClient, TokenProvider
 
 __all__ = [
     "DEFAULT_RETRY_AFTER_S",

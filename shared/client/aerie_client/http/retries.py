@@ -1,6 +1,6 @@
 """Which failed calls are tried again, how soon, and what Retry-After is passed on.
 
-The rules are the package's (:mod:`aerie.http_client`): a failed connect is retried for any
+The rules are the package's (:mod:`aerie_client.http`): a failed connect is retried for any
 method, a 502/503/504 only for an idempotent one, a read timeout never.
 """
 
@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from urllib3.exceptions import InvalidHeader, ReadTimeoutError
 from urllib3.util.retry import Retry
 
-from aerie.http_client.problems import DEFAULT_RETRY_AFTER_S
+from aerie_client.http.errors import DEFAULT_RETRY_AFTER_S
 
 __all__ = ["IDEMPOTENT_METHODS", "MAX_PASSED_RETRY_AFTER_S", "RETRY_STATUSES", "PeerRetry", "passed_retry_after"]
 
@@ -24,7 +24,7 @@ MAX_PASSED_RETRY_AFTER_S = 30
 
 
 class PeerRetry(Retry):
-    """urllib3's ``Retry``, with the three refinements :mod:`aerie.http_client` argues for.
+    """urllib3's ``Retry``, with the three refinements :mod:`aerie_client.http` argues for.
 
     * A read timeout is raised at once instead of retried (for every method).
     * Only ``503`` counts as "has a Retry-After worth waiting for"; urllib3 would also retry

@@ -1,7 +1,7 @@
-"""An OpenFeature provider over :class:`~aerie.flags.client.FlagsClient`: the SDK's API, our evaluation.
+"""An OpenFeature provider over :class:`~aerie_client.flags.client.FlagsClient`: the SDK's API, our evaluation.
 
     from openfeature import api
-    from aerie.flags.openfeature import AerieProvider
+    from aerie_client.flags.openfeature import AerieProvider
 
     api.set_provider(AerieProvider(flags_client))
     api.get_client().get_boolean_value("new-dashboard", False, EvaluationContext(targeting_key=user.id))
@@ -41,9 +41,9 @@ from openfeature.flag_evaluation import FlagResolutionDetails, Reason
 from openfeature.provider import AbstractProvider
 from openfeature.provider.metadata import Metadata
 
-from aerie.flags.client import FlagsClient
-from aerie.flags.evaluation import DEFAULT, DISABLED, ERROR, SPLIT, STALE, TARGETING_MATCH, Evaluation
-from aerie.flags.snapshot import TenantSnapshot
+from aerie_client.flags.client import FlagsClient
+from aerie_client.flags.evaluation import DEFAULT, DISABLED, ERROR, SPLIT, STALE, TARGETING_MATCH, Evaluation
+from aerie_client.flags.snapshot import TenantSnapshot
 
 if TYPE_CHECKING:
     from openfeature.flag_evaluation import FlagValueType

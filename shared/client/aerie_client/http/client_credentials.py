@@ -13,12 +13,12 @@ from urllib.parse import quote_plus
 import requests
 from requests.auth import AuthBase
 
-from aerie.http_client.problems import CredentialsRejected, PeerUnavailable
-from aerie.http_client.service_client import ServiceClient
+from aerie_client.http.errors import CredentialsRejected, PeerUnavailable
+from aerie_client.http.service_client import ServiceClient
 
 __all__ = ["USABLE_MARGIN_S", "ClientCredentials"]
 
-log = logging.getLogger("aerie.http_client")
+log = logging.getLogger("aerie_client.http")
 
 #: A token due for renewal is still sent while more than this remains of its lifetime.
 USABLE_MARGIN_S = 5.0
@@ -112,7 +112,7 @@ class ClientCredentials:
             if not self._lock.acquire(blocking=False):
                 return token
         elif not self._lock.acquire(timeout=self._wait_s):
-            raise PeerUnavailable("tenants", detail="The tenants service is slow to answer; try again shortly.")
+            raise PeerUnavailable("tenants", slow=True)
         try:
             now = self._clock()
             if self._token is not None and now < self._renew_at:
