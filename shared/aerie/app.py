@@ -38,6 +38,7 @@ from aerie.readiness import redis_ready_check
 from aerie.redis import RedisProvider
 from aerie.stream_janitor import StreamJanitor
 from aerie.system import HealthResource, InfoResource, ReadyCheck, ReadyResource
+from aerie.tracing import init_tracing, tracing_middleware
 
 __all__ = [
     "JSON_UTF8",
@@ -89,6 +90,7 @@ class Infrastructure:
                 raise ConfigError("AERIE_JWKS_URL is not set (nor AERIE_TENANTS_URL to derive it from)")
             keys = JWKSKeySource(settings.jwks_url)
         init_error_reporting(settings)
+        init_tracing(settings)
         redis_provider = RedisProvider(settings.redis)
         subscriber = Subscriber(redis_provider, name=f"{settings.service}-subscriber")
         revocations = RevocationList(redis_provider, subscriber)
@@ -147,6 +149,7 @@ def create_service_app(
         middleware.insert(3, RateLimitMiddleware(limiter))
     if infra.background:
         middleware.insert(0, BackgroundMiddleware(infra.background))
+    middleware.extend(tracing_middleware())
     app = falcon.App(media_type=JSON_UTF8, middleware=middleware, request_type=Request)
     # orjson: the same JSON (UTF-8, no ASCII escaping, non-string keys made strings as
     # json.dumps does), about ten times cheaper to produce.

@@ -28,6 +28,7 @@ import falcon
 import redis
 from ulid import ULID
 
+from aerie import tracing
 from aerie.auth.principal import Principal
 from aerie.logs import truncated
 from aerie.redis import REDIS_DOWN, RedisProvider
@@ -180,6 +181,10 @@ def new_event(type_: str, tenant_id: str | None, data: Mapping[str, Any], ctx: E
         "user_agent": ctx.user_agent,
         "data": dict(data),
     }
+    if tracing.enabled():
+        parent = tracing.traceparent()
+        if parent:
+            event["traceparent"] = parent
     # Inline and call-free where it can be: this runs for every event.
     if (
         len(ctx.user_agent or "") > _USER_AGENT_CHARS
@@ -449,7 +454,8 @@ class StreamConsumer:
             # A read that failed before: one event at a time, so a poison one holds up only itself.
             for pair in events:
                 try:
-                    self._batch_handler([pair])
+                    with tracing.consuming_batch([pair], self.group, self._stream):
+                        self._batch_handler([pair])
                 except REDIS_DOWN:
                     raise
                 except Exception:
@@ -458,7 +464,8 @@ class StreamConsumer:
                     )
                     failed.add(pair[0])
         elif events:
-            self._batch_handler(events)  # raises: everything of this read stays pending
+            with tracing.consuming_batch(events, self.group, self._stream):
+                self._batch_handler(events)  # raises: everything of this read stays pending
         done = [entry_id for entry_id, _ in entries if entry_id not in too_new and entry_id not in failed]
         if done:
             self._redis.client.xack(self._stream, self.group, *done)
@@ -491,7 +498,8 @@ class StreamConsumer:
             r.xack(self._stream, self.group, entry_id)
             return 0
         try:
-            self._handler(event)
+            with tracing.consuming(event, self.group, self._stream):
+                self._handler(event)
         except REDIS_DOWN:
             raise
         except Exception:

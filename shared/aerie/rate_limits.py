@@ -22,6 +22,7 @@ call per request, which is what the leases avoid.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import math
@@ -109,7 +110,9 @@ def tenant_plan_of(tenants: Any) -> TenantPlan:
                 if start:
                     fetching.add(tenant_id)
             if start:
-                threading.Thread(target=fetch, args=(tenant_id,), name="aerie-plan-fetch", daemon=True).start()
+                # In the request's context, so the fetch belongs to its trace (aerie.tracing).
+                run = contextvars.copy_context().run
+                threading.Thread(target=run, args=(fetch, tenant_id), name="aerie-plan-fetch", daemon=True).start()
             raise PlanUnknown(tenant_id) from None
 
     return plan

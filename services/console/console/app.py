@@ -19,6 +19,7 @@ from aerie.redis import pool_for_threads
 from aerie.service import Process, Service, started
 from aerie.system import HealthResource, InfoResource, ReadyResource
 from aerie.tenant_directory import TenantSource
+from aerie.tracing import tracing_middleware
 from console.api import Api
 from console.config import ConsoleConfig
 from console.oidc import SignInFlow
@@ -59,7 +60,7 @@ def build(
     infra = infra or Infrastructure.from_settings(pool_for_threads(settings, process.threads))
     pages = Pages(Cookies(config.session_key, secure=config.secure_cookies), api or Api(config))
     flow = flow or SignInFlow(config)
-    app = falcon.App(middleware=[SecurityHeaders()])
+    app = falcon.App(middleware=[SecurityHeaders(), *tracing_middleware()])
     app.req_options.strip_url_path_trailing_slash = True
     pages.install(app)
     checks = {"redis": redis_ready_check(settings, infra.redis), "background": infra.background.ensure_started}
