@@ -24,6 +24,7 @@ TOKEN = uuid.uuid4().hex
 
 JOURNEYS = """
 import os
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -55,7 +56,10 @@ def test_broken_service():
 
 @pytest.mark.smoke
 def test_sometimes_hangs():
-    if Path(os.environ["AERIE_PROBE_HANG"]).exists():
+    hang = Path(os.environ["AERIE_PROBE_HANG"])
+    if hang.exists():
+        child = subprocess.Popen(["sleep", "120"])
+        hang.with_suffix(".pid").write_text(str(child.pid))
         time.sleep(120)
 
 
@@ -134,6 +138,20 @@ def _value(text: str, name: str, journey: str | None = None) -> float | None:
     return float(match.group(1)) if match else None
 
 
+def _gone(pid: int, within: float = 5) -> bool:
+    """Whether ``pid`` has exited (reaped, or a zombie waiting for its new parent)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
 HEALTHY = "test_journeys::test_healthy_service"
 BROKEN = "test_journeys::test_broken_service"
 HANGS = "test_journeys::test_sometimes_hangs"
@@ -184,6 +202,8 @@ def test_a_journey_hanging_past_the_timeout_is_reported_down(monitor: MonitorPro
         assert _value(text, "aerie_synthetic_journey_up", "run") == 0
         assert (_value(text, 'aerie_synthetic_runs_total{result="timeout"}') or 0) >= 1
         assert "run timed out after 8 s" in monitor.log.read_text()
+        grandchild = int(flag.with_suffix(".pid").read_text())
+        assert _gone(grandchild), "a process the hung journey started outlived the run"
     finally:
         flag.unlink()
     monitor.wait_for(lambda t: _value(t, "aerie_synthetic_journey_up", HANGS) == 1, timeout=40)

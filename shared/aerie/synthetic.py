@@ -11,7 +11,7 @@ and ``/metrics`` the way the services do: without credentials on the internal po
 ``AERIE_METRICS_PORT`` (``cf register-metrics-endpoint ... --internal-port``), and on
 ``$PORT`` only with ``Authorization: Bearer $AERIE_METRICS_TOKEN`` (else 404).
 
-Settings (environment): ``AERIE_SYNTHETIC_JOURNEYS`` (the journeys directory),
+Settings (environment): ``AERIE_SYNTHETIC_JOURNEYS`` (the journeys directory, default ``e2e``),
 ``AERIE_SYNTHETIC_INTERVAL`` (seconds between runs, default 300), ``AERIE_SYNTHETIC_TIMEOUT``
 (seconds a run may take, default 240), ``AERIE_SYNTHETIC_MARK`` (default ``smoke``). The
 journeys read their own ``AERIE_*`` variables (service URLs, bootstrap client), inherited.
@@ -19,9 +19,11 @@ journeys read their own ``AERIE_*`` variables (service URLs, bootstrap client), 
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import logging
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -120,23 +122,14 @@ class Monitor:
             report = Path(tmp) / "report.xml"
             outcome = "failed"
             try:
-                proc = subprocess.run(
-                    self.command(report),
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    timeout=self.timeout,
-                    check=False,
-                    start_new_session=True,
-                )
+                output, returncode = self._pytest(report)
                 try:
                     results = parse_junit(report.read_text()) if report.exists() else []
                 except ET.ParseError:  # pytest killed mid-write: no result is a result, down
                     results = []
                 if not results:
-                    tail = proc.stdout.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
-                    results = [
-                        JourneyResult(RUN, False, 0.0, f"no journey reported (exit {proc.returncode}): {tail[0]}")
-                    ]
+                    tail = output.decode(errors="replace").strip().splitlines()[-1:] or ["no output"]
+                    results = [JourneyResult(RUN, False, 0.0, f"no journey reported (exit {returncode}): {tail[0]}")]
                 elif all(r.ok for r in results):
                     outcome = "passed"
             except subprocess.TimeoutExpired:
@@ -146,6 +139,21 @@ class Monitor:
                 results = results or [JourneyResult(RUN, False, self.timeout, message)]
         self.record(results, outcome)
         return results
+
+    def _pytest(self, report: Path) -> tuple[bytes, int]:
+        """pytest's output and exit status; on the timeout its whole process group is killed,
+        so nothing a journey started outlives the run that started it."""
+        proc = subprocess.Popen(
+            self.command(report), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        try:
+            output, _ = proc.communicate(timeout=self.timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+        return output, proc.returncode
 
     def record(self, results: Sequence[JourneyResult], outcome: str) -> None:
         seen = {r.journey for r in results}
@@ -215,8 +223,7 @@ def _handler(monitor: Monitor, metrics_port: str | None, token: str | None) -> t
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     env = os.environ
-    default = Path(__file__).resolve().parents[1] / "e2e"
-    journeys = Path(env.get("AERIE_SYNTHETIC_JOURNEYS") or default)
+    journeys = Path(env.get("AERIE_SYNTHETIC_JOURNEYS") or "e2e")
     monitor = Monitor(
         journeys,
         timeout=float(env.get("AERIE_SYNTHETIC_TIMEOUT", "240")),
