@@ -58,6 +58,8 @@ def test_manifest_runs_uwsgi_as_cloud_foundry_needs(path, secrets):
     assert (app["health-check-type"], app["health-check-http-endpoint"]) == ("http", "/health")
     assert (app["readiness-health-check-type"], app["readiness-health-check-http-endpoint"]) == ("http", "/ready")
     assert app["services"] == ["aerie-redis"]
+    # The stage installs wheels built for cflinuxfs4's Python: another stack could not load them.
+    assert app["stack"] == "cflinuxfs4"
     env = app["env"]
     assert env["VERSION"] == "1.4.0" and env["AERIE_COMMIT"] == "0123abcd"
     assert env["AERIE_REDIS_SERVICE"] == "aerie-redis"
