@@ -39,7 +39,7 @@ def test_dry_run_prints_the_exact_commands(stage, tmp_path, capsys):
     secrets = tmp_path / "absent.secrets.yml"
     argv = ["staging", "--repo", str(REPO), "--stage", str(stage), "--version", "1.4.0", "--commit", "0123abcd"]
     assert main([*argv, "--secrets", str(secrets)], environ={"DRY_RUN": "1"}) == 0
-    common = f"--vars-file manifests/vars/staging.yml --vars-file {secrets} --var version=1.4.0 --var commit=0123abcd"
+    common = "--vars-file manifests/vars/staging.yml --var version=1.4.0 --var commit=0123abcd"
     secrets_of = {
         "tenants": "AERIE_SIGNING_KEYS, AERIE_BOOTSTRAP_CLIENT_ID, AERIE_BOOTSTRAP_CLIENT_SECRET,"
         " AERIE_SERVICE_CLIENTS",
@@ -284,3 +284,18 @@ def test_a_secrets_file_lacking_an_apps_secret_stops_before_any_command(stage, t
     assert main(argv, environ={}) == 1
     assert not (tmp_path / "cf.log").exists()
     assert f"{secrets} has no projects_client_secret (the secrets of projects)" in capsys.readouterr().err
+
+
+def test_a_manifest_naming_a_secret_stops_the_deploy_and_cf_push_never_gets_the_secrets_file(stage, tmp_path, capsys):
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(secrets_vars()))
+    argv = ["staging", "projects", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets), "--dry-run"]
+    assert main(argv, environ={}) == 0
+    assert str(secrets) not in next(line for line in capsys.readouterr().out.splitlines() if "cf push" in line)
+    manifest = stage / "projects" / "manifest.yml"
+    manifest.write_text(
+        manifest.read_text().replace("    env:\n", "    env:\n      AERIE_CLIENT_SECRET: ((projects_client_secret))\n")
+    )
+    assert main(argv, environ={}) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no value for ((projects_client_secret))" in captured.err

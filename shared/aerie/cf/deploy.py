@@ -46,10 +46,9 @@ from aerie.cf.manifest import (
     interpolate,
     load_manifest,
     load_vars,
-    manifest_vars,
     validate_manifest,
 )
-from aerie.cf.secrets import SECRETS_SERVICE_TAG, app_secret_vars, app_secrets, is_secret_var, secrets_service
+from aerie.cf.secrets import SECRETS_SERVICE_TAG, app_secret_vars, app_secrets, secrets_service
 from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 from aerie.suite.version import GitVersion, describe
 
@@ -126,10 +125,16 @@ def plan(
 ) -> list[Step]:
     """The commands of a deploy; validates every staged manifest first.
 
-    ``placeholder_secrets`` lets a dry run without the secrets file check the manifests
-    (each missing secret, and only a secret, stands in as a placeholder string).
+    The last of ``target.vars_files`` is the secrets vars file. ``cf push`` gets only the
+    others, and the manifests are checked with their variables alone: a manifest naming a
+    secret then fails here, before its value could reach the app's environment.
+    ``placeholder_secrets`` lets a dry run without the secrets file plan the secrets
+    services (each missing secret stands in as a placeholder, never shown anyway).
     """
-    variables = {**target.variables, "version": target.version.version, "commit": target.version.commit}
+    release = {"version": target.version.version, "commit": target.version.commit}
+    variables = {**target.variables, **release}
+    public_files = target.vars_files[:-1]
+    pushed = {**load_vars(list(public_files)), **release}
     secret_file = _rel(target.vars_files[-1], repo_root)
     for name in ("redis_service", "redis_offering", "redis_plan"):
         if not variables.get(name):
@@ -139,11 +144,8 @@ def plan(
         if not manifest_path.is_file():
             raise DeployError(f"{_rel(manifest_path, repo_root)} is missing: run `make stage` first")
         manifest = load_manifest(manifest_path)
-        values = dict(variables)
-        if placeholder_secrets:
-            values.update({n: f"<{n}>" for n in manifest_vars(manifest) if n not in values and is_secret_var(n)})
         try:
-            validate_manifest(interpolate(manifest, values), repo_root / SCHEMA_RELATIVE_PATH)
+            validate_manifest(interpolate(manifest, pushed), repo_root / SCHEMA_RELATIVE_PATH)
         except ManifestError as exc:
             raise DeployError(f"{_rel(manifest_path, repo_root)}: {exc}") from None
         missing = [n for n in app_secret_vars(service).values() if n not in variables]
@@ -167,7 +169,7 @@ def plan(
             unless=("cf", "service", redis),
         )
     ]
-    vars_args = [arg for path in target.vars_files for arg in ("--vars-file", _rel(path, repo_root))]
+    vars_args = [arg for path in public_files for arg in ("--vars-file", _rel(path, repo_root))]
     for service in services:
         app_dir = stage_root / service
         app = load_manifest(app_dir / "manifest.yml")["applications"][0]["name"]

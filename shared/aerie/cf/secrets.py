@@ -1,10 +1,9 @@
 """The secrets vars file of a Cloud Foundry environment: made once, never committed.
 
-``cf push`` takes secrets the same way as every other ``((var))``, from a vars file; this
-one is kept apart from ``manifests/vars/<env>.yml`` (tracked) as
-``manifests/vars/<env>.secrets.yml`` (ignored by git, mode 0600). It holds what the
-manifests need: the tenants service's signing keys and bootstrap client, and each other
-service's own client id and secret with the hashes the issuer checks them against.
+It is kept apart from ``manifests/vars/<env>.yml`` (tracked) as
+``manifests/vars/<env>.secrets.yml`` (ignored by git, mode 0600). It holds what the apps
+need: the tenants service's signing keys and bootstrap client, and each other service's
+own client id and secret with the hashes the issuer checks them against.
 
 ``make deploy`` does not hand these to ``cf push``: each app's own secrets go into a
 user-provided service ``aerie-secrets-<app>`` (:func:`app_secrets`), bound by its manifest
