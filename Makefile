@@ -6,6 +6,7 @@
 #   make test    lint, unit, floors, service, browser and e2e through tox
 #   make lint    ruff
 #   make bench   the benchmarks
+#   make lock    services/*/requirements.lock: the exact wheels, with hashes, that make stage ships
 #   make stage   each service as a self-contained cf push folder in build/stage/ (offline vendor/)
 #   make deploy ENV=staging   Redis if missing, a rolling cf push of each app, the smoke tests (DRY_RUN=1 prints)
 #   make clean   forget the local stack's state (.aerie/: secrets, Redis data, logs)
@@ -32,7 +33,7 @@ TOX_ARGS ?=
 
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help install run test lint bench stage deploy clean distclean
+.PHONY: help install run test lint bench lock stage deploy clean distclean
 
 help:
 	@sed -n 's/^#   //p' $(firstword $(MAKEFILE_LIST))
@@ -68,6 +69,11 @@ bench: $(STAMP)
 ENV ?= staging
 DRY_RUN ?=
 SERVICES ?=
+
+# Resolves against the package index; commit the locks it writes. A stale one stops make stage
+# and fails the unit tests (shared/tests/test_cf_lock.py).
+lock: $(STAMP)
+	$(BIN)/python -m aerie.cf.lock $(SERVICES)
 
 stage: $(STAMP)
 	$(BIN)/python -m aerie.cf.stage $(SERVICES)

@@ -4,7 +4,8 @@ Once per session ``make stage``'s code stages every service (real wheel download
 machine's Python line), and each staged app gets a fresh venv installed exactly as the
 Python buildpack installs a vendored app (in parallel). Then every app runs under its
 manifest's ``command`` with Cloud Foundry's environment and its manifest's ``env``
-interpolated with the same secrets file format ``make deploy`` uses, and the test checks
+interpolated with the same vars ``make deploy`` uses, each app's secrets bound in
+``VCAP_SERVICES`` as its user-provided ``aerie-secrets-<service>``, and the test checks
 ``/health``, ``/ready`` and ``/info``, that the command ``exec``s uWSGI, that a short load
 is served without a 5xx, and that the whole instance (master and workers, by PSS) stays
 under the manifest's memory limit during that load.
@@ -26,10 +27,16 @@ import pytest
 import requests
 
 from aerie.cf.manifest import interpolate, load_manifest
-from aerie.cf.secrets import secrets_vars
+from aerie.cf.secrets import SECRETS_SERVICE_TAG, app_secrets, secrets_service, secrets_vars
 from aerie.cf.stage import stage_all, stageable_services
 from aerie.local.redis_server import RedisServer, free_port
-from aerie.testing.buildpack import CF_KILL_AFTER_S, CfInstance, buildpack_install, p_redis_binding
+from aerie.testing.buildpack import (
+    CF_KILL_AFTER_S,
+    CfInstance,
+    buildpack_install,
+    p_redis_binding,
+    user_provided_binding,
+)
 from aerie.testing.http import basic_auth
 from aerie.testing.memory import TreeMemory, tree_memory
 from aerie.testing.rate_limits import NO_RATE_LIMITS
@@ -102,12 +109,17 @@ def _instance(
 ) -> CfInstance:
     app_dir, venv = staged[name]
     (app,) = interpolate(load_manifest(app_dir / "manifest.yml"), deployment["vars"])["applications"]
+    # What `make deploy` puts in the app's secrets service, bound as the manifest names it.
+    secrets = user_provided_binding(
+        secrets_service(name), app_secrets(name, deployment["vars"]), tags=[SECRETS_SERVICE_TAG]
+    )
+    assert secrets_service(name) in app["services"]
     instance = CfInstance(
         app_dir,
         venv,
         manifest_app=app,
         port=port or deployment["ports"][name],
-        vcap_services=deployment["vcap_services"],
+        vcap_services={**deployment["vcap_services"], **secrets},
         log_path=log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log",
     )
     # As `cf set-env` would: the load measures the memory of real work, not of 429s.

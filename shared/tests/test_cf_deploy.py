@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import shlex
 import shutil
 import stat
 import sys
@@ -37,10 +39,21 @@ def test_dry_run_prints_the_exact_commands(stage, tmp_path, capsys):
     secrets = tmp_path / "absent.secrets.yml"
     argv = ["staging", "--repo", str(REPO), "--stage", str(stage), "--version", "1.4.0", "--commit", "0123abcd"]
     assert main([*argv, "--secrets", str(secrets)], environ={"DRY_RUN": "1"}) == 0
-    common = f"--vars-file manifests/vars/staging.yml --vars-file {secrets} --var version=1.4.0 --var commit=0123abcd"
-    pushes = [
-        f"cf push aerie-{s} -f {stage}/{s}/manifest.yml -p {stage}/{s} {common} --strategy rolling" for s in SERVICES
-    ]
+    common = "--vars-file manifests/vars/staging.yml --var version=1.4.0 --var commit=0123abcd"
+    secrets_of = {
+        "tenants": "AERIE_SIGNING_KEYS, AERIE_BOOTSTRAP_CLIENT_ID, AERIE_BOOTSTRAP_CLIENT_SECRET,"
+        " AERIE_SERVICE_CLIENTS",
+        **{s: "AERIE_CLIENT_ID, AERIE_CLIENT_SECRET" for s in SERVICES[1:]},
+    }
+    pushes = []
+    for s in SERVICES:
+        ref = shlex.quote(f"<0600 JSON file: {secrets_of[s]} from {secrets}>")
+        pushes += [
+            f"if cf service aerie-secrets-{s} >/dev/null 2>&1;"
+            f" then cf update-user-provided-service aerie-secrets-{s} -p {ref};"
+            f" else cf create-user-provided-service aerie-secrets-{s} -p {ref} -t aerie-secrets; fi",
+            f"cf push aerie-{s} -f {stage}/{s}/manifest.yml -p {stage}/{s} {common} --strategy rolling",
+        ]
     smoke = (
         "AERIE_AUDIT_URL=https://aerie-audit.apps.staging.example.com"
         f" AERIE_BOOTSTRAP_CLIENT_ID='<bootstrap_client_id from {secrets}>'"
@@ -93,7 +106,11 @@ def test_a_real_run_needs_the_secrets_file(stage, tmp_path, capsys):
 
 
 def _fake_cf(tmp_path: Path, service_exists: bool) -> Path:
-    """A ``cf`` that records its arguments; ``cf service`` answers as told."""
+    """A ``cf`` that records its arguments; ``cf service`` answers as told.
+
+    For a user-provided service it also records the ``-p`` file's path and mode, and keeps
+    a copy of what it held, since deploy removes the file once ``cf`` returns.
+    """
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     cf = bin_dir / "cf"
@@ -101,6 +118,10 @@ def _fake_cf(tmp_path: Path, service_exists: bool) -> Path:
     cf.write_text(
         "#!/bin/sh\n"
         f'echo "$*" >> {tmp_path}/cf.log\n'
+        'case "$1" in *-user-provided-service)\n'
+        f'  stat -c "$2 %a" "$4" >> {tmp_path}/modes.log; cat "$4" > {tmp_path}/"$2".json\n'
+        f'  echo "$4" >> {tmp_path}/files.log;;\n'
+        "esac\n"
         f'if [ "$1" = service ]; then exit {status}; fi\n'
         'if [ "$1" = push ] && [ "$2" = aerie-flags ]; then exit 7; fi\n'
         "exit 0\n"
@@ -118,14 +139,14 @@ def test_a_real_run_creates_redis_only_when_missing_and_pushes_in_order(stage, t
     assert main([*argv, "--no-smoke", "--version", "2.0.0", "--commit", "feedbeef"], environ={}) == 0
     calls = (tmp_path / "cf.log").read_text().splitlines()
     assert calls[0] == "service aerie-redis"
-    pushes = calls[2:] if not exists else calls[1:]
     if not exists:
         assert (
             calls[1]
             == 'create-service p.redis on-demand-persistent aerie-redis -c {"maxmemory-policy":"noeviction"} --wait'
         )
+    pushes = [c for c in calls if c.startswith("push ")]
     assert [c.split()[1] for c in pushes] == ["aerie-tenants", "aerie-projects"]
-    assert all(c.startswith("push ") and c.endswith("--strategy rolling") for c in pushes)
+    assert all(c.endswith("--strategy rolling") for c in pushes)
 
 
 def test_a_failed_push_stops_the_deploy(stage, tmp_path, monkeypatch, capsys):
@@ -190,3 +211,91 @@ def test_redis_config_must_be_a_mapping(stage, tmp_path, capsys):
     repo = _vars_repo(tmp_path, redis_config="noeviction")
     assert _dry_run(repo, stage, tmp_path) == 1
     assert "must be a mapping" in capsys.readouterr().err
+
+
+# -- the secrets services: one per app, created or updated before its push -----------------------
+
+
+@pytest.mark.parametrize("exists", [True, False])
+def test_each_apps_secrets_service_is_created_or_updated_right_before_its_push(stage, tmp_path, monkeypatch, exists):
+    made = secrets_vars()
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(made))
+    monkeypatch.setenv("PATH", f"{_fake_cf(tmp_path, exists)}{os.pathsep}{os.environ['PATH']}")
+    argv = ["staging", "tenants", "projects", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets)]
+    assert main([*argv, "--no-smoke", "--version", "2.0.0", "--commit", "feedbeef"], environ={}) == 0
+    calls = [c for c in (tmp_path / "cf.log").read_text().splitlines() if "aerie-redis" not in c]
+    files = (tmp_path / "files.log").read_text().splitlines()
+    if exists:
+        upserts = [
+            f"update-user-provided-service aerie-secrets-{s} -p {f}"
+            for s, f in zip(("tenants", "projects"), files, strict=True)
+        ]
+    else:
+        upserts = [
+            f"create-user-provided-service aerie-secrets-{s} -p {f} -t aerie-secrets"
+            for s, f in zip(("tenants", "projects"), files, strict=True)
+        ]
+    assert [c.split(" -f ")[0] for c in calls] == [
+        "service aerie-secrets-tenants",
+        upserts[0],
+        "push aerie-tenants",
+        "service aerie-secrets-projects",
+        upserts[1],
+        "push aerie-projects",
+    ]
+    assert (tmp_path / "modes.log").read_text().splitlines() == [
+        "aerie-secrets-tenants 600",
+        "aerie-secrets-projects 600",
+    ]
+    assert not [f for f in files if Path(f).exists()], "the credentials file outlives the cf call"
+    assert json.loads((tmp_path / "aerie-secrets-tenants.json").read_text()) == {
+        "AERIE_SIGNING_KEYS": made["signing_keys"],
+        "AERIE_BOOTSTRAP_CLIENT_ID": made["bootstrap_client_id"],
+        "AERIE_BOOTSTRAP_CLIENT_SECRET": made["bootstrap_client_secret"],
+        "AERIE_SERVICE_CLIENTS": made["service_clients"],
+    }
+    assert json.loads((tmp_path / "aerie-secrets-projects.json").read_text()) == {
+        "AERIE_CLIENT_ID": made["projects_client_id"],
+        "AERIE_CLIENT_SECRET": made["projects_client_secret"],
+    }
+
+
+def test_no_secret_reaches_a_cf_command_line(stage, tmp_path, monkeypatch):
+    made = secrets_vars()
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(made))
+    monkeypatch.setenv("PATH", f"{_fake_cf(tmp_path, True)}{os.pathsep}{os.environ['PATH']}")
+    argv = ["staging", "tenants", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets), "--no-smoke"]
+    assert main(argv, environ={}) == 0
+    log = (tmp_path / "cf.log").read_text()
+    assert "update-user-provided-service aerie-secrets-tenants" in log
+    for name, value in made.items():
+        assert value not in log, name
+
+
+def test_a_secrets_file_lacking_an_apps_secret_stops_before_any_command(stage, tmp_path, monkeypatch, capsys):
+    made = secrets_vars()
+    del made["projects_client_secret"]
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(made))
+    monkeypatch.setenv("PATH", f"{_fake_cf(tmp_path, True)}{os.pathsep}{os.environ['PATH']}")
+    argv = ["staging", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets), "--no-smoke"]
+    assert main(argv, environ={}) == 1
+    assert not (tmp_path / "cf.log").exists()
+    assert f"{secrets} has no projects_client_secret (the secrets of projects)" in capsys.readouterr().err
+
+
+def test_a_manifest_naming_a_secret_stops_the_deploy_and_cf_push_never_gets_the_secrets_file(stage, tmp_path, capsys):
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(secrets_vars()))
+    argv = ["staging", "projects", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets), "--dry-run"]
+    assert main(argv, environ={}) == 0
+    assert str(secrets) not in next(line for line in capsys.readouterr().out.splitlines() if "cf push" in line)
+    manifest = stage / "projects" / "manifest.yml"
+    manifest.write_text(
+        manifest.read_text().replace("    env:\n", "    env:\n      AERIE_CLIENT_SECRET: ((projects_client_secret))\n")
+    )
+    assert main(argv, environ={}) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no value for ((projects_client_secret))" in captured.err

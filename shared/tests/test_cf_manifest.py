@@ -17,7 +17,7 @@ from aerie.cf.manifest import (
     manifest_vars,
     validate_manifest,
 )
-from aerie.cf.secrets import is_secret_var, secrets_vars
+from aerie.cf.secrets import app_secret_vars, app_secrets, is_secret_var, secrets_service, secrets_vars
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = REPO / SCHEMA_RELATIVE_PATH
@@ -57,34 +57,41 @@ def test_manifest_runs_uwsgi_as_cloud_foundry_needs(path, secrets):
     assert app["memory"] == "128M"
     assert (app["health-check-type"], app["health-check-http-endpoint"]) == ("http", "/health")
     assert (app["readiness-health-check-type"], app["readiness-health-check-http-endpoint"]) == ("http", "/ready")
-    assert app["services"] == ["aerie-redis"]
+    assert app["services"] == ["aerie-redis", f"aerie-secrets-{path.parent.name}"]
+    # The stage installs wheels built for cflinuxfs4's Python: another stack could not load them.
+    assert app["stack"] == "cflinuxfs4"
     env = app["env"]
     assert env["VERSION"] == "1.4.0" and env["AERIE_COMMIT"] == "0123abcd"
     assert env["AERIE_REDIS_SERVICE"] == "aerie-redis"
     assert env["AERIE_TENANTS_URL"] == env["AERIE_ISSUER"] == "https://aerie-tenants.apps.staging.example.com"
     assert env["AERIE_JWKS_URL"].endswith("/.well-known/jwks.json")
     assert all(isinstance(v, str) for v in env.values()), "env values reach the app as strings"
-    if path.parent.name == "tenants":
-        assert {"AERIE_SIGNING_KEYS", "AERIE_BOOTSTRAP_CLIENT_SECRET", "AERIE_SERVICE_CLIENTS"} <= env.keys()
-    else:
-        assert env["AERIE_CLIENT_ID"] == secrets[f"{path.parent.name}_client_id"]
+    for value in secrets.values():
+        assert value not in env.values(), "`cf env` would show it"
 
 
 @pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.parent.name)
-def test_manifest_reads_secrets_only_from_variables(path):
-    text = path.read_text()
-    manifest = yaml.safe_load(text)
-    secret_names = {n for n in manifest_vars(manifest) if is_secret_var(n)}
-    for key, value in manifest["applications"][0]["env"].items():
-        if any(word in key for word in ("SECRET", "KEYS", "CLIENTS", "CLIENT_ID")):
-            assert value.startswith("((") and value.endswith("))"), key
+def test_manifest_carries_no_secret_and_binds_the_apps_secrets_service(path):
+    manifest = yaml.safe_load(path.read_text())
+    assert not [n for n in manifest_vars(manifest) if is_secret_var(n)], "a secret ((var)) would land in `cf env`"
+    (app,) = manifest["applications"]
+    assert not set(app_secret_vars(path.parent.name)) & set(app["env"]), "set by the bound secrets service"
+    assert secrets_service(path.parent.name) in app["services"]
+
+
+@pytest.mark.parametrize("path", MANIFESTS, ids=lambda p: p.parent.name)
+def test_each_apps_secrets_are_in_the_secrets_file_and_only_its_own(path, secrets):
     service = path.parent.name
     expected = (
         {"signing_keys", "bootstrap_client_id", "bootstrap_client_secret", "service_clients"}
         if service == "tenants"
         else {f"{service}_client_id", f"{service}_client_secret"}
     )
-    assert secret_names == expected
+    assert set(app_secret_vars(service).values()) == expected
+    assert expected <= secrets.keys()
+    assert all(is_secret_var(n) for n in expected)
+    held = app_secrets(service, secrets)
+    assert all(isinstance(v, str) and v for v in held.values())
 
 
 @pytest.mark.parametrize("environment", ENVIRONMENTS)

@@ -6,13 +6,17 @@ The real download and the buildpack's offline install are service_tests/test_bui
 from __future__ import annotations
 
 import configparser
+import hashlib
+import re
+import shutil
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from aerie.cf.stage import StageError, copy_ini, manylinux_platforms, stage_service, stageable_services
+from aerie.cf.lock import lock_inputs, lock_path
+from aerie.cf.stage import StageError, copy_ini, manylinux_platforms, stage_all, stage_service, stageable_services
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,17 +53,26 @@ class FakeFetcher:
                 (vendor / name).write_bytes(b"")
 
 
+@pytest.fixture
+def wheelhouse(tmp_path: Path) -> Path:
+    """A wheelhouse as build_shared_wheel leaves it: the two aerie wheels (contents made up)."""
+    house = tmp_path / "wh"
+    house.mkdir()
+    (house / SHARED_WHEEL).write_bytes(b"shared wheel bytes")
+    (house / "aerie_client-0.1.0-py3-none-any.whl").write_bytes(b"client wheel bytes")
+    return house
+
+
 def test_every_service_folder_is_stageable():
     assert stageable_services(REPO)[:2] == ["tenants", "projects"]
 
 
 @pytest.mark.parametrize("service", ["tenants", "projects"])
-def test_staged_service_is_a_self_contained_push_folder(service, tmp_path):
+def test_staged_service_is_a_self_contained_push_folder(service, tmp_path, wheelhouse):
     fetcher = FakeFetcher()
-    dest = stage_service(REPO, service, tmp_path, wheelhouse=tmp_path / "wh", fetcher=fetcher, python="3.12")
+    dest = stage_service(REPO, service, tmp_path, wheelhouse=wheelhouse, fetcher=fetcher, python="3.12")
     assert dest == tmp_path / service
     assert (dest / "runtime.txt").read_text() == "python-3.12.x\n"
-    assert (dest / "requirements.txt").read_text() == (REPO / "services" / service / "requirements.txt").read_text()
     assert (dest / "manifest.yml").read_text() == (REPO / "services" / service / "manifest.yml").read_text()
     assert "tests/" in (dest / ".cfignore").read_text()
     assert fetcher.calls == [(dest / "requirements.txt", dest / "vendor", "3.12")]
@@ -78,28 +91,74 @@ def test_staged_service_is_a_self_contained_push_folder(service, tmp_path):
     assert "ini = %dbase.ini" in (dest / "uwsgi.ini").read_text().splitlines()
 
 
-def test_restaging_replaces_the_old_folder(tmp_path):
-    stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=FakeFetcher())
+@pytest.mark.parametrize("service", ["tenants", "console"])
+def test_staged_requirements_are_the_lock_and_the_built_wheels_every_line_hashed(service, tmp_path, wheelhouse):
+    dest = stage_service(REPO, service, tmp_path / "out", wheelhouse=wheelhouse, fetcher=FakeFetcher())
+    staged = (dest / "requirements.txt").read_text()
+    lock = lock_path(REPO, service).read_text()
+    assert staged.startswith(lock.rstrip("\n") + "\n")
+    sha = {
+        name: hashlib.sha256((wheelhouse / name).read_bytes()).hexdigest()
+        for name in ("aerie_shared-0.1.0-py3-none-any.whl", "aerie_client-0.1.0-py3-none-any.whl")
+    }
+    lines = staged.splitlines()
+    assert f"aerie-shared==0.1.0 --hash=sha256:{sha[SHARED_WHEEL]}" in lines
+    assert f"aerie-client==0.1.0 --hash=sha256:{sha['aerie_client-0.1.0-py3-none-any.whl']}" in lines
+    # pip's hash-checking mode (the buildpack's install of it) refuses a single unhashed requirement.
+    for requirement in re.sub(r"\s*\\\n\s*", " ", staged).splitlines():
+        if requirement.strip() and not requirement.startswith("#"):
+            assert re.fullmatch(r"\S+==\S+( --hash=sha256:[0-9a-f]{64})+", requirement), requirement
+
+
+def _stale_repo(tmp_path: Path, service: str) -> Path:
+    repo = tmp_path / "repo"
+    for path in [*lock_inputs(REPO, service), lock_path(REPO, service)]:
+        target = repo / path.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    requirements = repo / "services" / service / "requirements.txt"
+    requirements.write_text(requirements.read_text().replace("pyuwsgi>=2.0.29", "pyuwsgi>=2.0.30"))
+    return repo
+
+
+def test_stage_refuses_a_stale_lock(tmp_path, wheelhouse):
+    repo = _stale_repo(tmp_path, "tenants")
+    with pytest.raises(StageError, match=r"services/tenants/requirements\.lock is stale.*`make lock`"):
+        stage_service(repo, "tenants", tmp_path / "out", wheelhouse=wheelhouse, fetcher=FakeFetcher())
+    assert not (tmp_path / "out").exists()
+
+
+def test_stage_all_refuses_a_stale_lock_before_building_or_downloading(tmp_path, monkeypatch):
+    repo = _stale_repo(tmp_path, "flags")
+    for name in ("manifest.yml", "uwsgi.ini", "pyproject.toml"):
+        shutil.copy(REPO / "services" / "flags" / name, repo / "services" / "flags" / name)
+    monkeypatch.setattr("aerie.cf.stage.build_shared_wheel", lambda *a: pytest.fail("built a wheel"))
+    with pytest.raises(StageError, match="stale"):
+        stage_all(repo, tmp_path / "out", services=["flags"], fetcher=FakeFetcher())
+
+
+def test_restaging_replaces_the_old_folder(tmp_path, wheelhouse):
+    stage_service(REPO, "tenants", tmp_path, wheelhouse=wheelhouse, fetcher=FakeFetcher())
     (tmp_path / "tenants" / "leftover.py").write_text("")
-    stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=FakeFetcher())
+    stage_service(REPO, "tenants", tmp_path, wheelhouse=wheelhouse, fetcher=FakeFetcher())
     assert not (tmp_path / "tenants" / "leftover.py").exists()
 
 
-def test_a_vendor_without_the_shared_wheel_fails(tmp_path):
+def test_a_vendor_without_the_shared_wheel_fails(tmp_path, wheelhouse):
     with pytest.raises(StageError, match="lacks the aerie-shared wheel"):
-        stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=FakeFetcher(["falcon-4.4.0.whl"]))
+        stage_service(REPO, "tenants", tmp_path, wheelhouse=wheelhouse, fetcher=FakeFetcher(["falcon-4.4.0.whl"]))
 
 
-def test_a_shared_wheel_with_development_tooling_fails(tmp_path):
+def test_a_shared_wheel_with_development_tooling_fails(tmp_path, wheelhouse):
     fetcher = FakeFetcher(shared_files=["aerie/__init__.py", "aerie/local/stack.py"])
     with pytest.raises(StageError, match=r"holds development tooling: aerie/local/stack\.py"):
-        stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=fetcher)
+        stage_service(REPO, "tenants", tmp_path, wheelhouse=wheelhouse, fetcher=fetcher)
 
 
-def test_an_sdist_in_vendor_fails(tmp_path):
+def test_an_sdist_in_vendor_fails(tmp_path, wheelhouse):
     files = ["aerie_shared-0.1.0-py3-none-any.whl", "cerberus-1.3.5.tar.gz"]
     with pytest.raises(StageError, match=r"non-wheels the buildpack would build: cerberus-1\.3\.5\.tar\.gz"):
-        stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=FakeFetcher(files))
+        stage_service(REPO, "tenants", tmp_path, wheelhouse=wheelhouse, fetcher=FakeFetcher(files))
 
 
 def test_nested_includes_are_pulled_in(tmp_path):

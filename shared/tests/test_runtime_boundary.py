@@ -220,5 +220,10 @@ def test_make_stage_refuses_a_vendor_folder_holding_tooling(tmp_path: Path) -> N
                 (vendor / name).write_bytes(b"")
             (vendor / "oidc_provider_mock-0.3.4-py3-none-any.whl").write_bytes(b"")
 
+    # The wheels build_shared_wheel would have left, which the staged requirements hash.
+    wheelhouse = tmp_path / "wheelhouse"
+    wheelhouse.mkdir()
+    for name in ("aerie_shared-0.1.0-py3-none-any.whl", "aerie_client-0.1.0-py3-none-any.whl"):
+        (wheelhouse / name).write_bytes(b"")
     with pytest.raises(StageError, match=r"development tooling .*: Flask-3\.1\.3.*, oidc_provider_mock-0\.3\.4"):
-        stage_service(REPO, "tenants", tmp_path, wheelhouse=tmp_path, fetcher=Fetcher())
+        stage_service(REPO, "tenants", tmp_path, wheelhouse=wheelhouse, fetcher=Fetcher())

@@ -12,6 +12,15 @@ name another: Redis holds the suite's only copy of its data, and an evicting Red
 tenants and audit trails while every write still succeeds. An existing service is left
 as it is; the apps' ``/ready`` fails when it evicts or does not persist.
 
+Each app's secrets go into a user-provided service, ``aerie-secrets-<service>``
+(:func:`aerie.cf.secrets.app_secrets`), that its manifest binds: the app reads them from
+``VCAP_SERVICES``, and ``cf env`` shows no secret among its environment variables. The
+service is created when missing and updated otherwise, right before that app's rolling
+push, whose restarts make every instance read the new credentials; so a rotation in the
+secrets vars file reaches the apps with the next deploy. The credentials go to ``cf`` as a
+JSON file readable by the owner alone, removed once ``cf`` returns, never on its command
+line (which ``ps`` shows every user).
+
 ``DRY_RUN=1`` (or ``--dry-run``) prints the exact commands instead of running them;
 secrets are never printed, only the vars file that holds them.
 """
@@ -24,7 +33,9 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Callable, Mapping, Sequence
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,18 +46,19 @@ from aerie.cf.manifest import (
     interpolate,
     load_manifest,
     load_vars,
-    manifest_vars,
     validate_manifest,
 )
-from aerie.cf.secrets import is_secret_var
+from aerie.cf.secrets import SECRETS_SERVICE_TAG, app_secret_vars, app_secrets, secrets_service
 from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 from aerie.suite.version import GitVersion, describe
 
-__all__ = ["DeployError", "Step", "main", "plan", "redis_config", "run"]
+__all__ = ["CREDENTIALS_FILE", "DeployError", "Step", "main", "plan", "redis_config", "run"]
 
 _SMOKE_SECRETS = ("bootstrap_client_id", "bootstrap_client_secret")
 #: The only ``maxmemory-policy`` the services accept (:mod:`aerie.readiness`).
 REDIS_POLICY = "noeviction"
+#: Stands in a step's ``argv`` for the path of the 0600 file of its ``credentials``.
+CREDENTIALS_FILE = "<credentials-file>"
 
 
 class DeployError(RuntimeError):
@@ -55,18 +67,33 @@ class DeployError(RuntimeError):
 
 @dataclass(frozen=True)
 class Step:
-    """One command; with ``unless``, it runs only when that check command fails."""
+    """One command; with ``unless``, it runs only when that check command fails.
+
+    With ``instead`` too, a check that succeeds runs ``instead`` (an update of what exists)
+    rather than skipping. ``credentials`` are written as JSON to a 0600 file whose path
+    replaces :data:`CREDENTIALS_FILE` in the command, and shown as ``credentials_ref``.
+    """
 
     argv: tuple[str, ...]
     unless: tuple[str, ...] | None = None
     env: Mapping[str, str] = field(default_factory=dict)
     #: Names in ``env`` whose values are secret: shown as a reference, never as the value.
     secret_env: Mapping[str, str] = field(default_factory=dict)
+    instead: tuple[str, ...] | None = None
+    credentials: Mapping[str, str] | None = field(default=None, repr=False)
+    credentials_ref: str = ""
+
+    def _command(self, argv: Sequence[str]) -> str:
+        shown = [self.credentials_ref if arg == CREDENTIALS_FILE else arg for arg in argv]
+        assigns = [f"{k}={shlex.quote(self.secret_env.get(k, v))}" for k, v in sorted(self.env.items())]
+        return " ".join([*assigns, shlex.join(shown)])
 
     def shell(self) -> str:
         """The step as one shell line, as DRY_RUN prints it."""
-        assigns = [f"{k}={shlex.quote(self.secret_env.get(k, v))}" for k, v in sorted(self.env.items())]
-        line = " ".join([*assigns, shlex.join(self.argv)])
+        line = self._command(self.argv)
+        if self.unless and self.instead:
+            check = shlex.join(self.unless)
+            return f"if {check} >/dev/null 2>&1; then {self._command(self.instead)}; else {line}; fi"
         if self.unless:
             return f"{shlex.join(self.unless)} >/dev/null 2>&1 || {line}"
         return line
@@ -98,10 +125,17 @@ def plan(
 ) -> list[Step]:
     """The commands of a deploy; validates every staged manifest first.
 
-    ``placeholder_secrets`` lets a dry run without the secrets file check the manifests
-    (each missing secret, and only a secret, stands in as a placeholder string).
+    The last of ``target.vars_files`` is the secrets vars file. ``cf push`` gets only the
+    others, and the manifests are checked with their variables alone: a manifest naming a
+    secret then fails here, before its value could reach the app's environment.
+    ``placeholder_secrets`` lets a dry run without the secrets file plan the secrets
+    services (each missing secret stands in as a placeholder, never shown anyway).
     """
-    variables = {**target.variables, "version": target.version.version, "commit": target.version.commit}
+    release = {"version": target.version.version, "commit": target.version.commit}
+    variables = {**target.variables, **release}
+    public_files = target.vars_files[:-1]
+    pushed = {**load_vars(list(public_files)), **release}
+    secret_file = _rel(target.vars_files[-1], repo_root)
     for name in ("redis_service", "redis_offering", "redis_plan"):
         if not variables.get(name):
             raise DeployError(f"{name} is not set in {', '.join(str(p) for p in target.vars_files)}")
@@ -110,13 +144,13 @@ def plan(
         if not manifest_path.is_file():
             raise DeployError(f"{_rel(manifest_path, repo_root)} is missing: run `make stage` first")
         manifest = load_manifest(manifest_path)
-        values = dict(variables)
-        if placeholder_secrets:
-            values.update({n: f"<{n}>" for n in manifest_vars(manifest) if n not in values and is_secret_var(n)})
         try:
-            validate_manifest(interpolate(manifest, values), repo_root / SCHEMA_RELATIVE_PATH)
+            validate_manifest(interpolate(manifest, pushed), repo_root / SCHEMA_RELATIVE_PATH)
         except ManifestError as exc:
             raise DeployError(f"{_rel(manifest_path, repo_root)}: {exc}") from None
+        missing = [n for n in app_secret_vars(service).values() if n not in variables]
+        if missing and not placeholder_secrets:
+            raise DeployError(f"{secret_file} has no {', '.join(missing)} (the secrets of {service})")
 
     redis = variables["redis_service"]
     config = json.dumps(redis_config(variables, target.vars_files), sort_keys=True, separators=(",", ":"))
@@ -135,10 +169,11 @@ def plan(
             unless=("cf", "service", redis),
         )
     ]
-    vars_args = [arg for path in target.vars_files for arg in ("--vars-file", _rel(path, repo_root))]
+    vars_args = [arg for path in public_files for arg in ("--vars-file", _rel(path, repo_root))]
     for service in services:
         app_dir = stage_root / service
         app = load_manifest(app_dir / "manifest.yml")["applications"][0]["name"]
+        steps.append(_secrets_step(service, variables, secret_file))
         steps.append(
             Step(
                 (
@@ -161,7 +196,6 @@ def plan(
         )
     if smoke:
         env = {f"AERIE_{s.upper()}_URL": str(variables[f"{s}_url"]) for s in services if variables.get(f"{s}_url")}
-        secret_file = _rel(target.vars_files[-1], repo_root)
         secret_env: dict[str, str] = {}
         for name in _SMOKE_SECRETS:
             key = f"AERIE_{name.upper()}"
@@ -187,6 +221,39 @@ def plan(
     return steps
 
 
+def _secrets_step(service: str, variables: Mapping[str, Any], secret_file: str) -> Step:
+    """Create ``aerie-secrets-<service>`` when missing, else update it, with the app's secrets.
+
+    A dry run without the secrets file gets placeholders; they are never shown either way.
+    """
+    name = secrets_service(service)
+    settings = app_secret_vars(service)
+    values = {**{n: f"<{n}>" for n in settings.values()}, **variables}
+    return Step(
+        ("cf", "create-user-provided-service", name, "-p", CREDENTIALS_FILE, "-t", SECRETS_SERVICE_TAG),
+        unless=("cf", "service", name),
+        instead=("cf", "update-user-provided-service", name, "-p", CREDENTIALS_FILE),
+        credentials=app_secrets(service, values),
+        credentials_ref=f"<0600 JSON file: {', '.join(settings)} from {secret_file}>",
+    )
+
+
+@contextmanager
+def _credentials_file(credentials: Mapping[str, str] | None) -> Iterator[str | None]:
+    """A JSON file of ``credentials`` only the owner can read, removed after use (None: no file)."""
+    if credentials is None:
+        yield None
+        return
+    fd, path = tempfile.mkstemp(prefix="aerie-secrets-", suffix=".json")
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(dict(credentials), f)
+        yield path
+    finally:
+        os.unlink(path)
+
+
 def redis_config(variables: Mapping[str, Any], vars_files: Sequence[Path] = ()) -> dict[str, Any]:
     """The Redis service's configuration parameters: ``redis_config`` with ``noeviction``."""
     where = ", ".join(str(p) for p in vars_files) or "the vars"
@@ -207,14 +274,19 @@ def run(steps: Sequence[Step], cwd: Path, echo: Callable[[str], None] = print) -
     """Run ``steps`` in order; the first that fails stops the deploy."""
     for step in steps:
         echo(f"$ {step.shell()}")
+        argv = step.argv
         if step.unless is not None:
             check = subprocess.run(step.unless, cwd=cwd, capture_output=True)
             if check.returncode == 0:
-                echo("  (exists; skipped)")
-                continue
-        result = subprocess.run(step.argv, cwd=cwd, env={**os.environ, **step.env})
+                if step.instead is None:
+                    echo("  (exists; skipped)")
+                    continue
+                argv = step.instead
+        with _credentials_file(step.credentials) as path:
+            command = [path if arg == CREDENTIALS_FILE and path else arg for arg in argv]
+            result = subprocess.run(command, cwd=cwd, env={**os.environ, **step.env})
         if result.returncode != 0:
-            raise DeployError(f"{shlex.join(step.argv[:3])} failed with status {result.returncode}")
+            raise DeployError(f"{shlex.join(argv[:3])} failed with status {result.returncode}")
 
 
 def _git_version(repo: Path) -> GitVersion:

@@ -1,10 +1,16 @@
 """The secrets vars file of a Cloud Foundry environment: made once, never committed.
 
-``cf push`` takes secrets the same way as every other ``((var))``, from a vars file; this
-one is kept apart from ``manifests/vars/<env>.yml`` (tracked) as
-``manifests/vars/<env>.secrets.yml`` (ignored by git, mode 0600). It holds what the
-manifests need: the tenants service's signing keys and bootstrap client, and each other
-service's own client id and secret with the hashes the issuer checks them against.
+It is kept apart from ``manifests/vars/<env>.yml`` (tracked) as
+``manifests/vars/<env>.secrets.yml`` (ignored by git, mode 0600). It holds what the apps
+need: the tenants service's signing keys and bootstrap client, and each other service's
+own client id and secret with the hashes the issuer checks them against.
+
+``make deploy`` does not hand these to ``cf push``: each app's own secrets go into a
+user-provided service ``aerie-secrets-<app>`` (:func:`app_secrets`), bound by its manifest
+and read from ``VCAP_SERVICES`` (:func:`aerie.config.secrets_from_bindings`), so ``cf env``
+shows no secret in the app's environment. Every deploy updates that service before the
+rolling push, whose restarts make the instances read it again: rotating is editing this
+file, then ``make deploy``.
 
 Run ``python -m aerie.cf.secrets staging`` once per environment; an existing file is never
 overwritten (its keys sign live tokens). Rotating the signing key takes three pushes of
@@ -32,11 +38,15 @@ from aerie.suite.secrets import (
 )
 
 __all__ = [
+    "SECRETS_SERVICE_TAG",
     "add_signing_key",
+    "app_secret_vars",
+    "app_secrets",
     "drop_old_keys",
     "is_secret_var",
     "main",
     "secrets_path",
+    "secrets_service",
     "secrets_vars",
     "sign_with_newest",
 ]
@@ -47,6 +57,38 @@ _SECRET_VARS = frozenset({"signing_keys", "bootstrap_client_id", "bootstrap_clie
 def is_secret_var(name: str) -> bool:
     """Whether a manifest variable comes from the secrets vars file (and never from a tracked one)."""
     return name in _SECRET_VARS or name.endswith(("_client_id", "_client_secret"))
+
+
+#: The tag :mod:`aerie.config` finds a bound secrets service by.
+SECRETS_SERVICE_TAG = "aerie-secrets"
+#: The issuer's own secrets; every other app holds only its platform client.
+_TENANTS_SECRETS = {
+    "AERIE_SIGNING_KEYS": "signing_keys",
+    "AERIE_BOOTSTRAP_CLIENT_ID": "bootstrap_client_id",
+    "AERIE_BOOTSTRAP_CLIENT_SECRET": "bootstrap_client_secret",
+    "AERIE_SERVICE_CLIENTS": "service_clients",
+}
+
+
+def secrets_service(service: str) -> str:
+    """The user-provided service holding ``service``'s secrets; its manifest binds it by this name."""
+    return f"{SECRETS_SERVICE_TAG}-{service}"
+
+
+def app_secret_vars(service: str) -> dict[str, str]:
+    """The ``AERIE_*`` settings ``service`` keeps in its secrets service, each with its ((var)).
+
+    Only what that app needs: a leaked binding of one service then never exposes the
+    issuer's signing keys or another service's client.
+    """
+    if service == "tenants":
+        return dict(_TENANTS_SECRETS)
+    return {"AERIE_CLIENT_ID": f"{service}_client_id", "AERIE_CLIENT_SECRET": f"{service}_client_secret"}
+
+
+def app_secrets(service: str, variables: Mapping[str, Any]) -> dict[str, str]:
+    """The credentials of ``service``'s secrets service, from the secrets vars; KeyError names a missing one."""
+    return {setting: str(variables[name]) for setting, name in app_secret_vars(service).items()}
 
 
 def secrets_path(repo_root: Path, environment: str) -> Path:
@@ -117,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         current = rotation(yaml.safe_load(path.read_text(encoding="utf-8")))
         _write(path, current)
         kids = [k["kid"] for k in json.loads(current["signing_keys"])["keys"]]
-        print(f"{path}: signing keys now {', '.join(kids)} (the first signs); push tenants to apply")
+        print(f"{path}: signing keys now {', '.join(kids)} (the first signs); `make deploy` applies them")
         return 0
     if path.exists():
         print(f"{path} exists; not overwriting live secrets", file=sys.stderr)

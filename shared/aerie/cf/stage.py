@@ -5,14 +5,19 @@ The Python buildpack sees only the pushed folder, so a staged service holds ever
 - its package (from ``[tool.setuptools.packages.find]`` in its pyproject), without tests;
 - ``uwsgi.ini`` with the shared ``base.ini`` copied beside it (the repo's include points
   at ``../../shared``, which is not pushed);
-- ``requirements.txt`` (detection and install), ``runtime.txt`` naming a Python line the
-  buildpack offers, ``.cfignore``, and ``manifest.yml``;
+- ``requirements.txt`` (detection and install): the service's ``requirements.lock``
+  (:mod:`aerie.cf.lock`: every third-party distribution pinned, with its hashes) plus the
+  aerie-shared and aerie-client wheels this stage built, each with its sha256, so pip
+  installs in hash-checking mode exactly what was locked; ``runtime.txt`` naming a Python
+  line the buildpack offers, ``.cfignore``, and ``manifest.yml``;
 - ``vendor/``: the shared library as a wheel (its runtime part, without the development
   tooling in :data:`DEV_PACKAGES`) and every dependency as a wheel for the
   target Python on manylinux x86_64, so the buildpack runs
   ``pip install -r requirements.txt --no-index --find-links=vendor`` with no index at all.
 
-Wheels are fetched once into a wheelhouse shared by all services; each service's
+A lock that no longer matches its inputs stops the stage before any download, with a
+message to run ``make lock``. Wheels are fetched once into a wheelhouse shared by all
+services, by hash; each service's
 ``vendor/`` is then resolved from that wheelhouse alone (``--no-index``), which is the
 offline install the buildpack will do, so a missing wheel fails here and not on the platform.
 """
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import hashlib
 import re
 import shutil
 import subprocess
@@ -34,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from aerie.cf.lock import LockError, check_lock
 from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 
 __all__ = [
@@ -51,6 +58,7 @@ __all__ = [
     "stage_all",
     "stage_service",
     "stageable_services",
+    "staged_requirements",
 ]
 
 #: The development tooling inside the ``aerie`` package, left out of the wheel a pushed app installs.
@@ -141,6 +149,7 @@ class PipFetcher:
             "--abi",
             abi,
             *platforms,
+            "--require-hashes",
             *(["--quiet"] if self.quiet else []),
             *args,
         ]
@@ -149,8 +158,9 @@ class PipFetcher:
             raise StageError(f"pip download failed:\n{result.stdout[-2000:]}{result.stderr[-3000:]}")
 
     def fill_wheelhouse(self, requirements: Sequence[Path], wheelhouse: Path, python: str) -> None:
-        reqs = [arg for path in requirements for arg in ("-r", str(path))]
-        self._download([*reqs, "--find-links", str(wheelhouse), "--dest", str(wheelhouse)], python)
+        # One lock at a time: two services' locks may pin different versions of a distribution.
+        for path in dict.fromkeys(requirements):
+            self._download(["-r", str(path), "--find-links", str(wheelhouse), "--dest", str(wheelhouse)], python)
 
     def vendor(self, requirements: Path, wheelhouse: Path, vendor: Path, python: str) -> None:
         self._download(
@@ -241,6 +251,30 @@ def _distribution(wheel_name: str) -> str:
     return re.sub(r"[-_.]+", "-", wheel_name.split("-", 1)[0]).lower()
 
 
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def staged_requirements(lock: Path, wheelhouse: Path) -> str:
+    """The staged ``requirements.txt``: the lock, then each aerie wheel built into ``wheelhouse``.
+
+    In hash-checking mode pip wants every requirement pinned and hashed, the built wheels too;
+    they are named by their own version and the sha256 of the very file in ``vendor/``.
+    """
+    lines = [lock.read_text(encoding="utf-8").rstrip("\n"), "# Built by make stage from this repository."]
+    for distribution in ("aerie_shared", "aerie_client"):
+        wheels = sorted(wheelhouse.glob(f"{distribution}-*.whl"))
+        if len(wheels) != 1:
+            raise StageError(f"expected one {distribution} wheel in {wheelhouse}, found {len(wheels)}")
+        version = wheels[0].name.split("-")[1]
+        lines.append(f"{_distribution(wheels[0].name)}=={version} --hash=sha256:{_sha256(wheels[0])}")
+    return "\n".join(lines) + "\n"
+
+
 def _packages(service_dir: Path) -> list[Path]:
     """Top-level package folders the service's pyproject includes."""
     config = tomllib.loads((service_dir / "pyproject.toml").read_text(encoding="utf-8"))
@@ -278,7 +312,14 @@ def copy_ini(source: Path, dest: Path) -> None:
 def stage_service(
     repo_root: Path, name: str, out_root: Path, *, wheelhouse: Path, fetcher: Fetcher, python: str = DEFAULT_PYTHON
 ) -> Path:
-    """Stage ``services/<name>`` into ``out_root/<name>`` (replacing what was there)."""
+    """Stage ``services/<name>`` into ``out_root/<name>`` (replacing what was there).
+
+    ``wheelhouse`` holds the aerie wheels :func:`build_shared_wheel` made; a stale lock fails.
+    """
+    try:
+        lock = check_lock(repo_root, name)
+    except LockError as exc:
+        raise StageError(str(exc)) from None
     source = Path(repo_root) / "services" / name
     dest = Path(out_root) / name
     if dest.exists():
@@ -288,7 +329,7 @@ def stage_service(
     for package in _packages(source):
         shutil.copytree(package, dest / package.name, ignore=ignore)
     shutil.copy2(source / "manifest.yml", dest / "manifest.yml")
-    shutil.copy2(source / "requirements.txt", dest / "requirements.txt")
+    (dest / "requirements.txt").write_text(staged_requirements(lock, wheelhouse), encoding="utf-8")
     copy_ini(source / "uwsgi.ini", dest / "uwsgi.ini")
     (dest / "runtime.txt").write_text(f"python-{python}.x\n", encoding="utf-8")
     (dest / ".cfignore").write_text(CFIGNORE, encoding="utf-8")
@@ -333,9 +374,13 @@ def stage_all(
         for stale in Path(out_root).iterdir():
             if stale.is_dir() and stale.name not in names and stale != wheelhouse:
                 shutil.rmtree(stale)
+    try:
+        locks = [check_lock(repo_root, n) for n in names]
+    except LockError as exc:
+        raise StageError(str(exc)) from None
     started = time.monotonic()
     build_shared_wheel(repo_root, wheelhouse)
-    fetcher.fill_wheelhouse([repo_root / "services" / n / "requirements.txt" for n in names], wheelhouse, python)
+    fetcher.fill_wheelhouse(locks, wheelhouse, python)
     echo(f"wheelhouse ready in {time.monotonic() - started:.1f}s ({wheelhouse})")
     staged = []
     for name in names:

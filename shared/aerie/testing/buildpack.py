@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ import requests
 
 from aerie.local.redis_server import free_port
 
-__all__ = ["CF_KILL_AFTER_S", "CfInstance", "buildpack_install", "p_redis_binding"]
+__all__ = ["CF_KILL_AFTER_S", "CfInstance", "buildpack_install", "p_redis_binding", "user_provided_binding"]
 
 #: Cloud Foundry sends SIGKILL this long after SIGTERM.
 CF_KILL_AFTER_S = 10.0
@@ -86,6 +86,27 @@ def p_redis_binding(name: str, host: str, port: int, password: str | None) -> di
         "credentials": {"host": host, "port": port, "password": password},
     }
     return {"p.redis": [binding]}
+
+
+def user_provided_binding(name: str, credentials: Mapping[str, str], tags: Sequence[str] = ()) -> dict[str, Any]:
+    """``VCAP_SERVICES`` with one binding shaped as ``cf create-user-provided-service -p ... -t ...`` makes it.
+
+    The staged apps' manifests carry no secret: an instance gets its secrets this way, as
+    on the platform, so a service that read them from its environment alone fails here.
+    """
+    binding = {
+        "name": name,
+        "binding_guid": str(uuid.uuid4()),
+        "binding_name": None,
+        "instance_guid": str(uuid.uuid4()),
+        "instance_name": name,
+        "label": "user-provided",
+        "tags": list(tags),
+        "syslog_drain_url": "",
+        "volume_mounts": [],
+        "credentials": dict(credentials),
+    }
+    return {"user-provided": [binding]}
 
 
 class CfInstance:
