@@ -42,7 +42,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python $(INSTALL_INPUTS)
-	$(BIN)/python -m pip install --quiet -e shared/client -e 'shared[local,cf]' $(addprefix -e ,$(SERVICE_DIRS)) $(DEV_TOOLS)
+	$(BIN)/python -m pip install --quiet -e shared/client -e 'shared[local,cf,tracing]' $(addprefix -e ,$(SERVICE_DIRS)) $(DEV_TOOLS)
 	@touch $@
 
 install: $(STAMP)

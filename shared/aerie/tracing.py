@@ -1,6 +1,7 @@
 """Traces with OpenTelemetry: Falcon, redis-py and requests, and the events between services.
 
-Off unless an OTLP endpoint is configured, ``AERIE_OTLP_ENDPOINT`` (the environment or a
+Installed with the ``tracing`` extra (``aerie-shared[tracing]`` in a service's
+requirements.txt), and off unless an OTLP endpoint is configured, ``AERIE_OTLP_ENDPOINT`` (the environment or a
 bound ``aerie-secrets`` service, with ``AERIE_OTLP_HEADERS`` for its credentials) or
 OpenTelemetry's own ``OTEL_EXPORTER_OTLP_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``.
 Off, no tracer, exporter or instrumentation is imported and the hot paths pay one flag
@@ -101,15 +102,21 @@ def init_tracing(settings: Settings, environ: Mapping[str, str] | None = None) -
         return True
     headers = _headers(settings.extra.get(OTLP_HEADERS, ""))
 
-    from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.falcon import FalconInstrumentor
-    from opentelemetry.instrumentation.redis import RedisInstrumentor
-    from opentelemetry.instrumentation.requests import RequestsInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
-    from opentelemetry.sdk.trace.sampling import ParentBased
+    try:
+        from opentelemetry import trace
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from opentelemetry.instrumentation.falcon import FalconInstrumentor
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+        from opentelemetry.instrumentation.requests import RequestsInstrumentor
+        from opentelemetry.sdk.resources import Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.sampling import ParentBased
+    except ImportError as exc:
+        raise ConfigError(
+            f"an OTLP endpoint is configured but tracing is not installed ({exc.name}): "
+            "require aerie-shared[tracing] in the service's requirements.txt, then make lock"
+        ) from None
 
     resource = Resource.create(
         {

@@ -70,6 +70,18 @@ def test_the_inputs_are_the_services_and_the_shared_requirements_less_the_local_
     assert not names & LOCAL_DISTRIBUTIONS
 
 
+def test_an_extra_of_the_shared_library_asked_by_a_service_is_locked_too(tmp_path):
+    repo = _copy_repo(tmp_path, "flags")
+    assert "opentelemetry-sdk" not in {_name(r) for r in third_party_requirements(repo, "flags")}
+    requirements = repo / "services" / "flags" / "requirements.txt"
+    requirements.write_text(requirements.read_text().replace("aerie-shared==", "aerie-shared[tracing]=="))
+    names = {_name(r) for r in third_party_requirements(repo, "flags")}
+    assert {"opentelemetry-sdk", "opentelemetry-instrumentation-falcon"} <= names
+    assert not names & LOCAL_DISTRIBUTIONS
+    with pytest.raises(LockError, match="stale"):
+        check_lock(repo, "flags")
+
+
 def _copy_repo(tmp_path: Path, service: str) -> Path:
     repo = tmp_path / "repo"
     for path in [*lock_inputs(REPO, service), lock_path(REPO, service)]:

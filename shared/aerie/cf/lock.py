@@ -91,10 +91,24 @@ def third_party_requirements(repo_root: Path, service: str) -> list[str]:
         line = raw.split("#", 1)[0].strip()
         if line:
             found.append(line)
+    extras = _local_extras(found)
     for pyproject in pyprojects:
         project = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {})
         found.extend(str(r).strip() for r in project.get("dependencies", []))
+        for extra in sorted(extras.get(_canonical(str(project.get("name", ""))), ())):
+            found.extend(str(r).strip() for r in project.get("optional-dependencies", {}).get(extra, []))
     return [r for r in dict.fromkeys(found) if not _is_local(r)]
+
+
+def _local_extras(requirements: list[str]) -> dict[str, set[str]]:
+    """The extras a service asks of the local distributions (``aerie-shared[tracing]``)."""
+    out: dict[str, set[str]] = {}
+    for requirement in requirements:
+        match = re.match(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*\[([^\]]*)\]", requirement)
+        if match and _canonical(match.group(1)) in LOCAL_DISTRIBUTIONS:
+            names = {e.strip() for e in match.group(2).split(",") if e.strip()}
+            out.setdefault(_canonical(match.group(1)), set()).update(names)
+    return out
 
 
 def inputs_digest(repo_root: Path, service: str) -> str:
