@@ -34,6 +34,7 @@ CONSOLE_ENV = {
     "AERIE_CONSOLE_URL": "http://127.0.0.1:8085",
     "AERIE_CONSOLE_OIDC_ISSUER": "http://127.0.0.1:9400",
     "AERIE_CONSOLE_OIDC_CLIENT_ID": "aerie-local",
+    "AERIE_PROJECTS_URL": "http://127.0.0.1:8082",
     "AERIE_FLAGS_URL": "http://127.0.0.1:8083",
     "AERIE_AUDIT_URL": "http://127.0.0.1:8084",
 }

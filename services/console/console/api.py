@@ -34,7 +34,12 @@ def segment(value: str) -> str:
 
 class Api:
     def __init__(self, config: ConsoleConfig, http: requests.Session | None = None) -> None:
-        self._bases = {"tenants": config.tenants_url, "flags": config.flags_url, "audit": config.audit_url}
+        self._bases = {
+            "tenants": config.tenants_url,
+            "projects": config.projects_url,
+            "flags": config.flags_url,
+            "audit": config.audit_url,
+        }
         self._timeout = config.timeout_s
         self._http = http or requests.Session()
 
@@ -48,10 +53,14 @@ class Api:
         json: Any = None,
         params: dict[str, Any] | None = None,
         language: str | None = None,
+        if_match: int | None = None,
     ) -> Any:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         if language:
             headers["Accept-Language"] = language
+        if if_match is not None:
+            # The version the person's form was read at: a change made since is 412, not overwritten.
+            headers["If-Match"] = f'"{int(if_match)}"'
         try:
             resp = self._http.request(
                 method, self._bases[service] + path, json=json, params=params, headers=headers, timeout=self._timeout

@@ -38,6 +38,7 @@ class ConsoleConfig:
     client_id: str
     client_secret: str
     tenants_url: str
+    projects_url: str
     flags_url: str
     audit_url: str
     #: Seconds a call to another service may take (``AERIE_CONSOLE_TIMEOUT``).
@@ -74,6 +75,7 @@ class ConsoleConfig:
             client_id=settings.client_id,
             client_secret=settings.client_secret,
             tenants_url=settings.tenants_url,
+            projects_url=_url(settings, "AERIE_PROJECTS_URL"),
             flags_url=_url(settings, "AERIE_FLAGS_URL"),
             audit_url=_url(settings, "AERIE_AUDIT_URL"),
             timeout_s=int_setting(settings.extra, "AERIE_CONSOLE_TIMEOUT", 10, 1, 60),

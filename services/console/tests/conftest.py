@@ -22,6 +22,7 @@ def settings(redis_url: str) -> Settings:
         {
             "REDIS_URL": redis_url,
             "AERIE_TENANTS_URL": "http://tenants.test",
+            "AERIE_PROJECTS_URL": "http://projects.test",
             "AERIE_FLAGS_URL": "http://flags.test",
             "AERIE_AUDIT_URL": "http://audit.test",
             "AERIE_CONSOLE_URL": "http://127.0.0.1:8085",
