@@ -27,7 +27,10 @@ from console.resources.audit import AuditPage
 from console.resources.auth import Callback, Home, SignInStart, SignOut
 from console.resources.flags import FlagList, FlagPage, KillSwitch, Rollout
 from console.resources.members import Member, Members
+from console.resources.overrides import Override, Overrides
+from console.resources.projects import DeleteProject, Project, Projects
 from console.resources.static import StaticAsset
+from console.resources.tenant import Clients, RevokeClient, TenantPage
 from console.session import Cookies
 from console.web import Pages, SecurityHeaders
 
@@ -63,6 +66,7 @@ def build(
     app = falcon.App(middleware=[SecurityHeaders(), *tracing_middleware()])
     app.req_options.strip_url_path_trailing_slash = True
     pages.install(app)
+    overrides = Overrides(pages)
     checks = {"redis": redis_ready_check(settings, infra.redis), "background": infra.background.ensure_started}
     routes: list[tuple[str, object]] = [
         ("/health", HealthResource()),
@@ -77,8 +81,16 @@ def build(
         ("/flags/{key}", FlagPage(pages)),
         ("/flags/{key}/kill-switch", KillSwitch(pages)),
         ("/flags/{key}/rollout", Rollout(pages)),
+        ("/tenants/{tenant_id}", TenantPage(pages)),
+        ("/tenants/{tenant_id}/clients", Clients(pages)),
+        ("/tenants/{tenant_id}/clients/{client_id}/revoke", RevokeClient(pages)),
         ("/tenants/{tenant_id}/members", Members(pages)),
         ("/tenants/{tenant_id}/members/{member_id}", Member(pages)),
+        ("/projects", Projects(pages)),
+        ("/projects/{project_id}", Project(pages)),
+        ("/projects/{project_id}/delete", DeleteProject(pages)),
+        ("/overrides", overrides),
+        ("/overrides/{key}", Override(pages, overrides)),
         ("/audit", AuditPage(pages)),
     ]
     for path, resource in routes:

@@ -8,10 +8,15 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = [
+    "CLIENT_SCOPES",
     "MEMBER_ROLES",
     "FormError",
+    "client_from_form",
     "flag_from_form",
+    "override_from_form",
     "preview_context",
+    "project_changes",
+    "project_from_form",
     "with_kill_switch",
     "with_rollout",
 ]
@@ -19,6 +24,23 @@ __all__ = [
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
 MEMBER_ROLES = ("owner", "admin", "developer", "viewer")
 STICKINESS = ("user_id", "tenant_id", "session_id", "ip")
+#: What a tenant's API client may hold (the tenants service's TENANT_SCOPES); a person grants
+#: only those their own token holds, which the service checks again.
+CLIENT_SCOPES = (
+    "tenants:read",
+    "tenants:write",
+    "projects:read",
+    "projects:write",
+    "flags:read",
+    "flags:write",
+    "audit:read",
+    "audit:write",
+    "members:read",
+    "members:write",
+)
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+#: A user id as the flags service takes one in a path: printable, no whitespace, bounded.
+USER_ID_PATTERN = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")
 #: What a flag definition's PUT takes back of its GET (``last_evaluated_at`` is read-only).
 _PUT_FIELDS = ("key", "description", "enabled", "default", "off", "variants", "rules", "rollout", "allow_overrides")
 
@@ -99,3 +121,53 @@ def preview_context(form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
         if form.get(name, "").strip():
             context[name] = form[name].strip()
     return tenant_id, context
+
+
+def _name(form: Mapping[str, str], what: str) -> str:
+    name = form.get("name", "").strip()
+    if not name or len(name) > 200:
+        raise FormError(f"Name: the {what}'s name, 1 to 200 characters.")
+    return name
+
+
+def client_from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    """A new API client: its name and the scopes ticked (one checkbox ``scope:<scope>`` each)."""
+    scopes = [s for s in CLIENT_SCOPES if form.get(f"scope:{s}") == "on"]
+    if not scopes:
+        raise FormError("Scopes: tick at least one scope for the client.")
+    return {"name": _name(form, "client"), "scopes": scopes}
+
+
+def _slug(form: Mapping[str, str]) -> str | None:
+    slug = form.get("slug", "").strip()
+    if slug and not SLUG_PATTERN.match(slug):
+        raise FormError("Slug: 2 to 63 lower-case letters, digits and '-', starting with a letter or digit.")
+    return slug or None
+
+
+def project_from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    doc: dict[str, Any] = {"name": _name(form, "project"), "description": form.get("description", "").strip()}
+    slug = _slug(form)
+    if slug:
+        doc["slug"] = slug
+    return doc
+
+
+def project_changes(form: Mapping[str, str]) -> tuple[dict[str, Any], int | None]:
+    """The PATCH of the edit form, and the version it was read at (sent as ``If-Match``)."""
+    changes = project_from_form(form)
+    raw = form.get("version", "").strip()
+    return changes, int(raw) if raw.isdigit() else None
+
+
+def override_from_form(form: Mapping[str, str]) -> tuple[str | None, Any]:
+    """Whose override (None: the tenant's) and, to set one, its value typed as for a flag."""
+    user_id = None
+    if form.get("scope") == "user":
+        user_id = form.get("user_id", "").strip()
+        if not USER_ID_PATTERN.match(user_id):
+            raise FormError("User id: the id your application evaluates the flag with, without spaces.")
+    raw = form.get("value", "")
+    if form.get("action") != "clear" and not raw.strip():
+        raise FormError('Value: the value to serve (JSON: true, 3, "text"; anything else is text).')
+    return user_id, _value(raw)

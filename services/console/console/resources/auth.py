@@ -25,6 +25,10 @@ class Home:
             raise falcon.HTTPSeeOther(f"/tenants/{session.tenant_id}/members")
         if session.can("audit:read"):
             raise falcon.HTTPSeeOther("/audit")
+        if session.can("tenants:read"):
+            raise falcon.HTTPSeeOther(f"/tenants/{session.tenant_id}")
+        if session.can("projects:read"):
+            raise falcon.HTTPSeeOther("/projects")
         self._pages.render(resp, "home.html", session)
 
 

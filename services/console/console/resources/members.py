@@ -22,7 +22,8 @@ def reachable(session: Session, tenant_id: str) -> bool:
     return session.tenant_id == tenant_id
 
 
-def _session(pages: Pages, req: falcon.Request, tenant_id: str) -> Session:
+def tenant_session(pages: Pages, req: falcon.Request, tenant_id: str) -> Session:
+    """The session, when ``tenant_id`` is one the person may act on; else 404, before any service is asked."""
     session = pages.session(req)
     if not reachable(session, tenant_id):
         raise falcon.HTTPNotFound(title="Not found", description="There is no such tenant.")
@@ -34,7 +35,7 @@ class Members:
         self._pages = pages
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
-        session = _session(self._pages, req, tenant_id)
+        session = tenant_session(self._pages, req, tenant_id)
         if not session.can("members:read"):
             raise Forbidden("Your role does not show the tenant's members.")
         page = self._pages.call(
@@ -52,7 +53,7 @@ class Members:
         )
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
-        session = _session(self._pages, req, tenant_id)
+        session = tenant_session(self._pages, req, tenant_id)
         form = self._pages.form(req, session)
         body = {"email": form.get("email", "").strip(), "role": form.get("role", "")}
         self._pages.call(session, req, "POST", "tenants", f"/v1/tenants/{segment(tenant_id)}/members", json=body)
@@ -64,7 +65,7 @@ class Member:
         self._pages = pages
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant_id: str, member_id: str) -> None:
-        session = _session(self._pages, req, tenant_id)
+        session = tenant_session(self._pages, req, tenant_id)
         form = self._pages.form(req, session)
         path = f"/v1/tenants/{segment(tenant_id)}/members/{segment(member_id)}"
         if form.get("action") == "remove":
