@@ -29,10 +29,13 @@ class FakeApi(Api):
 
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, str, Any, Any]] = []
+        #: The If-Match version of each call (None: none sent), in the order of ``calls``.
+        self.if_match: list[int | None] = []
         self.answers: dict[tuple[str, str, str], Any] = {}
 
     def call(self, token: str, method: str, service: str, path: str, **kw: Any) -> Any:
         self.calls.append((method, service, path, kw.get("params"), kw.get("json")))
+        self.if_match.append(kw.get("if_match"))
         answer = self.answers.get((method, service, path), {"items": []})
         if isinstance(answer, ServiceProblem):
             raise answer

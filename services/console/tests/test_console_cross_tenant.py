@@ -7,7 +7,12 @@ from console.api import ServiceProblem
 from consoletest import TEN_A, TEN_B, signed_in, token
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
-ADMIN_OF_A = {"tenant_id": TEN_A, "scope": "members:read members:write audit:read", "role": "admin"}
+ADMIN_OF_A = {
+    "tenant_id": TEN_A,
+    "scope": "members:read members:write audit:read tenants:read tenants:write projects:read projects:write "
+    "flags:read flags:write",
+    "role": "admin",
+}
 
 
 @pytest.mark.parametrize(
@@ -17,11 +22,14 @@ ADMIN_OF_A = {"tenant_id": TEN_A, "scope": "members:read members:write audit:rea
         ("POST", f"/tenants/{TEN_B}/members", "email=x@example.com&role=owner"),
         ("POST", f"/tenants/{TEN_B}/members/usr_b1", "role=viewer"),
         ("POST", f"/tenants/{TEN_B}/members/usr_b1", "action=remove"),
+        ("GET", f"/tenants/{TEN_B}", ""),
+        ("GET", f"/tenants/{TEN_B}/clients", ""),
+        ("POST", f"/tenants/{TEN_B}/clients", "name=x&scope:tenants:read=on"),
+        ("POST", f"/tenants/{TEN_B}/clients/cli_b1/revoke", "name=x"),
+        ("POST", f"/tenants/{TEN_B}/clients/cli_b1/revoke", "confirm=yes"),
     ],
 )
-def test_another_tenants_member_pages_are_404_before_any_service_is_asked(
-    client, fake_http, fake_api, method, path, body
-):
+def test_another_tenants_pages_are_404_before_any_service_is_asked(client, fake_http, fake_api, method, path, body):
     csrf = signed_in(client, fake_http, token(**ADMIN_OF_A))
     fake_api.calls.clear()
     r = client.simulate_request(method, path, body=f"{body}&csrf={csrf}" if method == "POST" else None, headers=FORM)
@@ -73,3 +81,40 @@ def test_each_role_lands_on_the_page_it_may_read(client, fake_http):
     assert "Members" not in client.simulate_get("/audit").text
     signed_in(client, fake_http, token(TEN_A, scope="flags:read", role="viewer"))
     assert 'id="nothing-here"' in client.simulate_get("/").text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "asked"),
+    [
+        ("GET", "/projects/prj_b1", "", ("GET", "projects", "/v1/projects/prj_b1")),
+        ("POST", "/projects/prj_b1", "name=Mine&version=1", ("PATCH", "projects", "/v1/projects/prj_b1")),
+        ("POST", "/projects/prj_b1/delete", "confirm=yes", ("DELETE", "projects", "/v1/projects/prj_b1")),
+    ],
+)
+def test_another_tenants_project_is_the_services_404_asked_only_with_the_persons_token(
+    client, fake_http, fake_api, method, path, body, asked
+):
+    """Projects take the tenant from the token: the console names none, so the id alone reaches the
+    service, which answers another tenant's project exactly as one that does not exist."""
+    csrf = signed_in(client, fake_http, token(**ADMIN_OF_A))
+    fake_api.answers[asked] = ServiceProblem(404, "Not found", "There is no project prj_b1.", "req-404", "not_found")
+    fake_api.calls.clear()
+    r = client.simulate_request(method, path, body=f"{body}&csrf={csrf}" if method == "POST" else None, headers=FORM)
+    assert r.status_code == 404 and "There is no project prj_b1." in r.text and "req-404" in r.text
+    assert [c[:3] for c in fake_api.calls] == [asked]
+    assert not [c for c in fake_api.calls if TEN_B in str(c)]
+
+
+def test_an_override_form_naming_another_tenant_still_acts_on_the_persons_own(client, fake_http, fake_api):
+    csrf = signed_in(client, fake_http, token(**ADMIN_OF_A))
+    fake_api.calls.clear()
+    body = f"scope=tenant&value=true&action=set&tenant_id={TEN_B}&csrf={csrf}"
+    assert client.simulate_post("/overrides/f1", body=body, headers=FORM).status_code == 303
+    assert fake_api.calls == [("PUT", "flags", "/v1/flags/f1/overrides/tenant", None, {"value": True})]
+
+
+def test_the_own_tenant_and_its_clients_are_shown(client, fake_http, fake_api):
+    signed_in(client, fake_http, token(**ADMIN_OF_A))
+    fake_api.answers[("GET", "tenants", f"/v1/tenants/{TEN_A}")] = {"id": TEN_A, "name": "Acme", "slug": "acme"}
+    assert client.simulate_get(f"/tenants/{TEN_A}").status_code == 200
+    assert client.simulate_get(f"/tenants/{TEN_A}/clients").status_code == 200
