@@ -263,3 +263,146 @@ def test_an_owner_invites_a_developer_who_sees_what_the_role_allows(stack: Local
             20,
             "the invitation in the tenant's trail, by the owner",
         )
+
+
+def test_an_owner_runs_the_tenant_clients_projects_and_overrides_from_the_console(
+    stack: LocalStack, browser: Any
+) -> None:
+    """The owner reads their tenant, creates an API client and sees its secret once (and the
+    secret works), creates, renames and deletes a project, sets and clears the tenant's
+    override of a flag that allows one, and revokes the client."""
+    from selenium.webdriver.common.by import By
+
+    urls = stack.env()
+    console, idp, tenants_url = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"], urls["AERIE_TENANTS_URL"]
+    admin = _admin_token(stack)
+    tenant = _tenant(stack, admin)
+    owner = f"owner@{tenant['slug']}.example"
+    r = requests.post(
+        f"{tenants_url}/v1/tenants/{tenant['id']}/members",
+        json={"email": owner, "role": "owner"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert r.status_code == 201, r.text
+    key = f"tenant-choice-{uuid.uuid4().hex[:8]}"
+    r = requests.put(
+        f"{urls['AERIE_FLAGS_URL']}/v1/flags/{key}",
+        json={"description": "The tenant decides", "enabled": True, "default": False, "allow_overrides": "tenant"},
+        headers={"Authorization": f"Bearer {admin}"},
+        timeout=10,
+    )
+    assert r.status_code in (200, 201), r.text
+    _person(idp, owner)
+    home = f"/tenants/{tenant['id']}/members"
+
+    def evaluated(access_token: str) -> Any:
+        r = requests.post(
+            f"{urls['AERIE_FLAGS_URL']}/v1/evaluate",
+            json={"context": {}, "keys": [key]},
+            headers={"Authorization": f"Bearer {access_token}"},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        return r.json()["flags"][key]
+
+    steps = Steps(browser, "console-tenant")
+    with steps.step("the owner signs in and reads the tenant"):
+        _sign_in(browser, console, idp, owner, home)
+        browser.find_element(By.LINK_TEXT, "Tenant").click()
+        wait_for(lambda: _text(browser, "tenant-slug") == tenant["slug"], 15, "the tenant page")
+        assert _text(browser, "tenant-name") == "Acme" and _text(browser, "tenant-status") == "active"
+        assert _text(browser, "tenant-created") == tenant["created_at"]
+
+    with steps.step("create an API client and see its secret once"):
+        browser.find_element(By.LINK_TEXT, "API clients").click()
+        wait_for(lambda: browser.find_elements(By.ID, "create-client"), 15, "the clients page")
+        browser.find_element(By.ID, "client-name").send_keys("ci-deployer")
+        browser.find_element(By.ID, "scope-flags-read").click()
+        browser.find_element(By.ID, "create-client").click()
+        secret = wait_for(lambda: _text(browser, "client-secret"), 15, "the new client's secret")
+        client_id = _text(browser, "client-id")
+        assert client_id and "shown this once" in _text(browser, "secret-once")
+        assert secret not in browser.current_url
+        browser.find_element(By.ID, "back-to-clients").click()
+        wait_for(lambda: client_id in browser.page_source, 15, "the client in the list")
+        assert secret not in browser.page_source
+        r = requests.post(
+            f"{tenants_url}/v1/oauth/token",
+            data={"grant_type": "client_credentials"},
+            headers={"Authorization": basic_auth(client_id, secret)},
+            timeout=10,
+        )
+        assert r.status_code == 200, r.text
+        client_token = str(r.json()["access_token"])
+        assert evaluated(client_token)["value"] is False
+
+    with steps.step("create a project, rename it, delete it"):
+        browser.find_element(By.LINK_TEXT, "Projects").click()
+        wait_for(lambda: browser.find_elements(By.ID, "create-project"), 15, "the projects page")
+        name = f"Web {uuid.uuid4().hex[:6]}"
+        browser.find_element(By.ID, "project-name").send_keys(name)
+        browser.find_element(By.ID, "project-description").send_keys("Made in the browser")
+        browser.find_element(By.ID, "create-project").click()
+        wait_for(lambda: f"Project {name} created." in _text(browser, "notice"), 15, "the project created")
+        assert _text(browser, "project-version") == "1"
+        field = browser.find_element(By.ID, "project-name")
+        field.clear()
+        field.send_keys(f"{name} renamed")
+        browser.find_element(By.ID, "save-project").click()
+        wait_for(lambda: f"Project {name} renamed saved." in _text(browser, "notice"), 15, "the project renamed")
+        assert _text(browser, "project-version") == "2"
+        browser.find_element(By.LINK_TEXT, "All projects").click()
+        rows = wait_for(lambda: [r.text for r in browser.find_elements(By.CSS_SELECTOR, "tr.project")], 15, "a list")
+        assert any(f"{name} renamed" in row for row in rows), rows
+        browser.find_element(By.LINK_TEXT, f"{name} renamed").click()
+        browser.find_element(By.ID, "delete-project").click()
+        wait_for(lambda: browser.find_elements(By.ID, "confirm-delete"), 15, "the confirmation")
+        browser.find_element(By.ID, "confirm-delete").click()
+        wait_for(lambda: _text(browser, "notice") == "Project deleted.", 15, "the project deleted")
+        assert f"{name} renamed" not in browser.page_source
+
+    with steps.step("set the tenant's override, and clear it"):
+
+        def on_page() -> bool:
+            browser.get(f"{console}/overrides")
+            return bool(browser.find_elements(By.ID, f"set-tenant-{key}"))
+
+        # every flags worker learns of the new flag from the stream
+        wait_for(on_page, 20, "the flag on the overrides page")
+        browser.find_element(By.ID, f"tenant-value-{key}").send_keys("true")
+        browser.find_element(By.ID, f"set-tenant-{key}").click()
+        wait_for(lambda: f"Override of {key} for the tenant set." in _text(browser, "notice"), 15, "the override set")
+        assert wait_for(lambda: evaluated(client_token)["value"] is True, 15, "the override served")
+
+        def shown() -> str:
+            browser.get(f"{console}/overrides")
+            cells = browser.find_elements(By.CSS_SELECTOR, f"#override-{key} .tenant-override")
+            return str(cells[0].text) if cells else ""
+
+        wait_for(lambda: shown() == "true", 15, "the override on the page")
+        browser.find_element(By.ID, f"clear-tenant-{key}").click()
+        wait_for(lambda: "cleared" in _text(browser, "notice"), 15, "the override cleared")
+        assert wait_for(lambda: evaluated(client_token)["value"] is False, 15, "the default served again")
+        wait_for(lambda: shown() == "none", 15, "no override on the page")
+
+    with steps.step("revoke the client, after a confirmation"):
+        browser.get(f"{console}/tenants/{tenant['id']}/clients")
+        browser.find_element(By.ID, f"revoke-{client_id}").click()
+        wait_for(lambda: browser.find_elements(By.ID, "confirm-revoke"), 15, "the confirmation")
+        assert "ci-deployer" in browser.find_element(By.TAG_NAME, "h1").text
+        browser.find_element(By.ID, "confirm-revoke").click()
+        wait_for(lambda: f"Client {client_id} revoked" in _text(browser, "notice"), 15, "the client revoked")
+        rows = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "tr.client") if client_id in r.text]
+        assert rows and "revoked" in rows[0], rows
+
+        def refused() -> bool:
+            r = requests.post(
+                f"{urls['AERIE_FLAGS_URL']}/v1/evaluate",
+                json={"context": {}, "keys": [key]},
+                headers={"Authorization": f"Bearer {client_token}"},
+                timeout=10,
+            )
+            return r.status_code == 401
+
+        assert wait_for(refused, 15, "the revoked client's token refused")
