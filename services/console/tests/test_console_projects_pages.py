@@ -106,3 +106,31 @@ def test_a_platform_sign_in_has_no_projects_and_is_told_so_before_any_call(clien
     fake_api.calls.clear()
     r = client.simulate_get(path)
     assert r.status_code == 403 and "your sign-in is the platform" in r.text and fake_api.calls == []
+
+
+def test_the_api_sends_the_version_as_if_match_only_when_given(settings):
+    from console.api import Api
+    from console.config import ConsoleConfig
+
+    sent: list[dict[str, str]] = []
+
+    class Http:
+        def request(self, method, url, **kw):
+            sent.append(kw["headers"])
+
+            class Resp:
+                status_code = 204
+
+            return Resp()
+
+    api = Api(ConsoleConfig.from_settings(settings), Http())  # type: ignore[arg-type]
+    api.call("t", "DELETE", "projects", "/v1/projects/prj_1", if_match=7)
+    api.call("t", "DELETE", "projects", "/v1/projects/prj_1")
+    assert sent[0]["If-Match"] == '"7"' and "If-Match" not in sent[1]
+
+
+def test_a_person_who_reads_the_tenant_but_not_members_or_audit_lands_on_the_tenant(client, fake_http):
+    signed_in(client, fake_http, token(**VIEWER))
+    assert client.simulate_get("/").headers["Location"] == f"/tenants/{TEN_A}"
+    signed_in(client, fake_http, token(TEN_A, scope="projects:read", role="viewer"))
+    assert client.simulate_get("/").headers["Location"] == "/projects"
