@@ -38,6 +38,11 @@ class RedisSettings:
     connect_timeout: float = 2.0
     read_timeout: float = 2.0
     max_connections: int = 64
+    #: A Redis Cluster: redis-py's ``RedisCluster``, ``url`` one seed node, ``seeds`` more.
+    cluster: bool = False
+    seeds: tuple[tuple[str, int], ...] = ()
+    #: Event stream shards (:mod:`aerie.keyspace`); 0 is the single-node layout.
+    shards: int = 0
 
     def redacted_url(self) -> str:
         parts = urlsplit(self.url)
@@ -94,6 +99,7 @@ class Settings:
             port=_int(env.get("PORT", "8080"), "PORT", minimum=1, maximum=65535),
             redis=RedisSettings(
                 url=redis_url_from_env(env),
+                **_cluster_from_env(env),
                 connect_timeout=_float(env.get("AERIE_REDIS_CONNECT_TIMEOUT", "2"), "AERIE_REDIS_CONNECT_TIMEOUT"),
                 read_timeout=_float(env.get("AERIE_REDIS_READ_TIMEOUT", "2"), "AERIE_REDIS_READ_TIMEOUT"),
                 max_connections=_int(
@@ -175,6 +181,39 @@ def redis_url_from_env(env: Mapping[str, str]) -> str:
     if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("REDIS_URL must start with redis://, rediss:// or unix://")
     return url
+
+
+def _cluster_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """``cluster``, ``seeds`` and ``shards`` of :class:`RedisSettings`.
+
+    A cluster is ``AERIE_REDIS_CLUSTER=true``, or a binding tagged ``cluster`` or whose
+    credentials say ``cluster_mode``/``cluster_enabled``. ``AERIE_REDIS_SEEDS`` lists more
+    seed nodes (``host:port,…``) than the URL's one. ``AERIE_REDIS_SHARDS`` (default 16 on
+    a cluster, else 0) must be the same for every service of a deployment.
+    """
+    flag = env.get("AERIE_REDIS_CLUSTER", "").strip().lower()
+    if flag not in ("", "true", "false", "1", "0", "yes", "no"):
+        raise ConfigError("AERIE_REDIS_CLUSTER must be true or false")
+    cluster = flag in ("true", "1", "yes")
+    services = _json_env(env, "VCAP_SERVICES")
+    if not flag and services:
+        binding = _find_binding(services, env.get("AERIE_REDIS_SERVICE"))
+        if binding is not None:
+            creds = binding.get("credentials") or {}
+            marked = isinstance(creds, dict) and any(
+                str(creds.get(k, "")).lower() in ("true", "1", "yes") for k in ("cluster_mode", "cluster_enabled")
+            )
+            cluster = marked or "cluster" in (binding.get("tags") or [])
+    seeds: list[tuple[str, int]] = []
+    for item in filter(None, (part.strip() for part in env.get("AERIE_REDIS_SEEDS", "").split(","))):
+        host, _, port = item.rpartition(":")
+        if not host:
+            raise ConfigError(f"AERIE_REDIS_SEEDS: {item!r} is not host:port")
+        seeds.append((host, _int(port, "AERIE_REDIS_SEEDS port", minimum=1, maximum=65535)))
+    shards = _int(env.get("AERIE_REDIS_SHARDS", "16" if cluster else "0"), "AERIE_REDIS_SHARDS", minimum=0, maximum=256)
+    if cluster and shards == 0:
+        raise ConfigError("AERIE_REDIS_SHARDS must be at least 1 on a Redis Cluster")
+    return {"cluster": cluster, "seeds": tuple(seeds), "shards": shards}
 
 
 def _find_binding(services: Any, wanted: str | None) -> Mapping[str, Any] | None:

@@ -15,6 +15,7 @@ from typing import Any
 import redis
 
 from aerie.config import RedisSettings, Settings
+from aerie.keyspace import Keyspace
 
 __all__ = [
     "REDIS_DOWN",
@@ -87,6 +88,11 @@ class RedisProvider:
     Everything is keyed by the process id, so a provider built in a uWSGI master and used
     in a worker (or any forked child) gets a fresh pool instead of sharing sockets. Clients
     decode responses to ``str``.
+
+    On a Redis Cluster (``settings.cluster``) every thread shares the process's one
+    ``redis.RedisCluster``, which routes each command (and each single-slot transaction) to
+    the master owning its slot and follows failovers; :attr:`keyspace` says which slot a
+    service's keys are in. Callers use either client the same way.
     """
 
     def __init__(self, settings: RedisSettings) -> None:
@@ -94,11 +100,17 @@ class RedisProvider:
         self._lock = threading.Lock()
         self._pid: int | None = None
         self._pool: redis.ConnectionPool | None = None
+        self._cluster: redis.RedisCluster | None = None
         self._local = threading.local()
+        self.keyspace = Keyspace(settings.shards)
 
     @property
     def settings(self) -> RedisSettings:
         return self._settings
+
+    @property
+    def cluster(self) -> bool:
+        return self._settings.cluster
 
     @property
     def client(self) -> redis.Redis:
@@ -115,6 +127,8 @@ class RedisProvider:
         the server closed (a Redis restart) or left with unread data is dropped, and the next
         command reconnects, instead of failing once per thread after every restart.
         """
+        if self._settings.cluster:
+            return self._cluster_client()
         local = self._local
         pid = os.getpid()
         if getattr(local, "pid", None) != pid:
@@ -143,6 +157,28 @@ class RedisProvider:
                 self._pid = os.getpid()
             return self._pool
 
+    def _cluster_client(self) -> redis.Redis:
+        client = self._cluster
+        if client is not None and self._pid == os.getpid():
+            return client  # type: ignore[return-value]
+        with self._lock:
+            if self._cluster is None or self._pid != os.getpid():
+                self._cluster = self._make_cluster(self._settings.read_timeout)
+                self._pid = os.getpid()
+            return self._cluster  # type: ignore[return-value]
+
+    def _make_cluster(self, read_timeout: float | None) -> redis.RedisCluster:
+        s = self._settings
+        return redis.RedisCluster.from_url(
+            s.url,
+            startup_nodes=[redis.cluster.ClusterNode(host, port) for host, port in s.seeds] or None,
+            max_connections=s.max_connections,
+            socket_connect_timeout=s.connect_timeout,
+            socket_timeout=read_timeout,
+            health_check_interval=30,
+            decode_responses=True,
+        )
+
     def _make_pool(self) -> redis.ConnectionPool:
         s = self._settings
         # A plain pool, not BlockingConnectionPool: pool_for_threads sizes it for every
@@ -160,6 +196,9 @@ class RedisProvider:
     def pubsub_client(self) -> redis.Redis:
         """A client for a long-lived subscriber: no read timeout, its own connection."""
         s = self._settings
+        if s.cluster:
+            # PUBLISH reaches every node of a cluster: one subscription on any node hears all.
+            return self._make_cluster(None)  # type: ignore[return-value]
         return redis.Redis.from_url(
             s.url,
             socket_connect_timeout=s.connect_timeout,

@@ -42,6 +42,8 @@ def free_port() -> int:
 class RedisServer:
     """Starts ``redis-server`` on ``port`` with its data under ``directory``.
 
+    ``cluster=True`` makes it one node of a Redis Cluster (:mod:`aerie.local.redis_cluster`).
+
     ``appendfsync`` is ``everysec`` for the local stack and ``always`` where a test must
     prove that no acknowledged write is lost across a restart.
 
@@ -65,6 +67,7 @@ class RedisServer:
         maxmemory_policy: str = "noeviction",
         maxmemory: str | int | None = None,
         binary: str | None = None,
+        cluster: bool = False,
     ) -> None:
         self.directory = Path(directory)
         self.port = port or free_port()
@@ -75,6 +78,7 @@ class RedisServer:
         self.maxmemory_policy = maxmemory_policy
         self.maxmemory = maxmemory
         self.binary = binary or find_redis_server()
+        self.cluster = cluster
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -112,6 +116,17 @@ class RedisServer:
             args += ["--maxmemory", str(self.maxmemory)]
         if self.password:
             args += ["--requirepass", self.password]
+            if self.cluster:
+                args += ["--masterauth", self.password]
+        if self.cluster:
+            args += [
+                "--cluster-enabled",
+                "yes",
+                "--cluster-config-file",
+                str(self.directory / "nodes.conf"),
+                "--cluster-node-timeout",
+                "2000",
+            ]
         return args
 
     def start(self, timeout: float = 10.0) -> RedisServer:
