@@ -24,7 +24,6 @@ from aerie.docs import DocsAssetResource, DocsResource
 from aerie.endpoints import Endpoint, endpoint_of, responders_of
 from aerie.error_reporting import init_error_reporting
 from aerie.errors import install_error_handling
-from aerie.events import STREAM_KEY
 from aerie.i18n import Catalogs, LanguageMiddleware, Languages, Request, TenantLanguage
 from aerie.idempotency import IdempotencyMiddleware
 from aerie.logs import AccessLog, configure_logging
@@ -101,7 +100,9 @@ class Infrastructure:
         # The subscriber is one more worker: it starts with the service's own, after the fork.
         background.add("subscriber", lambda: subscriber)
         metrics = Metrics(settings.service)
-        metrics.add_collector(EventStreamCollector(settings.service, lambda: redis_provider.client, STREAM_KEY))
+        metrics.add_collector(
+            EventStreamCollector(settings.service, lambda: redis_provider.client, redis_provider.keyspace)
+        )
         stream = StreamJanitor(redis_provider)
         background.add("stream-janitor", lambda: stream)
         return cls(settings, redis_provider, subscriber, revocations, verifier, background, metrics, stream)

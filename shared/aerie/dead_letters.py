@@ -24,8 +24,8 @@ from typing import Any
 import redis
 
 from aerie import errors
-from aerie.events import DEAD_LETTER_STREAM, STREAM_KEY
 from aerie.i18n import msg
+from aerie.keyspace import Shard
 from aerie.pagination import Page, decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 
@@ -45,52 +45,70 @@ class LetterNotFound(LookupError):
 
 @dataclass(frozen=True)
 class DeadLetters:
-    """The dead-letter stream of one Redis, as an operator sees it."""
+    """The dead-letter streams of one deployment, as an operator sees them.
+
+    Unsharded, a letter's id is its entry id in ``aerie:events:dead``. Sharded
+    (:mod:`aerie.keyspace`), each stream shard has its dead letters beside it, in its slot
+    (burying is one ``MULTI`` with the acknowledgement), and a letter's id is
+    ``<shard>.<entry id>``; lists go shard by shard, each oldest first.
+    """
 
     redis: RedisProvider
-    stream: str = STREAM_KEY
-    dead: str = DEAD_LETTER_STREAM
+
+    @property
+    def _shards(self) -> tuple[Shard, ...]:
+        return self.redis.keyspace.shards
 
     def count(self) -> int:
-        return int(self.redis.client.xlen(self.dead))
+        r = self.redis.client
+        return sum(int(r.xlen(shard.dead_letters)) for shard in self._shards)
 
     def list(self, *, limit: int, cursor: str | None = None, group: str | None = None) -> Page:
         """Letters oldest first; ``group`` keeps those one consumer group gave up on."""
-        start = "-"
+        first, start = 0, "-"
         if cursor:
             after = decode_cursor(cursor, "after")
-            if not _ENTRY_ID.match(after):
-                raise errors.validation_error([{"field": "cursor", "message": msg("is not a cursor this list issued")}])
-            start = f"({after}"
+            try:
+                shard, entry_id = self._locate(after)
+            except LetterNotFound:
+                raise errors.validation_error(
+                    [{"field": "cursor", "message": msg("is not a cursor this list issued")}]
+                ) from None
+            first, start = shard.index, f"({entry_id}"
         items: list[dict[str, Any]] = []
-        # Read past other groups' letters in batches, so a page is full when it can be.
-        while True:
-            batch = self.redis.client.xrange(self.dead, start, "+", count=_BATCH)
-            for letter_id, fields in batch:
-                if group is not None and fields.get("group") != group:
-                    continue
-                if len(items) == limit:
-                    return Page(items, encode_cursor({"after": items[-1]["id"]}))
-                items.append(_letter(letter_id, fields))
-            if len(batch) < _BATCH:
-                return Page(items, None)
-            start = f"({batch[-1][0]}"
+        for shard in self._shards[first:]:
+            # Read past other groups' letters in batches, so a page is full when it can be.
+            while True:
+                batch = self.redis.client.xrange(shard.dead_letters, start, "+", count=_BATCH)
+                for entry_id, fields in batch:
+                    if group is not None and fields.get("group") != group:
+                        continue
+                    if len(items) == limit:
+                        return Page(items, encode_cursor({"after": items[-1]["id"]}))
+                    items.append(_letter(self._id(shard, entry_id), fields))
+                if len(batch) < _BATCH:
+                    break
+                start = f"({batch[-1][0]}"
+            start = "-"
+        return Page(items, None)
 
     def get(self, letter_id: str) -> dict[str, Any]:
-        return _letter(letter_id, self._fields(self.redis.client, letter_id))
+        shard, entry_id = self._locate(letter_id)
+        return _letter(letter_id, self._fields(self.redis.client, shard, entry_id))
 
     def replay(self, letter_id: str) -> str:
-        """Put the letter's original entry back on the event stream; its new entry id."""
+        """Put the letter's original entry back on its stream; its new entry id."""
+        shard, entry_id = self._locate(letter_id)
         r = self.redis.client
         with r.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(self.dead)
-                    fields = self._fields(pipe, letter_id)
+                    pipe.watch(shard.dead_letters)
+                    fields = self._fields(pipe, shard, entry_id)
                     original = {k: v for k, v in fields.items() if k not in LETTER_FIELDS}
                     pipe.multi()
-                    pipe.xadd(self.stream, original)
-                    pipe.xdel(self.dead, letter_id)
+                    pipe.xadd(shard.stream, original)
+                    pipe.xdel(shard.dead_letters, entry_id)
                     new_id, _deleted = pipe.execute()
                     return str(new_id)
                 except redis.WatchError:
@@ -98,15 +116,29 @@ class DeadLetters:
 
     def discard(self, letter_id: str) -> None:
         """Forget the letter, for an event no consumer should ever handle."""
-        if not _ENTRY_ID.match(letter_id) or not self.redis.client.xdel(self.dead, letter_id):
+        shard, entry_id = self._locate(letter_id)
+        if not self.redis.client.xdel(shard.dead_letters, entry_id):
             raise LetterNotFound(letter_id)
 
-    def _fields(self, client: Any, letter_id: str) -> dict[str, str]:
-        if not _ENTRY_ID.match(letter_id):
+    def _id(self, shard: Shard, entry_id: str) -> str:
+        return f"{shard.index}.{entry_id}" if self.redis.keyspace.sharded else entry_id
+
+    def _locate(self, letter_id: str) -> tuple[Shard, str]:
+        """The shard and entry id a letter id names; LetterNotFound when it names none."""
+        index, entry_id = 0, letter_id
+        if self.redis.keyspace.sharded:
+            head, _, entry_id = letter_id.partition(".")
+            if not head.isdigit() or int(head) >= len(self._shards):
+                raise LetterNotFound(letter_id)
+            index = int(head)
+        if not _ENTRY_ID.match(entry_id):
             raise LetterNotFound(letter_id)
-        found = client.xrange(self.dead, letter_id, letter_id)
+        return self._shards[index], entry_id
+
+    def _fields(self, client: Any, shard: Shard, entry_id: str) -> dict[str, str]:
+        found = client.xrange(shard.dead_letters, entry_id, entry_id)
         if not found:
-            raise LetterNotFound(letter_id)
+            raise LetterNotFound(entry_id)
         return dict(found[0][1])
 
 

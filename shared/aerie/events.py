@@ -30,6 +30,7 @@ from ulid import ULID
 
 from aerie import tracing
 from aerie.auth.principal import Principal
+from aerie.keyspace import LEGACY_DEAD_LETTERS, LEGACY_STREAM, UNSHARDED, Keyspace, Shard, tag_of
 from aerie.logs import truncated
 from aerie.redis import REDIS_DOWN, RedisProvider
 
@@ -50,9 +51,11 @@ __all__ = [
 
 log = logging.getLogger("aerie.events")
 
-STREAM_KEY = "aerie:events"
-#: Where an event goes that a group failed to handle ``max_deliveries`` times (poison).
-DEAD_LETTER_STREAM = "aerie:events:dead"
+#: The one stream of a single-node deployment (:data:`aerie.keyspace.UNSHARDED`).
+STREAM_KEY = LEGACY_STREAM
+#: Where an event goes that a group failed to handle ``max_deliveries`` times (poison); a
+#: sharded deployment has one beside each stream shard.
+DEAD_LETTER_STREAM = LEGACY_DEAD_LETTERS
 EVENT_CHANNEL_PREFIX = "aerie:event:"
 #: The envelope's major version. During a rolling push old and new instances publish and
 #: consume side by side, so additions (a new field in the envelope or in ``data``) keep this
@@ -225,14 +228,34 @@ def _within_bound(event: Mapping[str, Any], payload: str) -> tuple[Mapping[str, 
     return bounded, _dumps(bounded)
 
 
+#: The event's ``XADD`` and its ``PUBLISH`` as one script: redis-py's cluster pipeline refuses
+#: ``PUBLISH`` (it has no key to route by), and a script is routed by the stream, runs in the
+#: writes' ``MULTI`` on either kind of Redis, and keeps the fan-out atomic with the event. Sent
+#: as ``EVAL`` each time, never ``EVALSHA``: inside a ``MULTI`` a ``NOSCRIPT`` (a failed-over
+#: master's empty script cache) would fail only this command while the write around it lands.
+_PUBLISH_SCRIPT = """
+local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1], 'type', ARGV[2], 'tenant_id', ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return id
+"""
+
+
 class EventPublisher:
-    """Queues events on the writes' transactions. The stream has no length cap: it is trimmed
-    only below what every consumer group acknowledged (:mod:`aerie.stream_janitor`)."""
+    """Queues events on the writes' transactions. The streams have no length cap: they are
+    trimmed only below what every consumer group acknowledged (:mod:`aerie.stream_janitor`).
 
-    def __init__(self, stream: str = STREAM_KEY) -> None:
-        self._stream = stream
+    An event goes to the stream shard of its tenant (:class:`~aerie.keyspace.Keyspace`),
+    which shares the hash slot of that tenant's keys; a write whose keys are in another
+    shard's slot (the platform shard's, for the tenants service) names that shard; a
+    publisher built with ``shard`` sends every event there (the flags service's, whose writes
+    are all in the platform shard's slot).
+    """
 
-    def add(self, pipe: Any, event: Mapping[str, Any]) -> None:
+    def __init__(self, keyspace: Keyspace = UNSHARDED, shard: Shard | None = None) -> None:
+        self.keyspace = keyspace
+        self._shard = shard
+
+    def add(self, pipe: Any, event: Mapping[str, Any], shard: Shard | None = None) -> None:
         """Queue ``event`` on a transaction pipeline, beside the write that causes it.
 
         An event over :data:`MAX_EVENT_CHARS` goes out with its ``data`` replaced by a marker:
@@ -241,14 +264,23 @@ class EventPublisher:
         payload = _dumps(event)
         if len(payload) > MAX_EVENT_CHARS:
             event, payload = _within_bound(event, payload)
-        fields = {"event": payload, "type": event["type"], "tenant_id": event.get("tenant_id") or ""}
-        pipe.xadd(self._stream, fields)
-        pipe.publish(EVENT_CHANNEL_PREFIX + event["type"], payload)
+        tenant_id = event.get("tenant_id")
+        stream = (shard or self._shard or self.keyspace.of_tenant(tenant_id)).stream
+        pipe.execute_command(
+            "EVAL",
+            _PUBLISH_SCRIPT,
+            1,
+            stream,
+            payload,
+            event["type"],
+            tenant_id or "",
+            EVENT_CHANNEL_PREFIX + event["type"],
+        )
 
-    def publish(self, redis_client: redis.Redis, event: Mapping[str, Any]) -> None:
+    def publish(self, redis_client: redis.Redis, event: Mapping[str, Any], shard: Shard | None = None) -> None:
         """Publish an event that accompanies no other write (a token issued, say)."""
         pipe = redis_client.pipeline(transaction=True)
-        self.add(pipe, event)
+        self.add(pipe, event, shard)
         pipe.execute()
 
 
@@ -295,7 +327,7 @@ class StreamConsumer:
         group: str,
         handler: Handler | None = None,
         consumer: str | None = None,
-        stream: str = STREAM_KEY,
+        stream: str | None = None,
         batch: int = 100,
         block_ms: int = 1000,
         min_idle_ms: int = 30_000,
@@ -304,7 +336,8 @@ class StreamConsumer:
         max_version: int = ENVELOPE_VERSION,
         types: Sequence[str] | None = None,
         max_deliveries: int = 5,
-        dead_letters: str = DEAD_LETTER_STREAM,
+        dead_letters: str | None = None,
+        idle_ms: int = 100,
     ) -> None:
         if (handler is None) == (batch_handler is None):
             raise ValueError("give exactly one of handler and batch_handler")
@@ -313,14 +346,23 @@ class StreamConsumer:
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
         self._handler = handler
-        self._stream = stream
+        if stream is None:
+            self._shards = redis_provider.keyspace.shards
+        else:
+            self._shards = (Shard(0, tag_of(stream), stream, dead_letters or f"{stream}:dead"),)
+        if dead_letters is not None and stream is None:
+            self._shards = tuple(Shard(s.index, s.tag, s.stream, dead_letters) for s in self._shards)
         self._batch = batch
         self._block_ms = block_ms
         self._min_idle_ms = min_idle_ms
         self._processed_ttl_s = processed_ttl_s
         self._max_version = max_version
         self._max_deliveries = max_deliveries
-        self._dead_letters = dead_letters
+        self._idle_s = idle_ms / 1000
+        #: Pending entries are claimed and poison buried at most this often: with many
+        #: shards, doing it on every round would cost three commands per shard per round.
+        self._maintain_every_s = min(1.0, min_idle_ms / 1000)
+        self._maintained_at = 0.0
         #: Per-event mode: only events whose type starts with one of these reach the handler;
         #: the rest are acknowledged in one XACK per read, with no marker written. A consumer
         #: that joins late (its group starts at the stream's beginning) catches up quickly.
@@ -329,15 +371,21 @@ class StreamConsumer:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
+    @property
+    def streams(self) -> tuple[str, ...]:
+        return tuple(s.stream for s in self._shards)
+
     def ensure_group(self) -> None:
         if self._group_ready:
             return
-        try:
-            # From the start of the stream: a consumer that joins late still sees old events.
-            self._redis.client.xgroup_create(self._stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
+        r = self._redis.client
+        for shard in self._shards:
+            try:
+                # From the start of the stream: a consumer that joins late still sees old events.
+                r.xgroup_create(shard.stream, self.group, id="0", mkstream=True)
+            except redis.ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
         self._group_ready = True
 
     def poll_once(self) -> int:
@@ -353,24 +401,52 @@ class StreamConsumer:
             raise
 
     def _poll(self) -> int:
-        r = self._redis.client
         handled = 0
-        self._bury_poison()
-        claimed = r.xautoclaim(self._stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=self._batch)
-        if self._batch_handler is not None:
-            # A trimmed entry comes back without fields: nothing left to handle, only to ack.
-            handled = self._handle_batch(claimed[1], retried=True)
-            read = r.xreadgroup(self.group, self.consumer, {self._stream: ">"}, count=self._batch, block=self._block_ms)
+        now = time.monotonic()
+        if now - self._maintained_at >= self._maintain_every_s:
+            self._maintained_at = now
+            for shard in self._shards:
+                handled += self._maintain(shard)
+        if len(self._shards) == 1:
+            shard = self._shards[0]
+            read = self._redis.client.xreadgroup(
+                self.group, self.consumer, {shard.stream: ">"}, count=self._batch, block=self._block_ms
+            )
             for _stream, entries in read or ():
-                handled += self._handle_batch(entries)
+                handled += self._handle_read(shard, entries)
             return handled
-        handled = self._handle_each(claimed[1])
-        read = r.xreadgroup(self.group, self.consumer, {self._stream: ">"}, count=self._batch, block=self._block_ms)
-        for _stream, entries in read or ():
-            handled += self._handle_each(entries)
+        # One read per shard, pipelined (one round trip per node): a blocking read can wait
+        # on one slot only, so an idle round sleeps ``idle_ms`` instead.
+        pipe = self._redis.client.pipeline(transaction=False)
+        for shard in self._shards:
+            pipe.xreadgroup(self.group, self.consumer, {shard.stream: ">"}, count=self._batch)
+        reads = pipe.execute()
+        got = 0
+        for shard, read in zip(self._shards, reads, strict=True):
+            for _stream, entries in read or ():
+                got += len(entries)
+                handled += self._handle_read(shard, entries)
+        if not got:
+            self._stop.wait(self._idle_s)
         return handled
 
-    def _handle_each(self, entries: list[tuple[str, Mapping[str, str] | None]]) -> int:
+    def _maintain(self, shard: Shard) -> int:
+        """Bury poison and handle entries other consumers left pending too long, in one shard."""
+        self._bury_poison(shard)
+        claimed = self._redis.client.xautoclaim(
+            shard.stream, self.group, self.consumer, self._min_idle_ms, "0-0", count=self._batch
+        )
+        # A trimmed entry comes back without fields: nothing left to handle, only to ack.
+        if self._batch_handler is not None:
+            return self._handle_batch(shard, claimed[1], retried=True)
+        return self._handle_each(shard, claimed[1])
+
+    def _handle_read(self, shard: Shard, entries: list[tuple[str, Mapping[str, str] | None]]) -> int:
+        if self._batch_handler is not None:
+            return self._handle_batch(shard, entries)
+        return self._handle_each(shard, entries)
+
+    def _handle_each(self, shard: Shard, entries: list[tuple[str, Mapping[str, str] | None]]) -> int:
         """Per-event mode; what needs no handling (trimmed, or a type not asked for) is acked at once."""
         handled = 0
         skipped: list[str] = []
@@ -378,9 +454,9 @@ class StreamConsumer:
             if not fields or not self._wanted(fields):
                 skipped.append(entry_id)
             else:
-                handled += self._handle(entry_id, fields)
+                handled += self._handle(shard, entry_id, fields)
         if skipped:
-            self._redis.client.xack(self._stream, self.group, *skipped)
+            self._redis.client.xack(shard.stream, self.group, *skipped)
         return handled
 
     def _wanted(self, fields: Mapping[str, str]) -> bool:
@@ -392,18 +468,18 @@ class StreamConsumer:
             return True  # malformed: _handle logs and acknowledges it
         return isinstance(type_, str) and type_.startswith(self._types)
 
-    def _bury_poison(self) -> int:
-        """Move entries delivered ``max_deliveries`` times (and idle) to the dead letters."""
+    def _bury_poison(self, shard: Shard) -> int:
+        """Move entries delivered ``max_deliveries`` times (and idle) to the shard's dead letters."""
         r = self._redis.client
         pending = r.xpending_range(
-            self._stream, self.group, min="-", max="+", count=self._batch, idle=self._min_idle_ms
+            shard.stream, self.group, min="-", max="+", count=self._batch, idle=self._min_idle_ms
         )
         buried = 0
         for item in pending:
             if int(item["times_delivered"]) < self._max_deliveries:
                 continue
             entry_id = item["message_id"]
-            found = r.xrange(self._stream, entry_id, entry_id)
+            found = r.xrange(shard.stream, entry_id, entry_id)
             fields = dict(found[0][1]) if found else {}
             try:
                 event = json.loads(fields["event"]) if "event" in fields else None
@@ -413,7 +489,7 @@ class StreamConsumer:
                 continue  # not poison: a newer consumer will handle it
             pipe = r.pipeline(transaction=True)
             pipe.xadd(
-                self._dead_letters,
+                shard.dead_letters,
                 {
                     **fields,
                     "group": self.group,
@@ -422,7 +498,7 @@ class StreamConsumer:
                     "dead_at": utcnow(),
                 },
             )
-            pipe.xack(self._stream, self.group, entry_id)
+            pipe.xack(shard.stream, self.group, entry_id)
             pipe.execute()
             buried += 1
             log.error(
@@ -431,7 +507,9 @@ class StreamConsumer:
             )
         return buried
 
-    def _handle_batch(self, entries: list[tuple[str, Mapping[str, str] | None]], retried: bool = False) -> int:
+    def _handle_batch(
+        self, shard: Shard, entries: list[tuple[str, Mapping[str, str] | None]], retried: bool = False
+    ) -> int:
         if not entries:
             return 0
         assert self._batch_handler is not None
@@ -454,7 +532,7 @@ class StreamConsumer:
             # A read that failed before: one event at a time, so a poison one holds up only itself.
             for pair in events:
                 try:
-                    with tracing.consuming_batch([pair], self.group, self._stream):
+                    with tracing.consuming_batch([pair], self.group, shard.stream):
                         self._batch_handler([pair])
                 except REDIS_DOWN:
                     raise
@@ -464,11 +542,11 @@ class StreamConsumer:
                     )
                     failed.add(pair[0])
         elif events:
-            with tracing.consuming_batch(events, self.group, self._stream):
+            with tracing.consuming_batch(events, self.group, shard.stream):
                 self._batch_handler(events)  # raises: everything of this read stays pending
         done = [entry_id for entry_id, _ in entries if entry_id not in too_new and entry_id not in failed]
         if done:
-            self._redis.client.xack(self._stream, self.group, *done)
+            self._redis.client.xack(shard.stream, self.group, *done)
         return len(events) - len(failed)
 
     def _too_new(self, entry_id: str, event: Mapping[str, Any]) -> bool:
@@ -482,23 +560,24 @@ class StreamConsumer:
             return True
         return False
 
-    def _handle(self, entry_id: str, fields: Mapping[str, str]) -> int:
+    def _handle(self, shard: Shard, entry_id: str, fields: Mapping[str, str]) -> int:
         r = self._redis.client
         try:
             event = json.loads(fields["event"])
             event_id = event["id"]
         except (KeyError, TypeError, ValueError):
             log.error("malformed stream entry acknowledged and skipped", extra={"entry_id": entry_id})
-            r.xack(self._stream, self.group, entry_id)
+            r.xack(shard.stream, self.group, entry_id)
             return 0
         if self._too_new(entry_id, event):
             return 0
-        marker = f"aerie:processed:{self.group}:{event_id}"
+        # In the stream's slot, so that marking and acknowledging are one MULTI on a cluster.
+        marker = f"{shard.tag}aerie:processed:{self.group}:{event_id}"
         if r.exists(marker):
-            r.xack(self._stream, self.group, entry_id)
+            r.xack(shard.stream, self.group, entry_id)
             return 0
         try:
-            with tracing.consuming(event, self.group, self._stream):
+            with tracing.consuming(event, self.group, shard.stream):
                 self._handler(event)
         except REDIS_DOWN:
             raise
@@ -509,7 +588,7 @@ class StreamConsumer:
             return 0
         pipe = r.pipeline(transaction=True)
         pipe.set(marker, "1", ex=self._processed_ttl_s)
-        pipe.xack(self._stream, self.group, entry_id)
+        pipe.xack(shard.stream, self.group, entry_id)
         pipe.execute()
         return 1
 

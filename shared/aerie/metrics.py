@@ -33,7 +33,7 @@ import falcon
 
 from aerie import errors
 from aerie.endpoints import PUBLIC, endpoint
-from aerie.events import DEAD_LETTER_STREAM
+from aerie.keyspace import Keyspace
 
 __all__ = ["METRICS_PORT", "METRICS_TOKEN", "MULTIPROC_ENV", "EventStreamCollector", "Metrics", "MetricsResource"]
 
@@ -128,14 +128,15 @@ class Metrics:
 
 
 class EventStreamCollector:
-    """The durable event stream seen from Redis at scrape time: its length, each consumer
-    group's lag (entries not yet delivered to it) and pending (delivered, not acknowledged),
-    and the dead letters waiting for an operator (:mod:`aerie.dead_letters`)."""
+    """The durable event stream seen from Redis at scrape time: each shard's length, each
+    consumer group's lag (entries not yet delivered to it) and pending (delivered, not
+    acknowledged) over all shards, and the dead letters waiting for an operator
+    (:mod:`aerie.dead_letters`)."""
 
-    def __init__(self, service: str, client: Callable[[], Any], stream: str) -> None:
+    def __init__(self, service: str, client: Callable[[], Any], keyspace: Keyspace) -> None:
         self._service = service
         self._client = client
-        self._stream = stream
+        self._shards = keyspace.shards
 
     def describe(self) -> Iterable[Any]:
         return []
@@ -146,9 +147,11 @@ class EventStreamCollector:
         up = GaugeMetricFamily("aerie_event_stream_readable", "Whether Redis answered this scrape", labels=["service"])
         try:
             redis = self._client()
-            length = redis.xlen(self._stream)
-            groups = redis.xinfo_groups(self._stream) if length else []
-            dead = redis.xlen(DEAD_LETTER_STREAM)
+            seen = []
+            for shard in self._shards:
+                length = redis.xlen(shard.stream)
+                groups = redis.xinfo_groups(shard.stream) if length else []
+                seen.append((shard, length, groups, redis.xlen(shard.dead_letters)))
         except Exception as exc:  # a scrape must answer while Redis does not
             log.warning("event stream not readable for metrics", extra={"error_type": type(exc).__name__})
             up.add_metric([self._service], 0)
@@ -157,23 +160,30 @@ class EventStreamCollector:
         up.add_metric([self._service], 1)
         yield up
         family = GaugeMetricFamily("aerie_event_stream_length", "Entries in the event stream", labels=["stream"])
-        family.add_metric([self._stream], length)
+        letters = GaugeMetricFamily(
+            "aerie_dead_letters", "Events a consumer group gave up on, waiting for an operator", labels=["stream"]
+        )
+        lags: dict[str, int] = {}
+        pendings: dict[str, int] = {}
+        for shard, length, groups, dead in seen:
+            family.add_metric([shard.stream], length)
+            letters.add_metric([shard.dead_letters], dead)
+            for group in groups:
+                name = _text(group.get("name"))
+                if group.get("lag") is not None:  # Redis 7 reports it; null while it cannot tell
+                    lags[name] = lags.get(name, 0) + int(group["lag"])
+                pendings[name] = pendings.get(name, 0) + int(group.get("pending") or 0)
         yield family
         lag = GaugeMetricFamily("aerie_consumer_group_lag", "Entries not yet delivered to the group", labels=["group"])
         pending = GaugeMetricFamily(
             "aerie_consumer_group_pending", "Entries delivered to the group and not acknowledged", labels=["group"]
         )
-        for group in groups:
-            name = _text(group.get("name"))
-            if group.get("lag") is not None:  # Redis 7 reports it; null while it cannot tell
-                lag.add_metric([name], group["lag"])
-            pending.add_metric([name], group.get("pending") or 0)
+        for name, value in lags.items():
+            lag.add_metric([name], value)
+        for name, value in pendings.items():
+            pending.add_metric([name], value)
         yield lag
         yield pending
-        letters = GaugeMetricFamily(
-            "aerie_dead_letters", "Events a consumer group gave up on, waiting for an operator", labels=["stream"]
-        )
-        letters.add_metric([DEAD_LETTER_STREAM], dead)
         yield letters
 
 

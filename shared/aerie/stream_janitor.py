@@ -13,6 +13,7 @@ for ``consumer_grace_s`` with nothing pending; what they had pending is claimed 
 members (:class:`aerie.events.StreamConsumer`) after its ``min_idle_ms`` first.
 
 Every worker of every service runs this thread; a short Redis lock lets one sweep at a time.
+A sharded deployment (:mod:`aerie.keyspace`) has each shard's stream swept the same way.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import uuid
 from typing import Any
 
 from aerie.background import Periodic
-from aerie.events import STREAM_KEY
 from aerie.redis import RedisProvider
 
 __all__ = ["LOCK_KEY", "StreamJanitor", "safe_trim_point"]
@@ -77,7 +77,7 @@ class StreamJanitor(Periodic):
         self,
         redis_provider: RedisProvider,
         *,
-        stream: str = STREAM_KEY,
+        stream: str | None = None,
         interval_s: float = 30.0,
         warn_length: int = 1_000_000,
         consumer_grace_s: float = 3600.0,
@@ -85,7 +85,7 @@ class StreamJanitor(Periodic):
     ) -> None:
         super().__init__(interval_s, log)
         self._redis = redis_provider
-        self._stream = stream
+        self._streams = (stream,) if stream is not None else redis_provider.keyspace.streams
         self._warn_length = warn_length
         self._consumer_grace_ms = int(consumer_grace_s * 1000)
         #: Entries younger than this stay whatever the groups acknowledged (a group that joins
@@ -104,23 +104,10 @@ class StreamJanitor(Periodic):
         if not r.set(LOCK_KEY, token, nx=True, ex=max(int(self._interval_s), 10)):
             return result
         try:
-            if not r.exists(self._stream):
-                return result
-            groups = r.xinfo_groups(self._stream)
-            oldest: dict[str, str | None] = {}
-            for group in groups:
-                name = _text(group["name"])
-                summary = r.xpending(self._stream, name)
-                oldest[name] = _text(summary["min"]) if summary and summary.get("pending") else None
-                result["consumers_removed"] += self._drop_departed(name)
-            point = safe_trim_point(groups, oldest)
-            if point is not None:
-                floor = f"{int(time.time() * 1000) - self._min_age_ms}-0"
-                point = min(point, floor, key=_id)
-                result["trimmed"] = int(r.execute_command("XTRIM", self._stream, "MINID", point))
-            length = int(r.xlen(self._stream))
-            result["length"] = length
-            self._note_length(length)
+            for stream in self._streams:
+                for name, value in self._sweep_one(stream).items():
+                    result[name] += value
+            self._note_length(result["length"])
         finally:
             if r.get(LOCK_KEY) == token:
                 r.delete(LOCK_KEY)
@@ -128,13 +115,33 @@ class StreamJanitor(Periodic):
             log.info("event stream swept", extra=result)
         return result
 
-    def _drop_departed(self, group: str) -> int:
+    def _sweep_one(self, stream: str) -> dict[str, int]:
+        r = self._redis.client
+        result = {"trimmed": 0, "consumers_removed": 0, "length": 0}
+        if not r.exists(stream):
+            return result
+        groups = r.xinfo_groups(stream)
+        oldest: dict[str, str | None] = {}
+        for group in groups:
+            name = _text(group["name"])
+            summary = r.xpending(stream, name)
+            oldest[name] = _text(summary["min"]) if summary and summary.get("pending") else None
+            result["consumers_removed"] += self._drop_departed(stream, name)
+        point = safe_trim_point(groups, oldest)
+        if point is not None:
+            floor = f"{int(time.time() * 1000) - self._min_age_ms}-0"
+            point = min(point, floor, key=_id)
+            result["trimmed"] = int(r.execute_command("XTRIM", stream, "MINID", point))
+        result["length"] = int(r.xlen(stream))
+        return result
+
+    def _drop_departed(self, stream: str, group: str) -> int:
         r = self._redis.client
         removed = 0
-        for consumer in r.xinfo_consumers(self._stream, group):
+        for consumer in r.xinfo_consumers(stream, group):
             idle = int(consumer.get("inactive", consumer.get("idle", 0)) or 0)
             if int(consumer.get("pending") or 0) == 0 and idle > self._consumer_grace_ms:
-                r.xgroup_delconsumer(self._stream, group, _text(consumer["name"]))
+                r.xgroup_delconsumer(stream, group, _text(consumer["name"]))
                 removed += 1
         return removed
 
@@ -156,7 +163,8 @@ class StreamJanitor(Periodic):
         now = time.monotonic()
         if now - self._looked_at >= 10.0:
             self._looked_at = now
-            self._note_length(int(self._redis.client.xlen(self._stream)))
+            r = self._redis.client
+            self._note_length(sum(int(r.xlen(stream)) for stream in self._streams))
         if self.long is None:
             return None
         return f"event stream holds {self.long} entries (threshold {self._warn_length}): a consumer is behind"

@@ -22,6 +22,7 @@ import time
 from typing import Any
 
 from aerie.auth.principal import Principal
+from aerie.keyspace import UNSHARDED, Keyspace
 from aerie.pubsub import Subscriber
 from aerie.redis import RedisProvider
 
@@ -33,21 +34,28 @@ REVOCATION_PATTERN = "aerie:event:client.revoked"
 MEMBER_PATTERNS = ("aerie:event:member.removed", "aerie:event:member.updated")
 
 
-def record_revocation(pipe: Any, client_id: str, until: float) -> None:
-    """Queue the durable revocation on ``pipe`` (a Redis transaction pipeline)."""
-    pipe.zadd(REVOKED_CLIENTS_KEY, {client_id: until})
-    pipe.zremrangebyscore(REVOKED_CLIENTS_KEY, "-inf", time.time())
+def record_revocation(pipe: Any, client_id: str, until: float, keyspace: Keyspace = UNSHARDED) -> None:
+    """Queue the durable revocation on ``pipe`` (a Redis transaction pipeline).
+
+    The key is in the platform shard's slot, where the tenants service's writes are.
+    """
+    key = keyspace.platform.key(REVOKED_CLIENTS_KEY)
+    pipe.zadd(key, {client_id: until})
+    pipe.zremrangebyscore(key, "-inf", time.time())
 
 
-def record_member_floor(pipe: Any, member_id: str, min_version: int, until: float) -> None:
+def record_member_floor(
+    pipe: Any, member_id: str, min_version: int, until: float, keyspace: Keyspace = UNSHARDED
+) -> None:
     """Queue on ``pipe`` that ``member_id``'s tokens minted below ``min_version`` are refused.
 
     ``until`` is when the last such token expires; the entry is dropped after it. The
     event of the same transaction must carry ``member_id`` and ``token_floor`` so running
     processes apply it at once.
     """
-    pipe.zadd(MEMBER_FLOORS_KEY, {f"{member_id} {min_version}": until})
-    pipe.zremrangebyscore(MEMBER_FLOORS_KEY, "-inf", time.time())
+    key = keyspace.platform.key(MEMBER_FLOORS_KEY)
+    pipe.zadd(key, {f"{member_id} {min_version}": until})
+    pipe.zremrangebyscore(key, "-inf", time.time())
 
 
 class RevocationList:
@@ -71,8 +79,9 @@ class RevocationList:
     def _read(self) -> None:  # under self._lock
         now = time.time()
         pipe = self._redis.client.pipeline(transaction=False)  # one round trip for both sets
-        pipe.zrangebyscore(REVOKED_CLIENTS_KEY, now, "+inf")
-        pipe.zrangebyscore(MEMBER_FLOORS_KEY, now, "+inf")
+        platform = self._redis.keyspace.platform
+        pipe.zrangebyscore(platform.key(REVOKED_CLIENTS_KEY), now, "+inf")
+        pipe.zrangebyscore(platform.key(MEMBER_FLOORS_KEY), now, "+inf")
         members, floor_entries = pipe.execute()
         floors: dict[str, int] = {}
         for entry in floor_entries:
