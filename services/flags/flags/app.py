@@ -61,7 +61,8 @@ def build(
     infra = infra or Infrastructure.from_settings(pool_for_threads(settings, process.threads))
     if tenants is None:
         tenants = TenantDirectory.from_settings(settings, infra.subscriber)
-    events = EventPublisher()
+    # Every flags write is in the platform shard's slot (flags.keys), and so are its events.
+    events = EventPublisher(infra.redis.keyspace, shard=infra.redis.keyspace.platform)
     store = FlagStore(infra.redis, events)
     snapshot = FlagReplica(store, infra.subscriber)
     cascade = flags_cascade(store)

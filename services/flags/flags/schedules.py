@@ -35,7 +35,8 @@ from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.redis import RedisProvider
 from aerie_client.flags.operators import parse_timestamp
 from flags.domain import definition_problems
-from flags.storage import DEFINITIONS, REVISION, SCHEDULES, SCHEDULES_DUE, read_revision, schedules_of, stage_definition
+from flags.keys import FlagKeys
+from flags.storage import read_revision, stage_definition
 
 __all__ = [
     "CHANGEABLE",
@@ -89,6 +90,7 @@ class Schedules:
     ) -> None:
         self._redis = redis_provider
         self._events = events
+        self._keys = FlagKeys(redis_provider.keyspace)
         self._clock = clock
 
     @property
@@ -119,10 +121,10 @@ class Schedules:
             "created_by": dict(ctx.actor) if ctx.actor else None,
             "context": {"request_id": ctx.request_id, "ip": ctx.ip, "user_agent": ctx.user_agent},
         }
-        of_key = schedules_of(key)
+        of_key = self._keys.schedules_of(key)
 
         def write(pipe: Any) -> None:
-            raw = pipe.hget(DEFINITIONS, key)
+            raw = pipe.hget(self._keys.definitions, key)
             if raw is None:
                 raise errors.not_found(f"There is no flag {key!r}.")
             problems = definition_problems(key, {**json.loads(raw), **changes})
@@ -131,7 +133,7 @@ class Schedules:
                     _prefixed(problems, changes), detail="The flag with these changes would be invalid."
                 )
             ids = pipe.zrange(of_key, 0, -1)
-            stored = [json.loads(s) for s in pipe.hmget(SCHEDULES, ids) if s] if ids else []
+            stored = [json.loads(s) for s in pipe.hmget(self._keys.schedules, ids) if s] if ids else []
             if sum(1 for s in stored if s["status"] == PENDING) >= MAX_PENDING:
                 raise errors.validation_error(
                     [{"field": "at", "message": f"the flag already has {MAX_PENDING} pending changes"}]
@@ -140,46 +142,48 @@ class Schedules:
             dropped = done[: max(0, len(done) - MAX_KEPT_DONE + 1)]
             pipe.multi()
             if dropped:
-                pipe.hdel(SCHEDULES, *dropped)
+                pipe.hdel(self._keys.schedules, *dropped)
                 pipe.zrem(of_key, *dropped)
-            pipe.hset(SCHEDULES, schedule["id"], _dump(schedule))
-            pipe.zadd(SCHEDULES_DUE, {schedule["id"]: _ms(moment)})
+            pipe.hset(self._keys.schedules, schedule["id"], _dump(schedule))
+            pipe.zadd(self._keys.schedules_due, {schedule["id"]: _ms(moment)})
             pipe.zadd(of_key, {schedule["id"]: _ms(moment)})
             self._events.add(pipe, new_event("flag.schedule.created", None, {"key": key, "schedule": schedule}, ctx))
 
-        self._client.transaction(write, DEFINITIONS, of_key)
+        self._client.transaction(write, self._keys.definitions, of_key)
         return schedule
 
     def list(self, key: str) -> list[dict[str, Any]]:
         """The flag's schedules by time, pending and done (404 without such a flag)."""
-        if not self._client.hexists(DEFINITIONS, key):
+        if not self._client.hexists(self._keys.definitions, key):
             raise errors.not_found(f"There is no flag {key!r}.")
-        ids = self._client.zrange(schedules_of(key), 0, -1)
-        return [json.loads(s) for s in self._client.hmget(SCHEDULES, ids) if s] if ids else []
+        ids = self._client.zrange(self._keys.schedules_of(key), 0, -1)
+        return [json.loads(s) for s in self._client.hmget(self._keys.schedules, ids) if s] if ids else []
 
     def cancel(self, key: str, schedule_id: str, ctx: EventContext) -> None:
         """Cancel a pending schedule: 404 when the flag has none of that id, 409 when it is done."""
-        of_key = schedules_of(key)
+        of_key = self._keys.schedules_of(key)
 
         def write(pipe: Any) -> None:
-            raw = pipe.hget(SCHEDULES, schedule_id)
+            raw = pipe.hget(self._keys.schedules, schedule_id)
             schedule = json.loads(raw) if raw else None
             if schedule is None or schedule["key"] != key:
                 raise errors.not_found(f"The flag {key!r} has no scheduled change {schedule_id!r}.")
             if schedule["status"] != PENDING:
                 raise errors.conflict(f"The change was {schedule['status']}; only a pending change can be cancelled.")
             pipe.multi()
-            pipe.hdel(SCHEDULES, schedule_id)
-            pipe.zrem(SCHEDULES_DUE, schedule_id)
+            pipe.hdel(self._keys.schedules, schedule_id)
+            pipe.zrem(self._keys.schedules_due, schedule_id)
             pipe.zrem(of_key, schedule_id)
             data = {"key": key, "schedule_id": schedule_id, "at": schedule["at"]}
             self._events.add(pipe, new_event("flag.schedule.cancelled", None, data, ctx))
 
-        self._client.transaction(write, SCHEDULES, SCHEDULES_DUE)
+        self._client.transaction(write, self._keys.schedules, self._keys.schedules_due)
 
     def due(self, limit: int = 20) -> list[str]:
         """Ids of pending schedules whose time has come, oldest first."""
-        return list(self._client.zrangebyscore(SCHEDULES_DUE, "-inf", _ms(self._clock()), start=0, num=limit))
+        return list(
+            self._client.zrangebyscore(self._keys.schedules_due, "-inf", _ms(self._clock()), start=0, num=limit)
+        )
 
     def apply(self, schedule_id: str) -> dict[str, Any] | None:
         """Apply one due schedule, unless another process did; the ``flag.*`` event written, if any."""
@@ -188,15 +192,15 @@ class Schedules:
 
         def write(pipe: Any) -> None:
             result.clear()
-            score = pipe.zscore(SCHEDULES_DUE, schedule_id)
+            score = pipe.zscore(self._keys.schedules_due, schedule_id)
             if score is None or score > now_ms:
                 return  # applied or cancelled meanwhile, or not due
-            raw = pipe.hget(SCHEDULES, schedule_id)
+            raw = pipe.hget(self._keys.schedules, schedule_id)
             schedule = json.loads(raw) if raw else None
-            doc_raw = pipe.hget(DEFINITIONS, schedule["key"]) if schedule else None
+            doc_raw = pipe.hget(self._keys.definitions, schedule["key"]) if schedule else None
             if schedule is None or doc_raw is None:  # its flag was deleted meanwhile
                 pipe.multi()
-                pipe.zrem(SCHEDULES_DUE, schedule_id)
+                pipe.zrem(self._keys.schedules_due, schedule_id)
                 return
             key, changes = schedule["key"], schedule["changes"]
             old = json.loads(doc_raw)
@@ -209,9 +213,9 @@ class Schedules:
                 ip=saved.get("ip"),
                 user_agent=saved.get("user_agent"),
             )
-            revision = read_revision(pipe) + 1
+            revision = read_revision(pipe, self._keys) + 1
             pipe.multi()
-            pipe.zrem(SCHEDULES_DUE, schedule_id)
+            pipe.zrem(self._keys.schedules_due, schedule_id)
             if problems:
                 schedule.update(status=FAILED, failed_at=utcnow(), errors=problems)
                 data = {"key": key, "schedule_id": schedule_id, "errors": problems}
@@ -219,12 +223,14 @@ class Schedules:
                 self._events.add(pipe, event)
             else:
                 extra = {"schedule_id": schedule_id, "scheduled_at": schedule["at"]}
-                doc, event = stage_definition(pipe, self._events, key, old, merged, ctx, revision, extra)
+                doc, event = stage_definition(pipe, self._keys, self._events, key, old, merged, ctx, revision, extra)
                 schedule.update(status=APPLIED, applied_at=doc["updated_at"], version=doc["version"])
-            pipe.hset(SCHEDULES, schedule_id, _dump(schedule))
+            pipe.hset(self._keys.schedules, schedule_id, _dump(schedule))
             result["event"] = event
 
-        self._client.transaction(write, SCHEDULES_DUE, SCHEDULES, DEFINITIONS, REVISION)
+        self._client.transaction(
+            write, self._keys.schedules_due, self._keys.schedules, self._keys.definitions, self._keys.revision
+        )
         return result.get("event")
 
 

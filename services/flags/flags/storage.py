@@ -40,6 +40,7 @@ from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.pagination import Page, decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from flags.domain import check_override_value
+from flags.keys import DEFINITIONS, LAST_EVALUATED, REVISION, SCHEDULES, SCHEDULES_DUE, FlagKeys
 
 __all__ = [
     "DEFINITIONS",
@@ -52,18 +53,9 @@ __all__ = [
     "TenantOverrides",
     "TenantState",
     "read_revision",
-    "schedules_of",
     "stage_definition",
-    "tenant_prefix",
 ]
 
-DEFINITIONS = "flags:definitions"
-INDEX = "flags:index"
-REVISION = "flags:revision"
-OVERRIDE_TENANTS = "flags:override-tenants"
-LAST_EVALUATED = "flags:last-evaluated"
-SCHEDULES = "flags:schedules"
-SCHEDULES_DUE = "flags:schedules:due"
 USER_PREFIX = "user:"
 TENANT_FIELD = "tenant"
 
@@ -72,26 +64,23 @@ _TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _READ_ONLY = ("key", "version", "created_at", "updated_at", "last_evaluated_at")
 
 
-def tenant_prefix(tenant_id: str) -> str:
+def _tenant_id(tenant_id: str) -> str:
     if not _TENANT_ID.match(tenant_id):
         raise ValueError("not a tenant id")
-    return f"flags:{{{tenant_id}}}:"
+    return tenant_id
 
 
 def _dump(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def schedules_of(key: str) -> str:
-    return f"flags:schedules:of:{key}"
-
-
-def read_revision(pipe: Any) -> int:
-    return int(pipe.get(REVISION) or 0)
+def read_revision(pipe: Any, keys: FlagKeys) -> int:
+    return int(pipe.get(keys.revision) or 0)
 
 
 def stage_definition(
     pipe: Any,
+    keys: FlagKeys,
     events: EventPublisher,
     key: str,
     old: Mapping[str, Any] | None,
@@ -117,9 +106,9 @@ def stage_definition(
         "updated_at": now,
     }
     kind = "flag.updated" if old else "flag.created"
-    pipe.hset(DEFINITIONS, key, _dump(doc))
-    pipe.zadd(INDEX, {key: 0})
-    pipe.set(REVISION, revision)
+    pipe.hset(keys.definitions, key, _dump(doc))
+    pipe.zadd(keys.index, {key: 0})
+    pipe.set(keys.revision, revision)
     # ``version`` is what evaluations of this document answer as their ``revision``; the
     # event's own ``revision`` orders the whole snapshot (every flag and override).
     data = {"flag": doc, "version": doc["version"], "revision": revision, **(extra or {})}
@@ -160,13 +149,14 @@ class FlagStore:
     def __init__(self, redis_provider: RedisProvider, events: EventPublisher) -> None:
         self._redis = redis_provider
         self._events = events
+        self._keys = FlagKeys(redis_provider.keyspace)
 
     @property
     def _client(self) -> redis.Redis:
         return self._redis.client
 
     def get(self, key: str) -> dict[str, Any] | None:
-        raw = self._client.hget(DEFINITIONS, key)
+        raw = self._client.hget(self._keys.definitions, key)
         return json.loads(raw) if raw else None
 
     def require(self, key: str) -> dict[str, Any]:
@@ -187,12 +177,12 @@ class FlagStore:
         more = False
         while True:
             want = limit + 1 - len(items)
-            keys = self._client.zrangebylex(INDEX, f"({after}" if after else "-", "+", start=0, num=want)
+            keys = self._client.zrangebylex(self._keys.index, f"({after}" if after else "-", "+", start=0, num=want)
             if not keys:
                 break
             pipe = self._client.pipeline(transaction=False)
-            pipe.hmget(DEFINITIONS, keys)
-            pipe.hmget(LAST_EVALUATED, keys)
+            pipe.hmget(self._keys.definitions, keys)
+            pipe.hmget(self._keys.last_evaluated, keys)
             docs, used = pipe.execute()
             for raw, last in zip(docs, used, strict=True):
                 if raw and (unused_since is None or last is None or last < unused_since):
@@ -207,12 +197,12 @@ class FlagStore:
         return Page(items, encode_cursor({"after": items[-1]["key"]}) if more and items else None)
 
     def last_evaluated(self, key: str) -> str | None:
-        value: str | None = self._client.hget(LAST_EVALUATED, key)
+        value: str | None = self._client.hget(self._keys.last_evaluated, key)
         return value
 
     def record_evaluated(self, marks: Mapping[str, str]) -> None:
         """Write ``{key: time}`` as the flags' ``last_evaluated_at`` (:class:`flags.usage.UsageFlusher`)."""
-        self._client.hset(LAST_EVALUATED, mapping=dict(marks))
+        self._client.hset(self._keys.last_evaluated, mapping=dict(marks))
 
     def put(
         self, key: str, fields: Mapping[str, Any], ctx: EventContext, *, if_match: int | None = None
@@ -221,16 +211,16 @@ class FlagStore:
         result: dict[str, Any] = {}
 
         def write(pipe: Any) -> None:
-            raw = pipe.hget(DEFINITIONS, key)
+            raw = pipe.hget(self._keys.definitions, key)
             old = json.loads(raw) if raw else None
             if if_match is not None and (old is None or old["version"] != if_match):
                 raise errors.precondition_failed()
-            revision = read_revision(pipe) + 1
+            revision = read_revision(pipe, self._keys) + 1
             pipe.multi()
-            doc, event = stage_definition(pipe, self._events, key, old, fields, ctx, revision)
+            doc, event = stage_definition(pipe, self._keys, self._events, key, old, fields, ctx, revision)
             result.update(doc=doc, created=old is None, event=event)
 
-        self._client.transaction(write, DEFINITIONS, REVISION)
+        self._client.transaction(write, self._keys.definitions, self._keys.revision)
         return result["doc"], result["created"], result["event"]
 
     def delete(self, key: str, ctx: EventContext, *, if_match: int | None = None) -> dict[str, Any]:
@@ -238,33 +228,39 @@ class FlagStore:
         result: dict[str, Any] = {}
 
         def write(pipe: Any) -> None:
-            raw = pipe.hget(DEFINITIONS, key)
+            raw = pipe.hget(self._keys.definitions, key)
             if raw is None:
                 raise errors.not_found(f"There is no flag {key!r}.")
             doc = json.loads(raw)
             if if_match is not None and doc["version"] != if_match:
                 raise errors.precondition_failed()
-            tenants = sorted(pipe.smembers(OVERRIDE_TENANTS))
-            scheduled = pipe.zrange(schedules_of(key), 0, -1)
-            revision = read_revision(pipe) + 1
+            tenants = sorted(pipe.smembers(self._keys.override_tenants))
+            scheduled = pipe.zrange(self._keys.schedules_of(key), 0, -1)
+            revision = read_revision(pipe, self._keys) + 1
             pipe.multi()
-            pipe.hdel(DEFINITIONS, key)
-            pipe.hdel(LAST_EVALUATED, key)
-            pipe.zrem(INDEX, key)
+            pipe.hdel(self._keys.definitions, key)
+            pipe.hdel(self._keys.last_evaluated, key)
+            pipe.zrem(self._keys.index, key)
             if scheduled:  # a flag created again later under this key starts without them
-                pipe.hdel(SCHEDULES, *scheduled)
-                pipe.zrem(SCHEDULES_DUE, *scheduled)
-                pipe.delete(schedules_of(key))
+                pipe.hdel(self._keys.schedules, *scheduled)
+                pipe.zrem(self._keys.schedules_due, *scheduled)
+                pipe.delete(self._keys.schedules_of(key))
             for tenant_id in tenants:
-                prefix = tenant_prefix(tenant_id)
+                prefix = self._keys.tenant_prefix(tenant_id)
                 pipe.delete(f"{prefix}o:{key}")
                 pipe.srem(f"{prefix}keys", key)
-            pipe.set(REVISION, revision)
+            pipe.set(self._keys.revision, revision)
             event = new_event("flag.deleted", None, {"flag": doc, "revision": revision}, ctx)
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._client.transaction(write, DEFINITIONS, REVISION, OVERRIDE_TENANTS, schedules_of(key))
+        self._client.transaction(
+            write,
+            self._keys.definitions,
+            self._keys.revision,
+            self._keys.override_tenants,
+            self._keys.schedules_of(key),
+        )
         return result["event"]
 
     def load(self) -> Loaded:
@@ -275,19 +271,19 @@ class FlagStore:
         carries the whole new state of what it changed.
         """
         r = self._client
-        revision = int(r.get(REVISION) or 0)
-        definitions = {k: json.loads(v) for k, v in r.hgetall(DEFINITIONS).items()}
-        tenants = sorted(r.smembers(OVERRIDE_TENANTS))
+        revision = int(r.get(self._keys.revision) or 0)
+        definitions = {k: json.loads(v) for k, v in r.hgetall(self._keys.definitions).items()}
+        tenants = sorted(r.smembers(self._keys.override_tenants))
         pipe = r.pipeline(transaction=False)
         for tenant_id in tenants:
-            pipe.smembers(f"{tenant_prefix(tenant_id)}keys")
+            pipe.smembers(f"{self._keys.tenant_prefix(tenant_id)}keys")
         key_sets = pipe.execute() if tenants else []
         pipe = r.pipeline(transaction=False)
         wanted: list[tuple[str, str]] = []
         for tenant_id, keys in zip(tenants, key_sets, strict=True):
             for key in sorted(keys):
                 wanted.append((tenant_id, key))
-                pipe.hgetall(f"{tenant_prefix(tenant_id)}o:{key}")
+                pipe.hgetall(f"{self._keys.tenant_prefix(tenant_id)}o:{key}")
         overrides: dict[str, TenantState] = {}
         for (tenant_id, key), stored in zip(wanted, pipe.execute() if wanted else [], strict=True):
             state = overrides.setdefault(tenant_id, TenantState())
@@ -302,13 +298,13 @@ class FlagStore:
         process's snapshot forgets the overrides, and how audit records the removal. A
         redelivered ``tenant.deleted`` finds nothing left and publishes nothing.
         """
-        prefix = tenant_prefix(tenant_id)
+        prefix = self._keys.tenant_prefix(_tenant_id(tenant_id))
         removed: list[int] = [0]
 
         def write(pipe: Any) -> None:
             keys = sorted(pipe.smembers(f"{prefix}keys"))
             fields = [(key, field) for key in keys for field in sorted(pipe.hkeys(f"{prefix}o:{key}"))]
-            revision = read_revision(pipe)
+            revision = read_revision(pipe, self._keys)
             pipe.multi()
             for key, scope_field in fields:
                 revision += 1
@@ -324,12 +320,12 @@ class FlagStore:
             for key in keys:
                 pipe.delete(f"{prefix}o:{key}")
             pipe.delete(f"{prefix}keys")
-            pipe.srem(OVERRIDE_TENANTS, tenant_id)
+            pipe.srem(self._keys.override_tenants, tenant_id)
             if fields:
-                pipe.set(REVISION, revision)
+                pipe.set(self._keys.revision, revision)
             removed[0] = len(fields)
 
-        self._client.transaction(write, REVISION, f"{prefix}keys")
+        self._client.transaction(write, self._keys.revision, f"{prefix}keys")
         return removed[0]
 
 
@@ -339,7 +335,8 @@ class TenantOverrides:
     def __init__(self, redis_provider: RedisProvider, tenant_id: str, events: EventPublisher) -> None:
         self._redis = redis_provider
         self.tenant_id = tenant_id
-        self._prefix = tenant_prefix(tenant_id)
+        self._keys = FlagKeys(redis_provider.keyspace)
+        self._prefix = self._keys.tenant_prefix(_tenant_id(tenant_id))
         self._events = events
 
     def set(
@@ -356,7 +353,7 @@ class TenantOverrides:
         hash_key = f"{self._prefix}o:{key}"
 
         def write(pipe: Any) -> None:
-            raw = pipe.hget(DEFINITIONS, key)
+            raw = pipe.hget(self._keys.definitions, key)
             if raw is None:
                 raise errors.not_found(f"There is no flag {key!r}.")
             doc = json.loads(raw)
@@ -366,17 +363,17 @@ class TenantOverrides:
                     f"The flag {key!r} allows overrides by: {doc.get('allow_overrides')}; not {scope} overrides."
                 )
             check_override_value(value, doc)
-            revision = read_revision(pipe) + 1
+            revision = read_revision(pipe, self._keys) + 1
             pipe.multi()
             pipe.hset(hash_key, TENANT_FIELD if user_id is None else USER_PREFIX + user_id, _dump(value))
             pipe.sadd(f"{self._prefix}keys", key)
-            pipe.sadd(OVERRIDE_TENANTS, self.tenant_id)
-            pipe.set(REVISION, revision)
+            pipe.sadd(self._keys.override_tenants, self.tenant_id)
+            pipe.set(self._keys.revision, revision)
             event = new_event("flag.override.set", self.tenant_id, {**override, "revision": revision}, ctx)
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._client.transaction(write, DEFINITIONS, REVISION, hash_key)
+        self._client.transaction(write, self._keys.definitions, self._keys.revision, hash_key)
         return override, result["event"]
 
     def remove(self, key: str, user_id: str | None, ctx: EventContext) -> dict[str, Any] | None:
@@ -386,18 +383,18 @@ class TenantOverrides:
         result: dict[str, dict[str, Any] | None] = {"event": None}
 
         def write(pipe: Any) -> None:
-            if not pipe.hexists(DEFINITIONS, key):
+            if not pipe.hexists(self._keys.definitions, key):
                 raise errors.not_found(f"There is no flag {key!r}.")
             result["event"] = None
             if not pipe.hexists(hash_key, scope_field):
                 return
-            revision = read_revision(pipe) + 1
+            revision = read_revision(pipe, self._keys) + 1
             last = pipe.hlen(hash_key) == 1
             pipe.multi()
             pipe.hdel(hash_key, scope_field)
             if last:
                 pipe.srem(f"{self._prefix}keys", key)
-            pipe.set(REVISION, revision)
+            pipe.set(self._keys.revision, revision)
             data = {
                 "key": key,
                 "scope": "tenant" if user_id is None else "user",
@@ -408,7 +405,7 @@ class TenantOverrides:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._client.transaction(write, DEFINITIONS, REVISION, hash_key)
+        self._client.transaction(write, self._keys.definitions, self._keys.revision, hash_key)
         return result["event"]
 
     @property

@@ -55,7 +55,7 @@ def build(
     if process.streams_socket:
         ready_checks["streams"] = StreamsReachable(process.streams_socket)
 
-    events = PositionedPublisher()
+    events = PositionedPublisher(infra.redis.keyspace)
     forget = getattr(tenants, "clear", None)
     cascade = projects_cascade(infra.redis, events, on_deleted=(lambda _tid: forget()) if forget else None)
     infra.background.add("cascade", lambda: cascade.consumer(infra.redis))

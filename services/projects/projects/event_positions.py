@@ -28,7 +28,8 @@ from typing import Any
 
 import redis
 
-from aerie.events import STREAM_KEY, EventPublisher
+from aerie.events import EventPublisher
+from aerie.keyspace import UNSHARDED, Keyspace, Shard
 from aerie.redis import RedisProvider
 from projects.storage import tenant_prefix
 
@@ -45,25 +46,27 @@ return last
 """
 
 
-def positions_key(tenant_id: str) -> str:
-    return f"{tenant_prefix(tenant_id)}events"
+def positions_key(tenant_id: str, keyspace: Keyspace = UNSHARDED) -> str:
+    return f"{tenant_prefix(tenant_id, keyspace)}events"
 
 
 class PositionedPublisher(EventPublisher):
     """The shared publisher, plus the event's stream position in the same transaction."""
 
-    def __init__(self, stream: str = STREAM_KEY, keep: int = KEEP, **kwargs: Any) -> None:
-        super().__init__(stream, **kwargs)
-        self.stream = stream
+    def __init__(self, keyspace: Keyspace = UNSHARDED, keep: int = KEEP) -> None:
+        super().__init__(keyspace)
         self._keep = keep
 
-    def add(self, pipe: Any, event: Mapping[str, Any]) -> None:
-        super().add(pipe, event)
+    def add(self, pipe: Any, event: Mapping[str, Any], shard: Shard | None = None) -> None:
+        super().add(pipe, event, shard)
         tenant_id = event.get("tenant_id")
         if tenant_id:
             # EVAL, not EVALSHA: inside MULTI a missing script fails only that command at
             # EXEC, and the write would commit without its position.
-            pipe.eval(_RECORD, 2, self.stream, positions_key(tenant_id), event["id"], self._keep)
+            stream = self.keyspace.of_tenant(tenant_id).stream
+            pipe.execute_command(
+                "EVAL", _RECORD, 2, stream, positions_key(tenant_id, self.keyspace), event["id"], self._keep
+            )
 
 
 @dataclass(frozen=True)
@@ -75,9 +78,16 @@ class Start:
 
 
 class EventPositions:
-    def __init__(self, redis_provider: RedisProvider, stream: str = STREAM_KEY) -> None:
+    def __init__(self, redis_provider: RedisProvider) -> None:
         self._redis = redis_provider
-        self.stream = stream
+        self._keyspace = redis_provider.keyspace
+
+    def stream(self, tenant_id: str) -> str:
+        """The stream shard holding ``tenant_id``'s events."""
+        return self._keyspace.of_tenant(tenant_id).stream
+
+    def _key(self, tenant_id: str) -> str:
+        return positions_key(tenant_id, self._keyspace)
 
     @property
     def client(self) -> redis.Redis:
@@ -85,25 +95,25 @@ class EventPositions:
 
     def start(self, tenant_id: str) -> Start:
         pipe = self._redis.client.pipeline(transaction=True)
-        pipe.xrevrange(self.stream, "+", "-", count=1)
-        pipe.zrange(positions_key(tenant_id), -1, -1)
+        pipe.xrevrange(self.stream(tenant_id), "+", "-", count=1)
+        pipe.zrange(self._key(tenant_id), -1, -1)
         last, newest = pipe.execute()
         return Start(last[0][0] if last else "0-0", newest[0] if newest else None)
 
     def entry_of(self, tenant_id: str, event_id: str) -> str | None:
         """The stream entry of this tenant's event, or None if unknown or trimmed away."""
         r = self._redis.client
-        ms = r.zscore(positions_key(tenant_id), event_id)
+        ms = r.zscore(self._key(tenant_id), event_id)
         if ms is None:
             return None
-        for entry_id, fields in r.xrange(self.stream, f"{int(ms)}-0", f"{int(ms)}-18446744073709551615"):
+        for entry_id, fields in r.xrange(self.stream(tenant_id), f"{int(ms)}-0", f"{int(ms)}-18446744073709551615"):
             if fields.get("tenant_id") == tenant_id and _event_id(fields) == event_id:
                 return entry_id
         return None
 
     def recent(self, tenant_id: str, count: int) -> list[str]:
         """The tenant's newest ``count`` event ids."""
-        return self._redis.client.zrange(positions_key(tenant_id), -count, -1)
+        return self._redis.client.zrange(self._key(tenant_id), -count, -1)
 
 
 def _event_id(fields: Mapping[str, str]) -> str | None:

@@ -162,7 +162,7 @@ class ProjectEventStream:
         """The tenant's project events in the durable stream after entry ``after``, in order."""
         r = self._positions.client
         while not gone():
-            entries = r.xrange(self._positions.stream, f"({after}", "+", count=_PAGE)
+            entries = r.xrange(self._positions.stream(tenant_id), f"({after}", "+", count=_PAGE)
             for entry_id, fields in entries:
                 after = entry_id
                 type_ = fields.get("type", "")

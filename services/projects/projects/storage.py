@@ -6,8 +6,10 @@ tenant's project id, slug or cursor position simply names a key that does not ex
 behaves exactly like a missing one. The one way to act across tenants is
 :class:`UnsafeAllTenants` (grep for ``Unsafe``), used only by the tenant-deletion cascade.
 
-Key layout (the tenant id sits in a hash tag, so one tenant's keys share a Redis Cluster
-slot and its multi-key transactions stay legal):
+Key layout (the tenant id sits in a hash tag, so one tenant's keys share a slot and its
+multi-key transactions stay legal; on a sharded deployment every key also starts with the
+tag of the tenant's event stream shard, ``{e<k>.<n>}``, which then decides the slot, so
+each write's event joins its ``MULTI``: :mod:`aerie.keyspace`):
 
 - ``projects:{<tenant>}:p:<id>``         the project document (JSON, the API representation)
 - ``projects:{<tenant>}:slug:<slug>``    the id owning a slug (freed when renamed or deleted)
@@ -40,6 +42,7 @@ from ulid import ULID
 
 from aerie import errors
 from aerie.events import EventContext, EventPublisher, new_event, utcnow
+from aerie.keyspace import UNSHARDED, Keyspace
 from aerie.pagination import decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from projects.domain import slugify
@@ -54,10 +57,11 @@ _TENANT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @functools.lru_cache(maxsize=4096)  # per request; a refused id raises and is not kept
-def tenant_prefix(tenant_id: str) -> str:
+def tenant_prefix(tenant_id: str, keyspace: Keyspace = UNSHARDED) -> str:
+    """Where ``tenant_id``'s keys start: in its event stream shard's slot when sharded."""
     if not _TENANT_ID.match(tenant_id):
         raise ValueError("not a tenant id")
-    return f"projects:{{{tenant_id}}}:"
+    return keyspace.of_tenant(tenant_id).key(f"projects:{{{tenant_id}}}:")
 
 
 class ProjectRepository:
@@ -72,7 +76,7 @@ class ProjectRepository:
     ) -> None:
         self._redis = redis_provider
         self.tenant_id = tenant_id
-        self._prefix = tenant_prefix(tenant_id)
+        self._prefix = tenant_prefix(tenant_id, redis_provider.keyspace)
         self._events = events
         self._pages = pages
 
@@ -328,7 +332,7 @@ class UnsafeAllTenants:
         else the tenant left (slugs, indexes, event positions) is swept away.
         """
         r = self._redis.client
-        prefix = tenant_prefix(tenant_id)
+        prefix = tenant_prefix(tenant_id, self._redis.keyspace)
         tombstone = prefix + TOMBSTONE
         r.set(tombstone, "1")
         repo = ProjectRepository(self._redis, tenant_id, self._events)

@@ -57,7 +57,7 @@ def build(
     infra = infra or Infrastructure.from_settings(
         pool_for_threads(settings, process.threads), keys=StaticKeySource(config.keys.jwks())
     )
-    events = EventPublisher()
+    events = EventPublisher(infra.redis.keyspace)
     tenants = TenantStore(infra.redis, events)
     clients = ClientStore(infra.redis, events, token_ttl_s=config.token_ttl_s)
     issuer = Issuer(

@@ -39,6 +39,7 @@ from aerie.auth.revocation import record_member_floor
 from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.pagination import Page, decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
+from tenants.keys import TenantKeys
 from tenants.roles import OWNER_ROLES
 
 __all__ = ["PLATFORM_SCOPE", "BootstrapAdmin", "Identity", "MemberStore", "UnsafeMemberDirectory", "public_member"]
@@ -60,30 +61,6 @@ class Identity:
         return {"iss": self.issuer, "sub": self.subject}
 
 
-def _member_key(member_id: str) -> str:
-    return f"tenants:m:{member_id}"
-
-
-def _members_key(scope: str) -> str:
-    return f"tenants:members:{scope}"
-
-
-def _email_key(scope: str, email: str) -> str:
-    return f"tenants:member-email:{scope}:{email}"
-
-
-def _owners_key(scope: str) -> str:
-    return f"tenants:owners:{scope}"
-
-
-def _identity_key(identity: Identity) -> str:
-    return f"tenants:identity:{identity.digest()}"
-
-
-def _invites_key(email: str) -> str:
-    return f"tenants:invites:{email}"
-
-
 def _dump(doc: Mapping[str, Any]) -> str:
     return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
 
@@ -101,6 +78,7 @@ class MemberStore:
     ) -> None:
         self._redis = redis_provider
         self._events = events
+        self._keys = TenantKeys(redis_provider.keyspace)
         self.tenant_id = tenant_id
         self._scope = tenant_id or PLATFORM_SCOPE
         self._owner_role = OWNER_ROLES[tenant_id is None]
@@ -118,7 +96,7 @@ class MemberStore:
         return doc
 
     def get(self, member_id: str) -> dict[str, Any] | None:
-        return self._load(self._client.get(_member_key(member_id)))
+        return self._load(self._client.get(self._keys.member(member_id)))
 
     def require(self, member_id: str) -> dict[str, Any]:
         member = self.get(member_id)
@@ -129,10 +107,10 @@ class MemberStore:
     def list(self, *, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor, "after") if cursor else None
         start = f"({after}" if after else "-"
-        ids = self._client.zrangebylex(_members_key(self._scope), start, "+", start=0, num=limit + 1)
+        ids = self._client.zrangebylex(self._keys.members(self._scope), start, "+", start=0, num=limit + 1)
         more = len(ids) > limit
         ids = ids[:limit]
-        docs = self._client.mget([_member_key(i) for i in ids]) if ids else []
+        docs = self._client.mget([self._keys.member(i) for i in ids]) if ids else []
         items = [public_member(doc) for doc in map(self._load, docs) if doc is not None]
         return Page(items, encode_cursor({"after": ids[-1]}) if more and ids else None)
 
@@ -163,7 +141,7 @@ class MemberStore:
             "updated_at": now,
             "version": 1,
         }
-        email_key = _email_key(self._scope, email)
+        email_key = self._keys.email(self._scope, email)
 
         def write(pipe: Any) -> None:
             if before is not None:
@@ -171,14 +149,14 @@ class MemberStore:
             if pipe.exists(email_key):
                 raise errors.conflict(f"{email} is already a member.")
             pipe.multi()
-            pipe.set(_member_key(member["id"]), _dump(member))
+            pipe.set(self._keys.member(member["id"]), _dump(member))
             pipe.set(email_key, member["id"])
-            pipe.zadd(_members_key(self._scope), {member["id"]: 0})
-            pipe.hset(_invites_key(email), self._scope, member["id"])
+            pipe.zadd(self._keys.members(self._scope), {member["id"]: 0})
+            pipe.hset(self._keys.invites(email), self._scope, member["id"])
             if role == self._owner_role:
-                pipe.sadd(_owners_key(self._scope), member["id"])
+                pipe.sadd(self._keys.owners(self._scope), member["id"])
             data = {"member": member, "member_id": member["id"]}
-            self._events.add(pipe, new_event("member.invited", self.tenant_id, data, ctx))
+            self._events.add(pipe, new_event("member.invited", self.tenant_id, data, ctx), self._keys.shard)
 
         self._client.transaction(write, email_key, *watch)
         return member
@@ -189,7 +167,7 @@ class MemberStore:
         Safe when every worker of every instance asks at once: the email key is watched, so
         exactly one transaction writes and the others see it taken.
         """
-        if self._client.exists(_email_key(self._scope, email)):
+        if self._client.exists(self._keys.email(self._scope, email)):
             return False
         try:
             self.invite(email, role, None, ctx)
@@ -211,8 +189,8 @@ class MemberStore:
         watch: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """Change ``role`` and/or ``language``; a role change cuts the member's tokens."""
-        key = _member_key(member_id)
-        owners = _owners_key(self._scope)
+        key = self._keys.member(member_id)
+        owners = self._keys.owners(self._scope)
         result: dict[str, Any] = {}
 
         def write(pipe: Any) -> None:
@@ -244,9 +222,11 @@ class MemberStore:
                     else:
                         pipe.srem(owners, member_id)
                     # Tokens minted before this version carry the old role's scopes.
-                    record_member_floor(pipe, member_id, member["version"], time.time() + self._cut_for_s)
+                    record_member_floor(
+                        pipe, member_id, member["version"], time.time() + self._cut_for_s, self._redis.keyspace
+                    )
                     data["token_floor"] = member["version"]
-                self._events.add(pipe, new_event("member.updated", self.tenant_id, data, ctx))
+                self._events.add(pipe, new_event("member.updated", self.tenant_id, data, ctx), self._keys.shard)
             result.update(member)
 
         self._client.transaction(write, key, owners, *watch)
@@ -262,8 +242,8 @@ class MemberStore:
         watch: tuple[str, ...] = (),
     ) -> None:
         """Remove a member and cut their tokens; 409 for the last owner."""
-        key = _member_key(member_id)
-        owners = _owners_key(self._scope)
+        key = self._keys.member(member_id)
+        owners = self._keys.owners(self._scope)
 
         def write(pipe: Any) -> None:
             if before is not None:
@@ -285,26 +265,26 @@ class MemberStore:
 
         Reads happen on a separate connection; the caller watches the tenant document.
         """
-        ids = self._client.zrange(_members_key(self._scope), 0, -1)
-        docs = self._client.mget([_member_key(i) for i in ids]) if ids else []
+        ids = self._client.zrange(self._keys.members(self._scope), 0, -1)
+        docs = self._client.mget([self._keys.member(i) for i in ids]) if ids else []
         for member in map(self._load, docs):
             if member is not None:
                 self._queue_removal(pipe, member, ctx)
 
     def _queue_removal(self, pipe: Any, member: Mapping[str, Any], ctx: EventContext) -> None:
         member_id = member["id"]
-        pipe.delete(_member_key(member_id))
-        pipe.delete(_email_key(self._scope, member["email"]))
-        pipe.zrem(_members_key(self._scope), member_id)
-        pipe.srem(_owners_key(self._scope), member_id)
-        pipe.hdel(_invites_key(member["email"]), self._scope)
+        pipe.delete(self._keys.member(member_id))
+        pipe.delete(self._keys.email(self._scope, member["email"]))
+        pipe.zrem(self._keys.members(self._scope), member_id)
+        pipe.srem(self._keys.owners(self._scope), member_id)
+        pipe.hdel(self._keys.invites(member["email"]), self._scope)
         identity = member.get("identity")
         if identity:
-            pipe.hdel(_identity_key(Identity(identity["iss"], identity["sub"])), self._scope)
+            pipe.hdel(self._keys.identity(Identity(identity["iss"], identity["sub"])), self._scope)
         floor = member["version"] + 1
-        record_member_floor(pipe, member_id, floor, time.time() + self._cut_for_s)
+        record_member_floor(pipe, member_id, floor, time.time() + self._cut_for_s, self._redis.keyspace)
         data = {"member": public_member(member), "member_id": member_id, "token_floor": floor}
-        self._events.add(pipe, new_event("member.removed", self.tenant_id, data, ctx))
+        self._events.add(pipe, new_event("member.removed", self.tenant_id, data, ctx), self._keys.shard)
 
 
 class UnsafeMemberDirectory:
@@ -318,6 +298,7 @@ class UnsafeMemberDirectory:
     def __init__(self, redis_provider: RedisProvider, events: EventPublisher) -> None:
         self._redis = redis_provider
         self._events = events
+        self._keys = TenantKeys(redis_provider.keyspace)
 
     def memberships(self, identity: Identity, email: str | None) -> dict[str, str]:
         """``{scope: member_id}`` of the members this person is, or may become by their email.
@@ -326,9 +307,9 @@ class UnsafeMemberDirectory:
         unless that scope already has a member bound to this identity.
         """
         r = self._redis.client
-        found: dict[str, str] = dict(r.hgetall(_identity_key(identity)))
+        found: dict[str, str] = dict(r.hgetall(self._keys.identity(identity)))
         if email:
-            for scope, member_id in r.hgetall(_invites_key(email)).items():
+            for scope, member_id in r.hgetall(self._keys.invites(email)).items():
                 found.setdefault(scope, member_id)
         return found
 
@@ -346,7 +327,7 @@ class UnsafeMemberDirectory:
         ``admit(member)`` runs before anything is written and may raise to refuse: an
         exchange refused for its scopes leaves an invited member invited.
         """
-        key = _member_key(member_id)
+        key = self._keys.member(member_id)
         result: dict[str, Any] = {}
 
         def write(pipe: Any) -> None:
@@ -369,10 +350,10 @@ class UnsafeMemberDirectory:
             )
             pipe.multi()
             pipe.set(key, _dump(member))
-            pipe.hset(_identity_key(identity), scope, member_id)
-            pipe.hdel(_invites_key(member["email"]), scope)
+            pipe.hset(self._keys.identity(identity), scope, member_id)
+            pipe.hdel(self._keys.invites(member["email"]), scope)
             data = {"member": public_member(member), "member_id": member_id}
-            self._events.add(pipe, new_event("member.joined", member.get("tenant_id"), data, ctx))
+            self._events.add(pipe, new_event("member.joined", member.get("tenant_id"), data, ctx), self._keys.shard)
             result.update(member)
 
         self._redis.client.transaction(write, key)
@@ -387,10 +368,9 @@ class BootstrapAdmin:
     :meth:`MemberStore.ensure_invited` writes once.
     """
 
-    MARKER = "tenants:bootstrap-admin-invited"
-
     def __init__(self, redis_provider: RedisProvider, store: MemberStore, email: str | None) -> None:
         self._redis = redis_provider
+        self._keys = TenantKeys(redis_provider.keyspace)
         self._store = store
         self._email = email
 
@@ -401,7 +381,7 @@ class BootstrapAdmin:
         bootstrap person (another platform-admin remaining) does not see them come back,
         while a Redis that lost its data gets them again.
         """
-        if self._email is None or self._redis.client.exists(self.MARKER):
+        if self._email is None or self._redis.client.exists(self._keys.bootstrap_marker):
             return
         self._store.ensure_invited(self._email, OWNER_ROLES[True], EventContext.system("tenants"))
-        self._redis.client.set(self.MARKER, self._email)
+        self._redis.client.set(self._keys.bootstrap_marker, self._email)

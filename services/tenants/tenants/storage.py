@@ -31,31 +31,9 @@ from aerie.events import EventContext, EventPublisher, new_event, utcnow
 from aerie.pagination import Page, decode_cursor, encode_cursor
 from aerie.redis import RedisProvider
 from tenants.domain import CLIENT_CREDENTIALS, hash_secret, new_secret, transition
+from tenants.keys import TenantKeys
 
-__all__ = ["ClientStore", "TenantStore", "tenant_key"]
-
-
-def _tenant_key(tenant_id: str) -> str:
-    return f"tenants:t:{tenant_id}"
-
-
-#: The tenant document's key, for writes elsewhere that must WATCH the tenant's status.
-tenant_key = _tenant_key
-
-
-def _client_key(client_id: str) -> str:
-    return f"tenants:c:{client_id}"
-
-
-def _tenant_clients_key(tenant_id: str) -> str:
-    return f"tenants:clients:{tenant_id}"
-
-
-INDEX = "tenants:index"
-
-
-def _status_index(status: str) -> str:
-    return f"tenants:status:{status}"
+__all__ = ["ClientStore", "TenantStore"]
 
 
 def _dump(doc: dict[str, Any]) -> str:
@@ -66,13 +44,18 @@ class TenantStore:
     def __init__(self, redis_provider: RedisProvider, events: EventPublisher) -> None:
         self._redis = redis_provider
         self._events = events
+        self._keys = TenantKeys(redis_provider.keyspace)
+
+    def key(self, tenant_id: str) -> str:
+        """The tenant document's key, for writes elsewhere that must WATCH the tenant's status."""
+        return self._keys.tenant(tenant_id)
 
     @property
     def _client(self) -> redis.Redis:
         return self._redis.client
 
     def get(self, tenant_id: str) -> dict[str, Any] | None:
-        raw = self._client.get(_tenant_key(tenant_id))
+        raw = self._client.get(self._keys.tenant(tenant_id))
         return orjson.loads(raw) if raw else None
 
     def require(self, tenant_id: str) -> dict[str, Any]:
@@ -94,29 +77,29 @@ class TenantStore:
             "updated_at": now,
             "version": 1,
         }
-        slug_key = f"tenants:slug:{tenant['slug']}"
+        slug_key = self._keys.slug(tenant["slug"])
 
         def write(pipe: Any) -> None:
             if pipe.exists(slug_key):
                 raise errors.conflict(f"The slug {tenant['slug']!r} is taken.")
             pipe.multi()
             pipe.set(slug_key, tenant["id"])
-            pipe.set(_tenant_key(tenant["id"]), _dump(tenant))
-            pipe.zadd(INDEX, {tenant["id"]: 0})
-            pipe.zadd(_status_index("active"), {tenant["id"]: 0})
-            self._events.add(pipe, new_event("tenant.created", tenant["id"], {"tenant": tenant}, ctx))
+            pipe.set(self._keys.tenant(tenant["id"]), _dump(tenant))
+            pipe.zadd(self._keys.index, {tenant["id"]: 0})
+            pipe.zadd(self._keys.status("active"), {tenant["id"]: 0})
+            self._events.add(pipe, new_event("tenant.created", tenant["id"], {"tenant": tenant}, ctx), self._keys.shard)
 
         self._client.transaction(write, slug_key)
         return tenant
 
     def list(self, *, status: str | None, limit: int, cursor: str | None) -> Page:
-        index = _status_index(status) if status else INDEX
+        index = self._keys.status(status) if status else self._keys.index
         after = decode_cursor(cursor, "after") if cursor else None
         start = f"({after}" if after else "-"
         ids = self._client.zrangebylex(index, start, "+", start=0, num=limit + 1)
         more = len(ids) > limit
         ids = ids[:limit]
-        docs = self._client.mget([_tenant_key(i) for i in ids]) if ids else []
+        docs = self._client.mget([self._keys.tenant(i) for i in ids]) if ids else []
         items = [orjson.loads(d) for d in docs if d]
         next_cursor = encode_cursor({"after": ids[-1]}) if more and ids else None
         return Page(items, next_cursor)
@@ -131,7 +114,7 @@ class TenantStore:
         check: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         """Apply ``changes`` if the tenant is at version ``if_match`` (when given)."""
-        key = _tenant_key(tenant_id)
+        key = self._keys.tenant(tenant_id)
         result: dict[str, Any] = {}
 
         def write(pipe: Any) -> None:
@@ -153,7 +136,7 @@ class TenantStore:
                 pipe.multi()
                 pipe.set(key, _dump(tenant))
                 data = {"tenant": tenant, "changes": sorted(changed)}
-                self._events.add(pipe, new_event("tenant.updated", tenant_id, data, ctx))
+                self._events.add(pipe, new_event("tenant.updated", tenant_id, data, ctx), self._keys.shard)
             result.update(tenant)
 
         self._client.transaction(write, key)
@@ -163,7 +146,7 @@ class TenantStore:
         self, tenant_id: str, action: str, ctx: EventContext, *, on_delete: Callable[[Any, str], None] | None = None
     ) -> dict[str, Any]:
         """Suspend, reactivate or delete; a no-op when already there (no event)."""
-        key = _tenant_key(tenant_id)
+        key = self._keys.tenant(tenant_id)
         result: dict[str, Any] = {}
         event_type = {"suspend": "tenant.suspended", "reactivate": "tenant.reactivated", "delete": "tenant.deleted"}[
             action
@@ -180,14 +163,16 @@ class TenantStore:
                 tenant.update(status=new, version=tenant["version"] + 1, updated_at=utcnow())
                 pipe.multi()
                 pipe.set(key, _dump(tenant))
-                pipe.zrem(_status_index(old), tenant_id)
-                pipe.zadd(_status_index(new), {tenant_id: 0})
+                pipe.zrem(self._keys.status(old), tenant_id)
+                pipe.zadd(self._keys.status(new), {tenant_id: 0})
                 if on_delete is not None and new == "deleted":
                     on_delete(pipe, tenant_id)
-                self._events.add(pipe, new_event(event_type, tenant_id, {"tenant": tenant, "previous": old}, ctx))
+                self._events.add(
+                    pipe, new_event(event_type, tenant_id, {"tenant": tenant, "previous": old}, ctx), self._keys.shard
+                )
             result.update(tenant)
 
-        watched = [key, _tenant_clients_key(tenant_id)]
+        watched = [key, self._keys.clients(tenant_id)]
         self._client.transaction(write, *watched)
         return result
 
@@ -198,6 +183,7 @@ class ClientStore:
     def __init__(self, redis_provider: RedisProvider, events: EventPublisher, token_ttl_s: int) -> None:
         self._redis = redis_provider
         self._events = events
+        self._keys = TenantKeys(redis_provider.keyspace)
         self._revoke_for_s = token_ttl_s + 60
 
     @property
@@ -205,7 +191,7 @@ class ClientStore:
         return self._redis.client
 
     def get(self, client_id: str) -> dict[str, Any] | None:
-        raw = self._client.get(_client_key(client_id))
+        raw = self._client.get(self._keys.client(client_id))
         return orjson.loads(raw) if raw else None
 
     def create(
@@ -227,7 +213,7 @@ class ClientStore:
             "created_at": utcnow(),
         }
         stored = {**client, "secret_hash": hash_secret(secret)}
-        tenant_key = _tenant_key(tenant_id)
+        tenant_key = self._keys.tenant(tenant_id)
 
         def write(pipe: Any) -> None:
             raw = pipe.get(tenant_key)
@@ -236,9 +222,9 @@ class ClientStore:
             if orjson.loads(raw)["status"] == "deleted":
                 raise errors.conflict("A deleted tenant cannot get new clients.")
             pipe.multi()
-            pipe.set(_client_key(client["client_id"]), _dump(stored))
-            pipe.zadd(_tenant_clients_key(tenant_id), {client["client_id"]: 0})
-            self._events.add(pipe, new_event("client.created", tenant_id, {"client": client}, ctx))
+            pipe.set(self._keys.client(client["client_id"]), _dump(stored))
+            pipe.zadd(self._keys.clients(tenant_id), {client["client_id"]: 0})
+            self._events.add(pipe, new_event("client.created", tenant_id, {"client": client}, ctx), self._keys.shard)
 
         self._client.transaction(write, tenant_key)
         return client, secret
@@ -246,15 +232,15 @@ class ClientStore:
     def list(self, tenant_id: str, *, limit: int, cursor: str | None) -> Page:
         after = decode_cursor(cursor, "after") if cursor else None
         start = f"({after}" if after else "-"
-        ids = self._client.zrangebylex(_tenant_clients_key(tenant_id), start, "+", start=0, num=limit + 1)
+        ids = self._client.zrangebylex(self._keys.clients(tenant_id), start, "+", start=0, num=limit + 1)
         more = len(ids) > limit
         ids = ids[:limit]
-        docs = self._client.mget([_client_key(i) for i in ids]) if ids else []
+        docs = self._client.mget([self._keys.client(i) for i in ids]) if ids else []
         items = [public_client(orjson.loads(d)) for d in docs if d]
         return Page(items, encode_cursor({"after": ids[-1]}) if more and ids else None)
 
     def revoke(self, tenant_id: str, client_id: str, ctx: EventContext) -> None:
-        key = _client_key(client_id)
+        key = self._keys.client(client_id)
 
         def write(pipe: Any) -> None:
             raw = pipe.get(key)
@@ -274,8 +260,8 @@ class ClientStore:
         Reads happen on a separate connection: the tenant's client set is WATCHed by the
         caller, so a client created meanwhile aborts the transaction and it is retried.
         """
-        ids = self._client.zrange(_tenant_clients_key(tenant_id), 0, -1)
-        docs = self._client.mget([_client_key(i) for i in ids]) if ids else []
+        ids = self._client.zrange(self._keys.clients(tenant_id), 0, -1)
+        docs = self._client.mget([self._keys.client(i) for i in ids]) if ids else []
         for raw in docs:
             if raw:
                 client = orjson.loads(raw)
@@ -284,10 +270,10 @@ class ClientStore:
 
     def _queue_revocation(self, pipe: Any, client: dict[str, Any], ctx: EventContext) -> None:
         client = {**client, "status": "revoked", "revoked_at": utcnow()}
-        pipe.set(_client_key(client["client_id"]), _dump(client))
-        record_revocation(pipe, client["client_id"], time.time() + self._revoke_for_s)
+        pipe.set(self._keys.client(client["client_id"]), _dump(client))
+        record_revocation(pipe, client["client_id"], time.time() + self._revoke_for_s, self._redis.keyspace)
         data = {"client_id": client["client_id"], "client": public_client(client)}
-        self._events.add(pipe, new_event("client.revoked", client["tenant_id"], data, ctx))
+        self._events.add(pipe, new_event("client.revoked", client["tenant_id"], data, ctx), self._keys.shard)
 
 
 def public_client(client: dict[str, Any]) -> dict[str, Any]:

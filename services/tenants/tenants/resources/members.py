@@ -27,7 +27,7 @@ from tenants import schemas
 from tenants.access import authorize, refuse_if_suspended
 from tenants.members import BootstrapAdmin, MemberStore
 from tenants.roles import check_may_manage
-from tenants.storage import TenantStore, tenant_key
+from tenants.storage import TenantStore
 
 _TENANT_RESPONSES = {404: "No such tenant or member", 409: "The email is a member already, or the last owner"}
 _PLATFORM_RESPONSES = {404: "No such member", 409: "The email is a member already, or the last platform-admin"}
@@ -47,6 +47,10 @@ class MemberAccess:
     def store(self, tenant_id: str | None) -> MemberStore:
         return MemberStore(self._redis, self._events, tenant_id, token_ttl_s=self._ttl)
 
+    def tenant_key(self, tenant_id: str) -> str:
+        """The tenant document's key, which member writes WATCH (the tenant must take writes)."""
+        return self._tenants.key(tenant_id)
+
     def for_reading(self, principal: Principal, tenant_id: str) -> MemberStore:
         authorize(principal, tenant_id, tenant_scope="members:read", platform_scope="platform:read")
         self._tenants.require(tenant_id)
@@ -57,7 +61,7 @@ class MemberAccess:
         authorize(principal, tenant_id, tenant_scope="members:write", platform_scope="platform:admin")
 
         def tenant_takes_writes(pipe: Any) -> None:
-            raw = pipe.get(tenant_key(tenant_id))
+            raw = pipe.get(self._tenants.key(tenant_id))
             if raw is None:
                 raise errors.not_found()
             tenant = orjson.loads(raw)
@@ -101,7 +105,7 @@ class TenantMemberCollection:
             body.get("language"),
             EventContext.from_request(req),
             before=takes_writes,
-            watch=(tenant_key(tenant_id),),
+            watch=(self._access.tenant_key(tenant_id),),
         )
         _created(req, resp, member, f"/v1/tenants/{tenant_id}/members")
 
@@ -154,7 +158,7 @@ class TenantMemberItem:
             if_match=expected_version(req),
             check=lambda m: check_may_manage(principal, current=m["role"], new=changes.get("role")),
             before=takes_writes,
-            watch=(tenant_key(tenant_id),),
+            watch=(self._access.tenant_key(tenant_id),),
         )
         set_etag(resp, member["version"])
         resp.media = member
@@ -173,7 +177,7 @@ class TenantMemberItem:
             EventContext.from_request(req),
             check=lambda m: check_may_manage(principal, current=m["role"], new=None),
             before=takes_writes,
-            watch=(tenant_key(tenant_id),),
+            watch=(self._access.tenant_key(tenant_id),),
         )
         resp.status = 204
 
