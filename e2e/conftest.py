@@ -28,8 +28,6 @@ from typing import Any
 import pytest
 import requests
 
-from aerie.testing.http import basic_auth
-
 REPO = Path(__file__).resolve().parents[1]
 SERVICES = ("tenants", "projects", "flags", "audit")
 #: What a cleanup call may answer: done, or already gone (a journey deleted it itself).
@@ -168,7 +166,7 @@ class Aerie:
             "tenants",
             "/v1/oauth/token",
             data={"grant_type": "client_credentials", **form},
-            headers={"Authorization": basic_auth(client_id, secret)},
+            auth=(client_id, secret),
         )
         assert r.status_code == 200, f"token for {client_id}: {r.status_code} {r.text[:300]}"
         return r.json()["access_token"]
@@ -273,11 +271,23 @@ class Aerie:
             prev = entry["hash"]
         return None
 
-    def eventually(self, check: Callable[[], bool], within: float, what: str, interval: float = 0.05) -> None:
-        """Poll ``check`` until it holds; fail naming ``what`` (the last call shows where) after ``within`` s."""
+    def eventually(
+        self,
+        check: Callable[[], bool],
+        within: float,
+        what: str,
+        interval: float = 0.05,
+        detail: Callable[[], object] | None = None,
+    ) -> None:
+        """Poll ``check`` until it holds; fail naming ``what`` (the last call shows where) after ``within`` s.
+
+        ``detail``, when given, is called on the failure and its result appended (what was still seen).
+        """
         deadline = time.monotonic() + within
         while not check():
-            assert time.monotonic() < deadline, f"{what} did not happen within {within}s"
+            if time.monotonic() >= deadline:
+                seen = f": {detail()}" if detail is not None else ""
+                raise AssertionError(f"{what} did not happen within {within}s{seen}")
             time.sleep(interval)
 
 

@@ -16,8 +16,6 @@ from typing import Any
 import pytest
 import requests
 
-from aerie.testing.http import basic_auth
-
 pytestmark = [pytest.mark.tenants, pytest.mark.projects]
 
 ALL_SCOPES = ["tenants:read", "tenants:write", "projects:read", "projects:write", "members:read", "members:write"]
@@ -121,7 +119,7 @@ def test_client_revocation_takes_effect_everywhere(aerie):
         "tenants",
         "/v1/oauth/token",
         data={"grant_type": "client_credentials"},
-        headers={"Authorization": basic_auth(client["client_id"], client["client_secret"])},
+        auth=(client["client_id"], client["client_secret"]),
     )
     assert r.status_code == 401 and r.json()["error"] == "invalid_client"
 
@@ -314,7 +312,7 @@ def test_cross_tenant_probing_of_every_route(aerie):
                 "tenants",
                 "/v1/oauth/token",
                 data={"grant_type": "client_credentials", "tenant_id": tenant_id},
-                headers={"Authorization": basic_auth(b_client["client_id"], b_client["client_secret"])},
+                auth=(b_client["client_id"], b_client["client_secret"]),
             )
 
         real, absent = ask(a["id"]), ask(absent_ids["tenant_id"])

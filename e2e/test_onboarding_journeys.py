@@ -14,8 +14,6 @@ from typing import Any
 
 import pytest
 
-from aerie.testing.polling import wait_for
-
 pytestmark = [pytest.mark.tenants, pytest.mark.projects, pytest.mark.flags, pytest.mark.audit]
 
 SCOPES = ["tenants:read", "projects:read", "projects:write", "flags:read", "flags:write", "audit:read"]
@@ -171,8 +169,8 @@ def test_offboarding_removes_the_tenant_everywhere_but_its_audit_trail(aerie):
         left["evaluation"] = _evaluate(aerie, bound, key, user_id="u-1")
         return left["snapshot overrides"] == {"tenant": {}, "users": {}} and left["evaluation"]["reason"] == "DEFAULT"
 
-    assert wait_for(overrides_gone, CASCADE_S, interval=0.25), (
-        f"flags still holds the deleted tenant's overrides {CASCADE_S}s after the deletion: {left}"
+    aerie.eventually(
+        overrides_gone, CASCADE_S, "flags dropping the deleted tenant's overrides", interval=0.25, detail=lambda: left
     )
     r = aerie.call("PUT", "flags", f"/v1/flags/{key}/overrides/tenant", token=bound, json={"value": True})
     assert r.status_code in (401, 403), r.text[:300]

@@ -8,12 +8,15 @@ interpolated with the same vars ``make deploy`` uses, each app's secrets bound i
 ``VCAP_SERVICES`` as its user-provided ``aerie-secrets-<service>``, and the test checks
 ``/health``, ``/ready`` and ``/info``, that the command ``exec``s uWSGI, that a short load
 is served without a 5xx, and that the whole instance (master and workers, by PSS) stays
-under the manifest's memory limit during that load.
+under the manifest's memory limit during that load. The synthetic monitor is staged and
+installed the same way and, its bootstrap client bound as ``aerie-secrets-monitor``, runs
+the smoke journeys against those instances, under its own limit idle and mid-run.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 import threading
 import time
@@ -39,6 +42,7 @@ from aerie.testing.buildpack import (
 )
 from aerie.testing.http import basic_auth
 from aerie.testing.memory import TreeMemory, tree_memory
+from aerie.testing.polling import wait_for
 from aerie.testing.rate_limits import NO_RATE_LIMITS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,12 +118,14 @@ def _instance(
         secrets_service(name), app_secrets(name, deployment["vars"]), tags=[SECRETS_SERVICE_TAG]
     )
     assert secrets_service(name) in app["services"]
+    # Only what the manifest binds: the monitor has no Redis.
+    redis = deployment["vcap_services"] if deployment["vars"]["redis_service"] in app["services"] else {}
     instance = CfInstance(
         app_dir,
         venv,
         manifest_app=app,
         port=port or deployment["ports"][name],
-        vcap_services={**deployment["vcap_services"], **secrets},
+        vcap_services={**redis, **secrets},
         log_path=log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log",
     )
     # As `cf set-env` would: the load measures the memory of real work, not of 429s.
@@ -301,6 +307,55 @@ def test_instance_memory_under_load_stays_under_the_manifest_limit(name, instanc
     assert not [s for s in statuses if s >= 400], f"{name}: load requests were refused: {statuses}"
     assert len(peak.pids) >= 3, "master and at least two workers"
     assert peak.pss_mib < limit, report
+
+
+def _metric(text: str, name: str) -> dict[str, float]:
+    """``{labels: value}`` of one metric in a Prometheus text exposition."""
+    return {m[1] or "": float(m[2]) for m in re.finditer(rf"^{re.escape(name)}(\{{[^}}]*\}})? (\S+)$", text, re.M)}
+
+
+def test_staged_monitor_runs_the_smoke_journeys_against_the_staged_services(staged, deployment, instances, tmp_path):
+    monitor = _instance("monitor", staged, deployment, tmp_path, port=free_port())
+    assert not [k for k in monitor.env if "SECRET" in k], "the bootstrap client comes from the binding alone"
+    metrics_url = f"http://127.0.0.1:{monitor.metrics_port}/metrics"
+    monitor.start()
+    try:
+        assert Path(f"/proc/{monitor.pid}/comm").read_text().startswith("python"), "the command must exec Python"
+        # The first run starts with the monitor; the next only after AERIE_SYNTHETIC_INTERVAL (300 s).
+        peak = tree_memory(monitor.pid)
+        text = ""
+        deadline = time.monotonic() + float(monitor.env["AERIE_SYNTHETIC_TIMEOUT"]) + 30
+        while time.monotonic() < deadline:
+            peak = peak.max(tree_memory(monitor.pid))
+            text = requests.get(metrics_url, timeout=5).text
+            if _metric(text, "aerie_synthetic_runs_total"):
+                break
+            time.sleep(0.2)
+        up = _metric(text, "aerie_synthetic_journey_up")
+        log = monitor.log_tail()
+        assert _metric(text, "aerie_synthetic_runs_total") == {'{result="passed"}': 1.0}, f"{text}\n{log}"
+        assert up.pop('{journey="run"}') == 1
+        journeys = {label.split('"')[1] for label, value in up.items() if value == 1}
+        assert len(journeys) == len(up) >= 4, up
+        assert {j.split("::")[0] for j in journeys} >= {"test_tenants_journeys", "test_onboarding_journeys"}
+        # Idle: the run's pytest has exited and only the monitor's own process is left.
+        assert wait_for(lambda: len(tree_memory(monitor.pid).pids) == 1, 10), "the run left a process behind"
+        time.sleep(1.0)
+        idle = tree_memory(monitor.pid)
+        report = {
+            "app": "monitor",
+            "journeys": len(journeys),
+            "idle_pss_mib": round(idle.pss_mib, 1),
+            "peak_pss_mib": round(peak.pss_mib, 1),
+            "peak_processes": len(peak.pids),
+            "peak_rss_sum_mib": round(peak.rss_mib, 1),
+            "limit_mib": _mib(monitor.memory_limit),
+        }
+        print(f"\nbuildpack memory {json.dumps(report)}")
+        assert len(peak.pids) >= 2, "a sample caught the run's pytest"
+        assert peak.pss_mib < _mib(monitor.memory_limit), report
+    finally:
+        monitor.stop()
 
 
 def test_sigterm_finishes_in_flight_requests_well_within_the_kill(staged, deployment, tmp_path, instances):

@@ -25,6 +25,7 @@ __all__ = [
     "number_setting",
     "redis_url_from_env",
     "secrets_from_bindings",
+    "with_bound_secrets",
 ]
 
 
@@ -77,11 +78,7 @@ class Settings:
     @classmethod
     def from_env(cls, service: str, environ: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if environ is None else environ
-        # Secrets bound as a user-provided service (which `cf env` does not print in the
-        # app's environment) fill what the environment leaves unset; the environment wins.
-        bound = secrets_from_bindings(_json_env(env, "VCAP_SERVICES") or {})
-        if bound:
-            env = {**bound, **env}
+        env = with_bound_secrets(env)
         app = _json_env(env, "VCAP_APPLICATION") or {}
         index_raw = env.get("CF_INSTANCE_INDEX", app.get("instance_index", 0))
         tenants_url = _optional_url(env, "AERIE_TENANTS_URL")
@@ -156,6 +153,16 @@ def secrets_from_bindings(services: Any) -> dict[str, str]:
                     )
                 found[key] = value if isinstance(value, str) else json.dumps(value)
     return found
+
+
+def with_bound_secrets(env: Mapping[str, str]) -> Mapping[str, str]:
+    """``env`` with the settings of its bound secrets services (:func:`secrets_from_bindings`).
+
+    Secrets bound as a user-provided service (which ``cf env`` does not print in the app's
+    environment) fill what the environment leaves unset; the environment wins.
+    """
+    bound = secrets_from_bindings(_json_env(env, "VCAP_SERVICES") or {})
+    return {**bound, **env} if bound else env
 
 
 def redis_url_from_env(env: Mapping[str, str]) -> str:

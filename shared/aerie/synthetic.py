@@ -14,7 +14,10 @@ and ``/metrics`` the way the services do: without credentials on the internal po
 Settings (environment): ``AERIE_SYNTHETIC_JOURNEYS`` (the journeys directory, default ``e2e``),
 ``AERIE_SYNTHETIC_INTERVAL`` (seconds between runs, default 300), ``AERIE_SYNTHETIC_TIMEOUT``
 (seconds a run may take, default 240), ``AERIE_SYNTHETIC_MARK`` (default ``smoke``). The
-journeys read their own ``AERIE_*`` variables (service URLs, bootstrap client), inherited.
+journeys read their own ``AERIE_*`` variables (service URLs, bootstrap client), inherited,
+with the settings of a bound secrets service (``aerie-secrets-monitor``, which ``make deploy``
+creates: :func:`aerie.config.with_bound_secrets`) filling what the environment leaves unset,
+so the bootstrap client's secret never is in the app's environment.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from aerie.config import ConfigError, with_bound_secrets
 from aerie.metrics import METRICS_PORT, METRICS_TOKEN
 
 __all__ = ["JourneyResult", "Monitor", "main", "parse_junit"]
@@ -80,10 +84,20 @@ def parse_junit(xml_text: str) -> list[JourneyResult]:
 class Monitor:
     """Runs the journeys and keeps their last results in its own registry."""
 
-    def __init__(self, journeys: Path, *, timeout: float, mark: str = "smoke", python: str = sys.executable) -> None:
+    def __init__(
+        self,
+        journeys: Path,
+        *,
+        timeout: float,
+        mark: str = "smoke",
+        python: str = sys.executable,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         from prometheus_client import CollectorRegistry, Counter, Gauge
 
         self.journeys = journeys
+        #: The journeys' environment (None: this process's).
+        self.env = env
         self.timeout = timeout
         self.mark = mark
         self.python = python
@@ -144,7 +158,11 @@ class Monitor:
         """pytest's output and exit status; on the timeout its whole process group is killed,
         so nothing a journey started outlives the run that started it."""
         proc = subprocess.Popen(
-            self.command(report), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            self.command(report),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=None if self.env is None else dict(self.env),
         )
         try:
             output, _ = proc.communicate(timeout=self.timeout)
@@ -222,13 +240,21 @@ def _handler(monitor: Monitor, metrics_port: str | None, token: str | None) -> t
 
 def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    env = os.environ
+    try:
+        env = with_bound_secrets(os.environ)
+    except ConfigError as exc:
+        log.error("synthetic monitor cannot start: %s", exc)
+        raise SystemExit(1) from None
     journeys = Path(env.get("AERIE_SYNTHETIC_JOURNEYS") or "e2e")
     monitor = Monitor(
         journeys,
         timeout=float(env.get("AERIE_SYNTHETIC_TIMEOUT", "240")),
         mark=env.get("AERIE_SYNTHETIC_MARK", "smoke"),
+        env=env,
     )
+    bound = sorted(k for k in env if k not in os.environ)
+    if bound:
+        log.info("synthetic monitor: %s from the bound secrets service", ", ".join(bound))
     metrics_port = env.get(METRICS_PORT)
     handler = _handler(monitor, metrics_port, env.get(METRICS_TOKEN))
     servers = [ThreadingHTTPServer(("0.0.0.0", int(env.get("PORT", "8080"))), handler)]

@@ -18,12 +18,19 @@ from aerie.cf.secrets import secrets_vars
 
 REPO = Path(__file__).resolve().parents[2]
 SERVICES = ("tenants", "projects", "flags", "audit")
+#: The staged apps in the order deploy pushes them: the services, then the synthetic monitor.
+APPS = (*SERVICES, "monitor")
 
 
 @pytest.fixture
 def stage(tmp_path: Path) -> Path:
-    """Staged apps as far as deploy looks at them: each service's manifest in its folder."""
+    """Staged apps as far as deploy looks at them: each app's manifest in its folder.
+
+    The monitor's folder is made first: the order deploy pushes in must not be the disk's.
+    """
     root = tmp_path / "stage"
+    (root / "monitor").mkdir(parents=True)
+    shutil.copy(REPO / "manifests" / "monitor.yml", root / "monitor" / "manifest.yml")
     for name in SERVICES:
         (root / name).mkdir(parents=True)
         shutil.copy(REPO / "services" / name / "manifest.yml", root / name / "manifest.yml")
@@ -44,9 +51,10 @@ def test_dry_run_prints_the_exact_commands(stage, tmp_path, capsys):
         "tenants": "AERIE_SIGNING_KEYS, AERIE_BOOTSTRAP_CLIENT_ID, AERIE_BOOTSTRAP_CLIENT_SECRET,"
         " AERIE_SERVICE_CLIENTS",
         **{s: "AERIE_CLIENT_ID, AERIE_CLIENT_SECRET" for s in SERVICES[1:]},
+        "monitor": "AERIE_BOOTSTRAP_CLIENT_ID, AERIE_BOOTSTRAP_CLIENT_SECRET",
     }
     pushes = []
-    for s in SERVICES:
+    for s in APPS:
         ref = shlex.quote(f"<0600 JSON file: {secrets_of[s]} from {secrets}>")
         pushes += [
             f"if cf service aerie-secrets-{s} >/dev/null 2>&1;"
@@ -299,3 +307,27 @@ def test_a_manifest_naming_a_secret_stops_the_deploy_and_cf_push_never_gets_the_
     assert main(argv, environ={}) == 1
     captured = capsys.readouterr()
     assert captured.out == "" and "no value for ((projects_client_secret))" in captured.err
+
+
+def test_the_monitor_is_pushed_after_every_service_with_the_bootstrap_client_in_its_own_secrets_service(
+    stage, tmp_path, monkeypatch
+):
+    made = secrets_vars()
+    secrets = tmp_path / "staging.secrets.yml"
+    secrets.write_text(yaml.safe_dump(made))
+    monkeypatch.setenv("PATH", f"{_fake_cf(tmp_path, True)}{os.pathsep}{os.environ['PATH']}")
+    argv = ["staging", "monitor", "tenants", "--repo", str(REPO), "--stage", str(stage), "--secrets", str(secrets)]
+    assert main([*argv, "--no-smoke", "--version", "2.0.0", "--commit", "feedbeef"], environ={}) == 0
+    calls = [c for c in (tmp_path / "cf.log").read_text().splitlines() if "aerie-redis" not in c]
+    assert [" ".join(c.split()[:2]) for c in calls if c.startswith(("push", "update-user"))] == [
+        "update-user-provided-service aerie-secrets-tenants",
+        "push aerie-tenants",
+        "update-user-provided-service aerie-secrets-monitor",
+        "push aerie-monitor",
+    ]
+    (monitor_push,) = [c for c in calls if c.startswith("push aerie-monitor")]
+    assert f" -f {stage}/monitor/manifest.yml -p {stage}/monitor " in monitor_push
+    assert json.loads((tmp_path / "aerie-secrets-monitor.json").read_text()) == {
+        "AERIE_BOOTSTRAP_CLIENT_ID": made["bootstrap_client_id"],
+        "AERIE_BOOTSTRAP_CLIENT_SECRET": made["bootstrap_client_secret"],
+    }

@@ -1,4 +1,4 @@
-"""The services' ``requirements.lock``: current with their inputs, complete, and hashed.
+"""The apps' ``requirements.lock`` (the services' and the monitor's): current with their inputs, complete, and hashed.
 
 This is how CI fails on a stale lock: a changed requirement in a service's
 ``requirements.txt`` or in the shared pyprojects without ``make lock`` fails here.
@@ -21,10 +21,10 @@ from aerie.cf.lock import (
     lock_path,
     third_party_requirements,
 )
-from aerie.cf.stage import stageable_services
+from aerie.cf.stage import stageable_apps
 
 REPO = Path(__file__).resolve().parents[2]
-SERVICES = stageable_services(REPO)
+SERVICES = stageable_apps(REPO)
 
 
 def _entries(lock: Path) -> dict[str, list[str]]:
@@ -68,6 +68,24 @@ def test_the_inputs_are_the_services_and_the_shared_requirements_less_the_local_
     names = {_name(r) for r in third_party_requirements(REPO, "console")}
     assert {"pyuwsgi", "jinja2", "falcon", "urllib3", "sseclient-py"} <= names
     assert not names & LOCAL_DISTRIBUTIONS
+
+
+def test_the_monitors_lock_is_in_e2e_and_pins_what_the_journeys_run_on():
+    assert SERVICES[-1] == "monitor", "locked like the services"
+    inputs = [p.relative_to(REPO).as_posix() for p in lock_inputs(REPO, "monitor")]
+    assert inputs == ["e2e/requirements.txt", "shared/pyproject.toml", "shared/client/pyproject.toml"]
+    assert lock_path(REPO, "monitor") == REPO / "e2e" / "requirements.lock"
+    locked = {_name(pin) for pin in _entries(lock_path(REPO, "monitor"))}
+    assert {"pytest", "requests", "prometheus-client"} <= locked
+    assert "pyuwsgi" not in locked, "the monitor is no uWSGI app"
+
+
+def test_a_stale_monitor_lock_names_its_folder(tmp_path):
+    repo = _copy_repo(tmp_path, "monitor")
+    requirements = repo / "e2e" / "requirements.txt"
+    requirements.write_text(requirements.read_text().replace("pytest>=8", "pytest>=8.1"))
+    with pytest.raises(LockError, match=r"e2e/requirements\.lock is stale: e2e/requirements\.txt"):
+        check_lock(repo, "monitor")
 
 
 def test_an_extra_of_the_shared_library_asked_by_a_service_is_locked_too(tmp_path):

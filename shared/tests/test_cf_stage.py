@@ -9,6 +9,8 @@ import configparser
 import hashlib
 import re
 import shutil
+import subprocess
+import sys
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,7 +18,17 @@ from pathlib import Path
 import pytest
 
 from aerie.cf.lock import lock_inputs, lock_path
-from aerie.cf.stage import StageError, copy_ini, manylinux_platforms, stage_all, stage_service, stageable_services
+from aerie.cf.stage import (
+    StageError,
+    copy_ini,
+    manylinux_platforms,
+    module_level_imports,
+    stage_all,
+    stage_monitor,
+    stage_service,
+    stageable_apps,
+    stageable_services,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -185,3 +197,96 @@ def test_platforms_cover_manylinux2014_up_to_cflinuxfs4s_glibc():
     tags = manylinux_platforms()
     assert tags[0] == "manylinux_2_35_x86_64" and "manylinux_2_17_x86_64" in tags
     assert tags[-1] == "manylinux2014_x86_64"
+
+
+# -- the synthetic monitor: the smoke journeys, staged like a service ---------------------------
+
+
+def _collected(cwd: Path) -> list[str]:
+    """The smoke journeys pytest collects in ``cwd`` (``e2e``, its pytest config), by node id."""
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "e2e", "-m", "smoke", "--collect-only", "-q", "-p", "no:cacheprovider"],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    return [line for line in result.stdout.splitlines() if "::" in line]
+
+
+def test_the_monitor_is_staged_last_and_the_services_alone_need_a_uwsgi_ini():
+    assert stageable_apps(REPO) == [*stageable_services(REPO), "monitor"]
+
+
+def test_the_staged_monitor_holds_the_smoke_journeys_their_conftest_and_pytest_config(tmp_path, wheelhouse):
+    files = (SHARED_WHEEL, "pytest-9.2.0-py3-none-any.whl", "requests-2.34.2-py3-none-any.whl")
+    fetcher = FakeFetcher(files)
+    dest = stage_monitor(REPO, tmp_path, wheelhouse=wheelhouse, fetcher=fetcher, python="3.12")
+    assert dest == tmp_path / "monitor"
+    assert fetcher.calls == [(dest / "requirements.txt", dest / "vendor", "3.12")]
+    assert (dest / "manifest.yml").read_text() == (REPO / "manifests" / "monitor.yml").read_text()
+    assert (dest / "runtime.txt").read_text() == "python-3.12.x\n"
+    assert (dest / "requirements.txt").read_text().startswith(lock_path(REPO, "monitor").read_text())
+    shipped = sorted(p.name for p in (dest / "e2e").iterdir())
+    assert "conftest.py" in shipped and "test_tenants_journeys.py" in shipped
+    # Not the journeys without a smoke test: the README's needs the repository, people's aerie.local.
+    assert "test_readme.py" not in shipped and "test_people_journeys.py" not in shipped
+    for name in shipped:
+        assert (dest / "e2e" / name).read_text() == (REPO / "e2e" / name).read_text()
+    ini = configparser.ConfigParser(interpolation=None)
+    ini.read(dest / "pytest.ini")
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(REPO / "tox.ini")
+    assert {k: v.split() for k, v in ini["pytest"].items()} == {k: v.split() for k, v in tox["pytest"].items()}
+    # Collected from the staged folder, the same smoke journeys as from the repository.
+    here = _collected(dest)
+    assert here and here == _collected(REPO)
+
+
+def test_a_smoke_journey_importing_development_tooling_stops_the_monitors_stage(tmp_path, wheelhouse):
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "e2e", repo / "e2e")
+    for path in lock_inputs(REPO, "monitor")[1:]:
+        (repo / path.relative_to(REPO)).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, repo / path.relative_to(REPO))
+    journey = repo / "e2e" / "test_tenants_journeys.py"
+    text = journey.read_text()
+    journey.write_text(text.replace("import pytest\n", "import pytest\n\nimport aerie.testing.http\n", 1))
+    with pytest.raises(StageError, match=r"test_tenants_journeys\.py imports aerie\.testing\.http"):
+        stage_monitor(repo, tmp_path / "out", wheelhouse=wheelhouse, fetcher=FakeFetcher())
+    assert not (tmp_path / "out").exists()
+
+
+def test_only_imports_made_at_import_time_count():
+    imported = module_level_imports(REPO / "e2e" / "conftest.py")
+    assert "pytest" in imported and "requests" in imported
+    # conftest.py starts a local stack (aerie.local) only when no AERIE_* variable names one.
+    assert not [m for m in imported if m.startswith("aerie")]
+
+
+def test_pytest_in_vendor_is_the_monitors_alone(tmp_path, wheelhouse):
+    files = (SHARED_WHEEL, "pytest-9.2.0-py3-none-any.whl")
+    with pytest.raises(StageError, match=r"development tooling a pushed app never runs: pytest-9\.2\.0"):
+        stage_service(REPO, "tenants", tmp_path, wheelhouse=wheelhouse, fetcher=FakeFetcher(files))
+    files = (SHARED_WHEEL, "pytest-9.2.0-py3-none-any.whl", "flask-3.0.0-py3-none-any.whl")
+    with pytest.raises(StageError, match=r"never runs: flask-3\.0\.0"):
+        stage_monitor(REPO, tmp_path, wheelhouse=wheelhouse, fetcher=FakeFetcher(files))
+
+
+def test_stage_all_stages_the_monitor_after_the_services(tmp_path, monkeypatch):
+    def fake_wheels(repo_root: Path, out: Path) -> Path:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "aerie_client-0.1.0-py3-none-any.whl").write_bytes(b"client")
+        (out / SHARED_WHEEL).write_bytes(b"shared")
+        return out / SHARED_WHEEL
+
+    class Fetcher(FakeFetcher):
+        def fill_wheelhouse(self, requirements: Sequence[Path], wheelhouse: Path, python: str) -> None:
+            self.locks = list(requirements)
+
+    monkeypatch.setattr("aerie.cf.stage.build_shared_wheel", fake_wheels)
+    fetcher = Fetcher()
+    staged = stage_all(REPO, tmp_path / "out", services=["monitor", "tenants"], fetcher=fetcher)
+    assert [p.name for p in staged] == ["tenants", "monitor"]
+    assert fetcher.locks == [lock_path(REPO, "tenants"), lock_path(REPO, "monitor")]

@@ -2,9 +2,11 @@
 
 A multi-app manifest cannot be pushed with ``--strategy rolling``, so every service has
 its own manifest and is pushed on its own, in dependency order (tenants, the issuer,
-first). Before anything runs, every staged manifest is interpolated with the environment's
-vars and checked against the Cloud Foundry manifest schema, so a missing variable fails
-the deploy before the first app changes, not halfway through.
+first), and the synthetic monitor (``aerie-monitor``, staged as ``monitor``) after them all:
+it runs the smoke journeys against what was just pushed. Before anything runs, every staged
+manifest is interpolated with the environment's vars and checked against the Cloud Foundry
+manifest schema, so a missing variable fails the deploy before the first app changes, not
+halfway through.
 
 The Redis service is created with ``redis_config`` (``cf create-service -c``) whose
 ``maxmemory-policy`` is ``noeviction``, set when the vars leave it out and refused when they
@@ -40,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from aerie.cf.lock import MONITOR
 from aerie.cf.manifest import (
     SCHEMA_RELATIVE_PATH,
     ManifestError,
@@ -52,7 +55,7 @@ from aerie.cf.secrets import SECRETS_SERVICE_TAG, app_secret_vars, app_secrets, 
 from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 from aerie.suite.version import GitVersion, describe
 
-__all__ = ["CREDENTIALS_FILE", "DeployError", "Step", "main", "plan", "redis_config", "run"]
+__all__ = ["CREDENTIALS_FILE", "DeployError", "Step", "main", "plan", "push_order", "redis_config", "run"]
 
 _SMOKE_SECRETS = ("bootstrap_client_id", "bootstrap_client_secret")
 #: The only ``maxmemory-policy`` the services accept (:mod:`aerie.readiness`).
@@ -105,6 +108,11 @@ class Target:
     vars_files: tuple[Path, ...]
     variables: Mapping[str, Any]
     version: GitVersion
+
+
+def push_order(apps: Sequence[str]) -> list[str]:
+    """The services in their start order, then the monitor: it tests what is already pushed."""
+    return [*service_order([a for a in apps if a != MONITOR]), *([MONITOR] if MONITOR in apps else [])]
 
 
 def _rel(path: Path, root: Path) -> str:
@@ -300,7 +308,9 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
     env = os.environ if environ is None else environ
     parser = argparse.ArgumentParser(prog="python -m aerie.cf.deploy", description=__doc__.split("\n\n")[0])
     parser.add_argument("environment", help="a vars file under manifests/vars/ (staging, production)")
-    parser.add_argument("services", nargs="*", help=f"default: every staged one of {', '.join(KNOWN_SERVICES)}")
+    parser.add_argument(
+        "services", nargs="*", help=f"default: every staged one of {', '.join(KNOWN_SERVICES)} and the {MONITOR}"
+    )
     parser.add_argument("--dry-run", action="store_true", default=env.get("DRY_RUN", "") not in ("", "0"))
     parser.add_argument("--no-smoke", dest="smoke", action="store_false", help="skip the smoke tests")
     parser.add_argument("--stage", type=Path, help="the staged apps (default: <repo>/build/stage)")
@@ -328,7 +338,7 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] | None = 
         found = GitVersion(args.version, args.commit) if args.version and args.commit else _git_version(repo)
         version = GitVersion(args.version or found.version, args.commit or found.commit)
         staged = [p.name for p in stage_root.iterdir() if (p / "manifest.yml").is_file()] if stage_root.is_dir() else []
-        services = service_order(args.services or staged)
+        services = push_order(args.services or staged)
         if not services:
             raise DeployError(f"nothing staged in {_rel(stage_root, repo)}: run `make stage` first")
         target = Target(args.environment, (public, secrets), variables, version)

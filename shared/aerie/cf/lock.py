@@ -1,4 +1,4 @@
-"""``make lock``: each service's ``requirements.lock``, the exact third-party wheels ``make stage`` ships.
+"""``make lock``: each app's ``requirements.lock``, the exact third-party wheels ``make stage`` ships.
 
 Without a lock, two stages of the same commit could vendor different versions (whatever the
 index offered that day), so what was tested is not what is pushed. The lock pins every
@@ -6,7 +6,9 @@ distribution a service runs, with the sha256 of each of its files, resolved by
 ``uv pip compile --generate-hashes`` for the platform the apps run on (CPython
 :data:`~aerie.cf.stage.DEFAULT_PYTHON`, manylinux x86_64 up to cflinuxfs4's glibc).
 
-Its inputs are the service's ``requirements.txt`` and the runtime dependencies of
+An app is a service (``services/<name>/``) or the synthetic monitor, :data:`MONITOR`, whose
+``requirements.txt`` and lock sit in ``e2e/`` beside the journeys it runs (:func:`app_dir`).
+Its inputs are the app's ``requirements.txt`` and the runtime dependencies of
 ``aerie-shared`` and ``aerie-client`` (their pyprojects), less those two: they are built
 from this repository by ``make stage``, which adds them to the staged requirements with the
 hashes of the wheels it built. The lock's header holds the sha256 of those inputs, so a
@@ -32,7 +34,9 @@ from aerie.suite.layout import find_repo_root
 __all__ = [
     "LOCAL_DISTRIBUTIONS",
     "LOCK_NAME",
+    "MONITOR",
     "LockError",
+    "app_dir",
     "check_lock",
     "compile_lock",
     "inputs_digest",
@@ -43,6 +47,9 @@ __all__ = [
 ]
 
 LOCK_NAME = "requirements.lock"
+#: The synthetic monitor (:mod:`aerie.synthetic`, ``manifests/monitor.yml``): locked, staged and
+#: pushed like a service, but its folder is ``e2e/``: what it runs is the journeys there.
+MONITOR = "monitor"
 #: Built from this repository by ``make stage``, never fetched from an index.
 LOCAL_DISTRIBUTIONS = frozenset({"aerie-shared", "aerie-client"})
 #: The target the lock resolves for; part of the digest, so changing it makes every lock stale.
@@ -65,15 +72,20 @@ def _is_local(requirement: str) -> bool:
     return bool(match) and _canonical(match.group(1)) in LOCAL_DISTRIBUTIONS
 
 
+def app_dir(repo_root: Path, app: str) -> Path:
+    """The folder holding ``app``'s ``requirements.txt`` and lock: ``services/<app>``, or ``e2e`` for the monitor."""
+    return Path(repo_root) / "e2e" if app == MONITOR else Path(repo_root) / "services" / app
+
+
 def lock_path(repo_root: Path, service: str) -> Path:
-    return Path(repo_root) / "services" / service / LOCK_NAME
+    return app_dir(repo_root, service) / LOCK_NAME
 
 
 def lock_inputs(repo_root: Path, service: str) -> list[Path]:
     """The files the lock of ``service`` is compiled from."""
     repo = Path(repo_root)
     return [
-        repo / "services" / service / "requirements.txt",
+        app_dir(repo, service) / "requirements.txt",
         repo / "shared" / "pyproject.toml",
         repo / "shared" / "client" / "pyproject.toml",
     ]
@@ -131,7 +143,8 @@ def _header(service: str, digest: str) -> str:
 def check_lock(repo_root: Path, service: str) -> Path:
     """The lock of ``service`` if it matches its inputs; else :class:`LockError` naming ``make lock``."""
     path = lock_path(repo_root, service)
-    where = f"services/{service}/{LOCK_NAME}"
+    folder = app_dir(repo_root, service).relative_to(repo_root)
+    where = f"{folder}/{LOCK_NAME}"
     if not path.is_file():
         raise LockError(f"{where} is missing: run `make lock`")
     match = _DIGEST.search(path.read_text(encoding="utf-8"))
@@ -139,7 +152,7 @@ def check_lock(repo_root: Path, service: str) -> Path:
         raise LockError(f"{where} has no inputs-sha256 line: run `make lock`")
     if match["digest"] != inputs_digest(repo_root, service):
         raise LockError(
-            f"{where} is stale: services/{service}/requirements.txt or the shared pyprojects changed "
+            f"{where} is stale: {folder}/requirements.txt or the shared pyprojects changed "
             "since it was made; run `make lock` and commit it"
         )
     return path
@@ -189,15 +202,15 @@ def compile_lock(repo_root: Path, service: str) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from aerie.cf.stage import stageable_services
+    from aerie.cf.stage import stageable_apps
 
     parser = argparse.ArgumentParser(prog="python -m aerie.cf.lock", description=__doc__.split("\n\n")[0])
-    parser.add_argument("services", nargs="*", help="default: every stageable service")
+    parser.add_argument("services", nargs="*", help=f"default: every stageable service and the {MONITOR}")
     parser.add_argument("--check", action="store_true", help="only check that every lock matches its inputs")
     args = parser.parse_args(argv)
     repo = find_repo_root()
     try:
-        for service in args.services or stageable_services(repo):
+        for service in args.services or stageable_apps(repo):
             if args.check:
                 check_lock(repo, service)
             else:

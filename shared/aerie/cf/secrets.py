@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from aerie.cf.lock import MONITOR
 from aerie.suite.secrets import (
     DEFAULT_CLIENT_SERVICES,
     generate,
@@ -70,6 +71,13 @@ _TENANTS_SECRETS = {
 }
 
 
+#: The synthetic monitor's: the journeys it runs act as the platform, through the bootstrap client.
+_MONITOR_SECRETS = {
+    "AERIE_BOOTSTRAP_CLIENT_ID": "bootstrap_client_id",
+    "AERIE_BOOTSTRAP_CLIENT_SECRET": "bootstrap_client_secret",
+}
+
+
 def secrets_service(service: str) -> str:
     """The user-provided service holding ``service``'s secrets; its manifest binds it by this name."""
     return f"{SECRETS_SERVICE_TAG}-{service}"
@@ -83,6 +91,8 @@ def app_secret_vars(service: str) -> dict[str, str]:
     """
     if service == "tenants":
         return dict(_TENANTS_SECRETS)
+    if service == MONITOR:
+        return dict(_MONITOR_SECRETS)
     return {"AERIE_CLIENT_ID": f"{service}_client_id", "AERIE_CLIENT_SECRET": f"{service}_client_secret"}
 
 

@@ -15,6 +15,13 @@ The Python buildpack sees only the pushed folder, so a staged service holds ever
   target Python on manylinux x86_64, so the buildpack runs
   ``pip install -r requirements.txt --no-index --find-links=vendor`` with no index at all.
 
+The synthetic monitor (:data:`~aerie.cf.lock.MONITOR`) is staged the same way into
+``monitor/``, from ``manifests/monitor.yml``, its lock in ``e2e/`` and, instead of a package
+and a uWSGI ini, the smoke journeys it runs (:func:`smoke_journeys`) with ``e2e/conftest.py``
+under ``e2e/`` and the repository's pytest settings (``tox.ini``'s ``[pytest]``, the markers
+among them) as ``pytest.ini``. It installs the same aerie-shared wheel as the services, so a
+journey importing the development tooling at import time stops the stage.
+
 A lock that no longer matches its inputs stops the stage before any download, with a
 message to run ``make lock``. Wheels are fetched once into a wheelhouse shared by all
 services, by hash; each service's
@@ -25,6 +32,8 @@ offline install the buildpack will do, so a missing wheel fails here and not on 
 from __future__ import annotations
 
 import argparse
+import ast
+import configparser
 import fnmatch
 import hashlib
 import re
@@ -40,7 +49,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from aerie.cf.lock import LockError, check_lock
+from aerie.cf.lock import MONITOR, LockError, app_dir, check_lock
 from aerie.suite.layout import KNOWN_SERVICES, find_repo_root, service_order
 
 __all__ = [
@@ -48,6 +57,7 @@ __all__ = [
     "DEFAULT_PYTHON",
     "DEV_DISTRIBUTIONS",
     "DEV_PACKAGES",
+    "MONITOR_MANIFEST",
     "Fetcher",
     "PipFetcher",
     "StageError",
@@ -55,8 +65,12 @@ __all__ = [
     "dev_files",
     "main",
     "manylinux_platforms",
+    "module_level_imports",
+    "smoke_journeys",
     "stage_all",
+    "stage_monitor",
     "stage_service",
+    "stageable_apps",
     "stageable_services",
     "staged_requirements",
 ]
@@ -90,6 +104,11 @@ DEV_DISTRIBUTIONS: frozenset[str] = frozenset(
         "pytest",
     }
 )
+#: The monitor runs pytest itself: the one development distribution its ``vendor/`` may hold.
+MONITOR_TOOLING: frozenset[str] = frozenset({"pytest"})
+#: The monitor's manifest, relative to the repository.
+MONITOR_MANIFEST = Path("manifests") / "monitor.yml"
+_SMOKE = re.compile(r"\bpytest\.mark\.smoke\b")
 #: The Python line staged apps run on: the oldest the project supports and the buildpack offers.
 DEFAULT_PYTHON = "3.11"
 #: cflinuxfs4 is Ubuntu 22.04 (glibc 2.35): any manylinux wheel up to that runs there.
@@ -174,6 +193,57 @@ def stageable_services(repo_root: Path) -> list[str]:
     needed = ("manifest.yml", "uwsgi.ini", "requirements.txt", "pyproject.toml")
     found = [p.name for p in services.iterdir() if p.is_dir() and all((p / n).is_file() for n in needed)]
     return service_order(found)
+
+
+def stageable_apps(repo_root: Path) -> list[str]:
+    """Every app ``make stage`` stages, in push order: the services, then the monitor."""
+    repo = Path(repo_root)
+    monitor = (repo / MONITOR_MANIFEST).is_file() and (app_dir(repo, MONITOR) / "requirements.txt").is_file()
+    return [*stageable_services(repo), *([MONITOR] if monitor else [])]
+
+
+def smoke_journeys(repo_root: Path) -> list[Path]:
+    """The journey files in ``e2e/`` that mark a test ``smoke``: the ones the monitor runs."""
+    files = sorted((Path(repo_root) / "e2e").glob("test_*.py"))
+    return [f for f in files if _SMOKE.search(f.read_text(encoding="utf-8"))]
+
+
+def module_level_imports(path: Path) -> list[str]:
+    """The modules ``path`` imports when it is imported: not in functions, nor under ``TYPE_CHECKING``."""
+    found: list[str] = []
+
+    def visit(nodes: Sequence[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found.extend(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.append(node.module)
+            elif isinstance(node, ast.If):
+                if "TYPE_CHECKING" not in ast.unparse(node.test):
+                    visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                for block in (node.body, *(h.body for h in node.handlers), node.orelse, node.finalbody):
+                    visit(block)
+            elif isinstance(node, ast.With | ast.ClassDef):
+                visit(node.body)
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)).body)
+    return found
+
+
+def _pytest_ini(repo_root: Path) -> str:
+    """``pytest.ini`` for the staged journeys: the ``[pytest]`` section of the repository's ``tox.ini``."""
+    tox = configparser.ConfigParser(interpolation=None)
+    tox.read(Path(repo_root) / "tox.ini", encoding="utf-8")
+    if not tox.has_section("pytest"):
+        raise StageError("tox.ini has no [pytest] section (the markers the journeys use)")
+    lines = ["# The repository's pytest settings (tox.ini [pytest]), copied by make stage."]
+    lines.append("[pytest]")
+    for key, value in tox.items("pytest"):
+        values = [v.strip() for v in value.strip().splitlines()]
+        lines.append(f"{key} = {values[0]}" if len(values) == 1 else "\n    ".join([f"{key} =", *values]))
+    return "\n".join(lines) + "\n"
 
 
 def _runtime_source(shared: Path, dest: Path) -> None:
@@ -333,6 +403,17 @@ def stage_service(
     copy_ini(source / "uwsgi.ini", dest / "uwsgi.ini")
     (dest / "runtime.txt").write_text(f"python-{python}.x\n", encoding="utf-8")
     (dest / ".cfignore").write_text(CFIGNORE, encoding="utf-8")
+    _vendor(name, dest, wheelhouse=wheelhouse, fetcher=fetcher, python=python)
+    return dest
+
+
+def _vendor(
+    name: str, dest: Path, *, wheelhouse: Path, fetcher: Fetcher, python: str, tooling: frozenset[str] = frozenset()
+) -> None:
+    """Fill ``dest/vendor`` for ``dest/requirements.txt`` and check it holds what a pushed app runs.
+
+    ``tooling``: the distributions of :data:`DEV_DISTRIBUTIONS` this app does run.
+    """
     vendor = dest / "vendor"
     vendor.mkdir()
     fetcher.vendor(dest / "requirements.txt", wheelhouse, vendor, python)
@@ -343,12 +424,48 @@ def stage_service(
         leaked = dev_files(wheel)
         if leaked:
             raise StageError(f"{name}: vendor/{wheel.name} holds development tooling: {', '.join(leaked[:5])}")
-    tooling = sorted(p.name for p in vendor.glob("*.whl") if _distribution(p.name) in DEV_DISTRIBUTIONS)
-    if tooling:
-        raise StageError(f"{name}: vendor/ holds development tooling a pushed app never runs: {', '.join(tooling)}")
+    found = sorted(p.name for p in vendor.glob("*.whl") if _distribution(p.name) in DEV_DISTRIBUTIONS - tooling)
+    if found:
+        raise StageError(f"{name}: vendor/ holds development tooling a pushed app never runs: {', '.join(found)}")
     strays = sorted(p.name for p in vendor.iterdir() if not p.name.endswith(".whl"))
     if strays:
         raise StageError(f"{name}: vendor/ holds non-wheels the buildpack would build: {', '.join(strays)}")
+
+
+def stage_monitor(
+    repo_root: Path, out_root: Path, *, wheelhouse: Path, fetcher: Fetcher, python: str = DEFAULT_PYTHON
+) -> Path:
+    """Stage the synthetic monitor into ``out_root/monitor``: its manifest, the smoke journeys, their
+    conftest and pytest settings, and its locked requirements (replacing what was there)."""
+    repo = Path(repo_root)
+    try:
+        lock = check_lock(repo, MONITOR)
+    except LockError as exc:
+        raise StageError(str(exc)) from None
+    journeys = smoke_journeys(repo)
+    if not journeys:
+        raise StageError("e2e/ has no journey marked smoke: the monitor would run nothing")
+    shipped = [repo / "e2e" / "conftest.py", *journeys]
+    tooling = tuple(f"{p}." for p in DEV_PACKAGES)
+    for path in shipped:
+        leaked = [m for m in module_level_imports(path) if m in DEV_PACKAGES or m.startswith(tooling)]
+        if leaked:
+            raise StageError(
+                f"{path.relative_to(repo)} imports {', '.join(leaked)}, which the pushed aerie-shared wheel "
+                "leaves out: the monitor could not collect it"
+            )
+    dest = Path(out_root) / MONITOR
+    if dest.exists():
+        shutil.rmtree(dest)
+    (dest / "e2e").mkdir(parents=True)
+    for path in shipped:
+        shutil.copy2(path, dest / "e2e" / path.name)
+    shutil.copy2(repo / MONITOR_MANIFEST, dest / "manifest.yml")
+    (dest / "pytest.ini").write_text(_pytest_ini(repo), encoding="utf-8")
+    (dest / "requirements.txt").write_text(staged_requirements(lock, wheelhouse), encoding="utf-8")
+    (dest / "runtime.txt").write_text(f"python-{python}.x\n", encoding="utf-8")
+    (dest / ".cfignore").write_text(CFIGNORE, encoding="utf-8")
+    _vendor(MONITOR, dest, wheelhouse=wheelhouse, fetcher=fetcher, python=python, tooling=MONITOR_TOOLING)
     return dest
 
 
@@ -361,12 +478,14 @@ def stage_all(
     python: str = DEFAULT_PYTHON,
     echo: Callable[[str], None] = lambda _m: None,
 ) -> list[Path]:
-    """Stage ``services`` (default: every stageable one) into ``out_root``; returns their folders."""
+    """Stage ``services`` (default: every stageable one and the monitor) into ``out_root``; returns their folders."""
     repo_root = Path(repo_root)
-    names = list(services) if services is not None else stageable_services(repo_root)
-    unknown = sorted(set(names) - set(stageable_services(repo_root)))
+    apps = stageable_apps(repo_root)
+    names = list(services) if services is not None else apps
+    unknown = sorted(set(names) - set(apps))
     if unknown:
         raise StageError(f"not stageable (no manifest.yml, uwsgi.ini, requirements.txt or pyproject.toml): {unknown}")
+    names = [n for n in apps if n in names]  # push order: the monitor after the services
     fetcher = fetcher or PipFetcher()
     wheelhouse = Path(out_root) / ".wheelhouse"
     if services is None and Path(out_root).is_dir():
@@ -385,14 +504,21 @@ def stage_all(
     staged = []
     for name in names:
         t0 = time.monotonic()
-        staged.append(stage_service(repo_root, name, out_root, wheelhouse=wheelhouse, fetcher=fetcher, python=python))
+        if name == MONITOR:
+            staged.append(stage_monitor(repo_root, out_root, wheelhouse=wheelhouse, fetcher=fetcher, python=python))
+        else:
+            staged.append(
+                stage_service(repo_root, name, out_root, wheelhouse=wheelhouse, fetcher=fetcher, python=python)
+            )
         echo(f"staged {name} in {time.monotonic() - t0:.1f}s -> {staged[-1]}")
     return staged
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aerie.cf.stage", description=__doc__.split("\n\n")[0])
-    parser.add_argument("services", nargs="*", help=f"default: every stageable one of {', '.join(KNOWN_SERVICES)}")
+    parser.add_argument(
+        "services", nargs="*", help=f"default: every stageable one of {', '.join(KNOWN_SERVICES)}, and the {MONITOR}"
+    )
     parser.add_argument("--out", type=Path, help="default: <repo>/build/stage")
     parser.add_argument("--python", default=DEFAULT_PYTHON, help="the Python line for runtime.txt and the wheels")
     args = parser.parse_args(argv)

@@ -127,6 +127,12 @@ class CfInstance:
         self.name = str(manifest_app["name"])
         self.command = str(manifest_app["command"])
         self.memory_limit = str(manifest_app["memory"])
+        # What the platform waits for before routing: the readiness check, else the health check.
+        self.ready_path = str(
+            manifest_app.get("readiness-health-check-http-endpoint")
+            or manifest_app.get("health-check-http-endpoint")
+            or "/ready"
+        )
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.log_path = Path(log_path)
@@ -193,7 +199,7 @@ class CfInstance:
             if self.process is not None and self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
             with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                if requests.get(f"{self.url}{self.ready_path}", timeout=2).status_code == 200:
                     return
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} was not ready within {timeout}s:\n{self.log_tail()}")
