@@ -76,7 +76,8 @@ def judge_durability(d: Durability, *, persistence_checked: bool = True) -> tupl
 
 
 class RedisReady:
-    """The ``redis`` ready check: ``PING`` on every probe, durability at most once per ``ttl_s``.
+    """The ``redis`` ready check: ``PING`` on every probe, durability at most once per ``ttl_s``;
+    on a Redis Cluster, of every master, and the cluster must serve every slot.
 
     Returns a note (``unverified: ...``) when Redis would not say enough, raises
     :class:`NotReady` with the reason when it evicts or does not persist, and lets connection
@@ -99,7 +100,10 @@ class RedisReady:
         self._verdict: tuple[str | None, str | None, float] | None = None
 
     def __call__(self) -> str | None:
-        self._client().ping()
+        client = self._client()
+        if isinstance(client, redis.RedisCluster):
+            return self._cluster(client)
+        client.ping()
         failure, doubt = self._durability()
         if failure is not None:
             raise NotReady(failure)
@@ -117,6 +121,42 @@ class RedisReady:
                 log.warning("redis durability unverified", extra={"check": "redis", "reason": doubt})
             self._verdict = (failure, doubt, self._clock())
             return failure, doubt
+
+
+    def _cluster(self, cluster: redis.RedisCluster) -> str | None:
+        """Every master answers and is durable, and the cluster serves every slot.
+
+        ``PING`` and ``CLUSTER INFO`` on every probe, each master's durability at most once
+        per ``ttl_s``; a master that fails is named in the reason.
+        """
+        primaries = cluster.get_primaries()
+        for node in primaries:
+            client = cluster.get_redis_connection(node)
+            client.ping()
+        state = cluster.get_redis_connection(primaries[0]).cluster("info").get("cluster_state")
+        if state != "ok":
+            raise NotReady(f"the Redis Cluster's state is {state}: some slots have no master")
+        with self._lock:
+            verdict = self._verdict
+            if verdict is None or self._clock() - verdict[2] >= self._ttl_s:
+                failures: list[str] = []
+                doubts: list[str] = []
+                for node in primaries:
+                    failure, doubt = judge_durability(
+                        inspect_durability(cluster.get_redis_connection(node)),
+                        persistence_checked=self._persistence_checked,
+                    )
+                    if failure:
+                        failures.append(f"master {node.name}: {failure}")
+                    if doubt:
+                        doubts.append(f"master {node.name}: {doubt}")
+                verdict = ("; ".join(failures) or None, "; ".join(doubts) or None, self._clock())
+                if verdict[1] is not None and (self._verdict is None or self._verdict[1] != verdict[1]):
+                    log.warning("redis durability unverified", extra={"check": "redis", "reason": verdict[1]})
+                self._verdict = verdict
+        if verdict[0] is not None:
+            raise NotReady(verdict[0])
+        return f"unverified: {verdict[1]}" if verdict[1] else None
 
 
 def redis_ready_check(settings: Settings, provider: RedisProvider) -> RedisReady:

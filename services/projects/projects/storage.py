@@ -250,7 +250,9 @@ class ProjectRepository:
 
         def write(pipe: Any) -> None:
             nonlocal removed
-            docs = pipe.mget(keys)
+            # As a command: redis-py's cluster pipeline refuses its mget() although all the keys
+            # share this tenant's slot.
+            docs = pipe.execute_command("MGET", *keys)
             pipe.multi()
             removed = 0
             for project_id, raw in zip(ids, docs, strict=True):

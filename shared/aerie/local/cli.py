@@ -63,6 +63,11 @@ def _parse_args(argv: Sequence[str] | None, repo_root: Path) -> argparse.Namespa
     p.add_argument(
         "--appendfsync", choices=["always", "everysec", "no"], default="everysec", help="Redis AOF fsync policy"
     )
+    p.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help="a Redis Cluster (3 masters, 3 replicas) on the Redis port and the five after it, instead of one Redis",
+    )
     p.add_argument("--ready-timeout", type=float, default=60.0, help="seconds every service has to become ready")
     p.add_argument(
         "-v", "--verbose", action="store_true", help="also show every service's output, prefixed with its name"
@@ -84,7 +89,12 @@ def _banner(stack: LocalStack, elapsed: float) -> str:
         f"Aerie {stack.version} ({stack.commit}) is up in {elapsed:.1f}s.",
         "",
         *(f"  {name:<9} {stack.url(name)}{'/' if name == 'console' else '/docs'}" for name in stack.services),
-        f"  {'redis':<9} redis://:***@{HOST}:{stack.redis_port}/0 (data in {stack.state_dir / 'redis'})",
+        (
+            f"  {'redis':<9} cluster, seed redis://:***@{HOST}:{stack.redis_port}/0 and 5 more nodes "
+            f"(data in {stack.state_dir / 'redis-cluster'})"
+            if stack.redis_cluster
+            else f"  {'redis':<9} redis://:***@{HOST}:{stack.redis_port}/0 (data in {stack.state_dir / 'redis'})"
+        ),
         f"  {'dev-idp':<9} {stack.idp_url} (development OpenID Connect provider)",
         "",
         f"Bootstrap client (platform:admin): {s.bootstrap_client_id} / {s.bootstrap_client_secret}",
@@ -131,6 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         redis_port=redis_port,
         idp_port=idp_port,
         redis_appendfsync=args.appendfsync,
+        redis_cluster=args.redis_cluster,
         ready_timeout=args.ready_timeout,
         verbose=args.verbose,
         echo=lambda msg: print(msg, flush=True),

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from aerie.local.discovery import HOST, env_key
@@ -55,8 +55,13 @@ def cloud_foundry_env(
     secrets: SuiteSecrets,
     version: str,
     commit: str,
+    redis_cluster_ports: Sequence[int] = (),
 ) -> dict[str, str]:
-    """The variables Cloud Foundry would set for ``name``, plus the Aerie ones its manifest sets."""
+    """The variables Cloud Foundry would set for ``name``, plus the Aerie ones its manifest sets.
+
+    With ``redis_cluster_ports`` the binding is a cluster's (tagged ``cluster``), seeded with
+    every node, as a cluster plan's binding would be.
+    """
     tenants_url = urls["tenants"]
     s = secrets
     env = {
@@ -84,8 +89,8 @@ def cloud_foundry_env(
                         "instance_name": "aerie-redis",
                         "binding_name": None,
                         "label": "p.redis",
-                        "tags": ["redis"],
-                        "plan": "local",
+                        "tags": ["redis", "cluster"] if redis_cluster_ports else ["redis"],
+                        "plan": "local-cluster" if redis_cluster_ports else "local",
                         "credentials": {"host": HOST, "port": redis_port, "password": s.redis_password},
                     }
                 ],
@@ -97,6 +102,8 @@ def cloud_foundry_env(
         "VERSION": version,
         "AERIE_COMMIT": commit,
     }
+    if redis_cluster_ports:
+        env["AERIE_REDIS_SEEDS"] = ",".join(f"{HOST}:{port}" for port in redis_cluster_ports)
     if name == "tenants":
         env["AERIE_SIGNING_KEYS"] = s.signing_keys_json()
         env["AERIE_BOOTSTRAP_CLIENT_ID"] = s.bootstrap_client_id

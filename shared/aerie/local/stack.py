@@ -35,6 +35,7 @@ from aerie.local.discovery import (
 )
 from aerie.local.environment import cloud_foundry_env, inherited_env, local_env, write_env_file
 from aerie.local.errors import StackError
+from aerie.local.redis_cluster import RedisCluster, free_cluster_port
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.local.secrets import LocalSecrets, load_or_create
 from aerie.local.supervisor import ServiceProcess
@@ -81,6 +82,7 @@ class LocalStack:
         redis_port: int = DEFAULT_REDIS_PORT,
         idp_port: int = DEFAULT_IDP_PORT,
         redis_appendfsync: str = "everysec",
+        redis_cluster: bool = False,
         ready_timeout: float = 60.0,
         stop_timeout: float = 10.0,
         verbose: bool = False,
@@ -94,6 +96,10 @@ class LocalStack:
         self.redis_port = redis_port
         self.idp_port = idp_port
         self.redis_appendfsync = redis_appendfsync
+        #: A Redis Cluster of three masters and three replicas instead of one Redis, on
+        #: ``redis_port`` and the five ports after it (:mod:`aerie.local.redis_cluster`).
+        self.redis_cluster = redis_cluster
+        self.cluster_ports = self._cluster_ports(redis_port) if redis_cluster else []
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
         self.verbose = verbose
@@ -101,10 +107,26 @@ class LocalStack:
         self._echo = echo or (lambda _msg: None)
         self._secrets: LocalSecrets | None = None
         self._redis: RedisServer | None = None
+        self._cluster: RedisCluster | None = None
+        #: Set by a test that kills a master on purpose: ``dead()`` then leaves nodes out.
+        self.cluster_failover_expected = False
         self._idp: DevIdentityProvider | None = None
         self._running: list[ServiceProcess] = []
         self._version: str | None = None
         self._commit: str | None = None
+
+    @staticmethod
+    def _cluster_ports(first: int) -> list[int]:
+        # A node's bus port is 10000 above it and must exist: a high port gets a free low one.
+        if first + 5 + 10000 <= 65535:
+            return [first + i for i in range(6)]
+        first = free_cluster_port()
+        return [first + i for i in range(6)]
+
+    @property
+    def cluster(self) -> RedisCluster | None:
+        """The running cluster, for tests that fail a master over."""
+        return self._cluster
 
     @classmethod
     def isolated(cls, repo_root: Path, state_dir: Path, **kwargs: Any) -> LocalStack:
@@ -116,7 +138,7 @@ class LocalStack:
             state_dir,
             services=services,
             ports={n: free_port() for n in names},
-            redis_port=free_port(),
+            redis_port=free_cluster_port() if kwargs.get("redis_cluster") else free_port(),
             idp_port=free_port(),
             **kwargs,
         )
@@ -166,6 +188,8 @@ class LocalStack:
     def env(self) -> dict[str, str]:
         """What ``.aerie/local.env`` holds: where everything runs and the bootstrap credentials."""
         env = local_env({name: self.url(name) for name in self.ports}, self.secrets, self.redis_url)
+        if self.redis_cluster:
+            env["AERIE_REDIS_CLUSTER"] = "true"
         env["AERIE_DEV_IDP_URL"] = self.idp_url
         return env
 
@@ -181,6 +205,7 @@ class LocalStack:
             port=self.ports[name],
             urls={other: self.url(other) for other in self.ports},
             redis_port=self.redis_port,
+            redis_cluster_ports=self.cluster_ports,
             secrets=self.secrets,
             version=self.version,
             commit=self.commit,
@@ -218,16 +243,29 @@ class LocalStack:
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         # Lets `make clean` see that a stack still uses this state directory.
         self.pid_file.write_text(f"{os.getpid()}\n")
-        self._redis = RedisServer(
-            self.state_dir / "redis",
-            self.redis_port,
-            password=self.secrets.redis_password,
-            appendonly=True,
-            appendfsync=self.redis_appendfsync,
-        )
-        with supervisor.sigint_blocked():
-            self._redis.start()
-        self._echo(f"redis     {HOST}:{self.redis_port} ({self._redis.binary})")
+        if self.redis_cluster:
+            self._cluster = RedisCluster(
+                self.state_dir / "redis-cluster",
+                password=self.secrets.redis_password,
+                ports=self.cluster_ports,
+                appendfsync=self.redis_appendfsync,
+            )
+            with supervisor.sigint_blocked():
+                self._cluster.start()
+            ports = ",".join(str(p) for p in self.cluster_ports)
+            binary = self._cluster.nodes[0].binary
+            self._echo(f"redis     cluster of 3 masters + 3 replicas on {HOST}:{ports} ({binary})")
+        else:
+            self._redis = RedisServer(
+                self.state_dir / "redis",
+                self.redis_port,
+                password=self.secrets.redis_password,
+                appendonly=True,
+                appendfsync=self.redis_appendfsync,
+            )
+            with supervisor.sigint_blocked():
+                self._redis.start()
+            self._echo(f"redis     {HOST}:{self.redis_port} ({self._redis.binary})")
         self._idp = DevIdentityProvider(self.idp_port, self.state_dir / "logs" / "dev-idp.log")
         with supervisor.sigint_blocked():
             self._idp.start()
@@ -261,7 +299,8 @@ class LocalStack:
         taken = [
             f"{what} port {port}"
             for what, port in [
-                ("redis", self.redis_port),
+                *(("redis", p) for p in (self.cluster_ports or [self.redis_port])),
+                *(("redis cluster bus", p + 10000) for p in self.cluster_ports),
                 ("dev-idp", self.idp_port),
                 *((n, self.ports[n]) for n in self.services),
             ]
@@ -285,6 +324,10 @@ class LocalStack:
         ]
         if self._redis is not None and self._redis.process is not None and self._redis.process.poll() is not None:
             out.append(f"redis (status {self._redis.process.returncode})")
+        if self._cluster is not None and not self.cluster_failover_expected:
+            for node in self._cluster.nodes:
+                if node.process is not None and node.process.poll() is not None:
+                    out.append(f"redis {node.port} (status {node.process.returncode})")
         if self._idp is not None and self._idp.process is not None and self._idp.process.poll() is not None:
             out.append(f"dev-idp (status {self._idp.process.returncode})")
         return out
@@ -303,6 +346,9 @@ class LocalStack:
         if self._redis is not None:
             self._redis.stop(self.stop_timeout)
             self._redis = None
+        if self._cluster is not None:
+            self._cluster.stop()
+            self._cluster = None
         with contextlib.suppress(FileNotFoundError):
             if self.pid_file.read_text().strip() == str(os.getpid()):
                 self.pid_file.unlink()
