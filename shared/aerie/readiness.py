@@ -122,7 +122,6 @@ class RedisReady:
             self._verdict = (failure, doubt, self._clock())
             return failure, doubt
 
-
     def _cluster(self, cluster: redis.RedisCluster) -> str | None:
         """Every master answers and is durable, and the cluster serves every slot.
 
