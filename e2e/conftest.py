@@ -58,10 +58,13 @@ def stack_env(pytestconfig: pytest.Config) -> Iterator[dict[str, str]]:
     from aerie.local.stack import LocalStack
 
     with tempfile.TemporaryDirectory(prefix="aerie-e2e-") as state:
-        stack = LocalStack.isolated(REPO, Path(state))
+        # AERIE_E2E_REDIS_CLUSTER=1 (tox -e cluster): the stack runs on a local Redis Cluster.
+        cluster = os.environ.get("AERIE_E2E_REDIS_CLUSTER") == "1"
+        stack = LocalStack.isolated(REPO, Path(state), redis_cluster=cluster)
         with stack:
             env = stack.env()
-            described = f"a local stack started for this run ({', '.join(stack.services)}): {_urls(env)}"
+            redis = "a Redis Cluster" if cluster else "one Redis"
+            described = f"a local stack on {redis} started for this run ({', '.join(stack.services)}): {_urls(env)}"
             pytestconfig.stash[_ENVIRONMENT] = described
             reporter = pytestconfig.pluginmanager.get_plugin("terminalreporter")
             capture = pytestconfig.pluginmanager.get_plugin("capturemanager")

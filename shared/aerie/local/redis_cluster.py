@@ -15,26 +15,35 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 import redis
 
 from aerie.local.redis_server import RedisServer, find_redis_server
 
-__all__ = ["RedisCluster", "find_redis_cli", "free_cluster_port"]
+__all__ = ["RedisCluster", "find_redis_cli", "free_cluster_port", "free_cluster_ports"]
+
+
+def free_cluster_ports(count: int = 1, avoid: Collection[int] = ()) -> int:
+    """The first of ``count`` consecutive free ports whose cluster bus ports (10000 above
+    each) are free as well.
+
+    Not the kernel's pick: ephemeral ports run above 55535, where a node's bus port would
+    not exist and ``redis-server`` refuses to start. ``avoid``: ports already picked for
+    something else that has not bound them yet.
+    """
+    for _ in range(500):
+        first = random.randrange(20000, 45000 - count)
+        ports = range(first, first + count)
+        if all(p not in avoid and p + 10000 not in avoid and _free(p) and _free(p + 10000) for p in ports):
+            return first
+    raise RuntimeError(f"no {count} free consecutive ports for Redis Cluster nodes")
 
 
 def free_cluster_port() -> int:
-    """A free port whose cluster bus port (10000 above it) is free as well.
-
-    Not the kernel's pick: ephemeral ports run above 55535, where a node's bus port would
-    not exist and ``redis-server`` refuses to start.
-    """
-    for _ in range(200):
-        port = random.randrange(20000, 45000)
-        if _free(port) and _free(port + 10000):
-            return port
-    raise RuntimeError("no free port pair for a Redis Cluster node")
+    """A free port whose cluster bus port is free too (see :func:`free_cluster_ports`)."""
+    return free_cluster_ports(1)
 
 
 def _free(port: int) -> bool:
@@ -132,7 +141,7 @@ class RedisCluster:
         return redis.Redis(port=port, password=self.password, decode_responses=True, socket_timeout=2)
 
     def wait_healthy(self, timeout: float = 30.0) -> None:
-        """Until every running node reports ``cluster_state:ok`` and each master has its replicas."""
+        """Until every running node reports ``cluster_state:ok`` and every slot's master runs."""
         deadline = time.monotonic() + timeout
         last = ""
         while time.monotonic() < deadline:
@@ -155,6 +164,10 @@ class RedisCluster:
         masters = self.master_ports()
         if len(masters) != self.masters:
             return f"{len(masters)} masters, want {self.masters}"
+        alive = {n.port for n in running}
+        gone = [p for p in masters if p not in alive]
+        if gone:
+            return f"master {gone[0]} is down and not failed over yet"
         return ""
 
     def master_ports(self) -> list[int]:

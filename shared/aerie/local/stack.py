@@ -35,7 +35,7 @@ from aerie.local.discovery import (
 )
 from aerie.local.environment import cloud_foundry_env, inherited_env, local_env, write_env_file
 from aerie.local.errors import StackError
-from aerie.local.redis_cluster import RedisCluster, free_cluster_port
+from aerie.local.redis_cluster import RedisCluster, free_cluster_ports
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.local.secrets import LocalSecrets, load_or_create
 from aerie.local.supervisor import ServiceProcess
@@ -118,9 +118,8 @@ class LocalStack:
     @staticmethod
     def _cluster_ports(first: int) -> list[int]:
         # A node's bus port is 10000 above it and must exist: a high port gets a free low one.
-        if first + 5 + 10000 <= 65535:
-            return [first + i for i in range(6)]
-        first = free_cluster_port()
+        if first + 5 + 10000 > 65535:
+            first = free_cluster_ports(6)
         return [first + i for i in range(6)]
 
     @property
@@ -133,13 +132,16 @@ class LocalStack:
         """A stack on free ports, beside (not instead of) a running ``make run``: for tests and benchmarks."""
         services = discover_services(Path(repo_root))
         names = service_order(list(dict.fromkeys([*KNOWN_SERVICES, *services])))
+        ports = {n: free_port() for n in names}
+        idp_port = free_port()
+        taken = {*ports.values(), idp_port}
         return cls(
             repo_root,
             state_dir,
             services=services,
-            ports={n: free_port() for n in names},
-            redis_port=free_cluster_port() if kwargs.get("redis_cluster") else free_port(),
-            idp_port=free_port(),
+            ports=ports,
+            redis_port=free_cluster_ports(6, avoid=taken) if kwargs.get("redis_cluster") else free_port(),
+            idp_port=idp_port,
             **kwargs,
         )
 
