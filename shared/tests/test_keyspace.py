@@ -67,8 +67,11 @@ def test_a_cluster_is_recognised_from_the_environment_or_its_binding() -> None:
     }
     bound = Settings.from_env("projects", {"VCAP_SERVICES": json.dumps(binding), "AERIE_ISSUER": "http://t"})
     assert bound.redis.cluster and bound.redis.url == "redis://:p@h:6379/0"
-    marked = {"user-provided": [{"name": "r", "tags": ["redis"], "credentials": {"uri": "rediss://h:1", "cluster_mode": True}}]}
-    assert Settings.from_env("projects", {"VCAP_SERVICES": json.dumps(marked), "AERIE_ISSUER": "http://t"}).redis.cluster
+    creds = {"uri": "rediss://h:1", "cluster_mode": True}
+    marked = {"user-provided": [{"name": "r", "tags": ["redis"], "credentials": creds}]}
+    assert Settings.from_env(
+        "projects", {"VCAP_SERVICES": json.dumps(marked), "AERIE_ISSUER": "http://t"}
+    ).redis.cluster
 
 
 @pytest.mark.parametrize(
