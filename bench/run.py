@@ -462,13 +462,17 @@ def hello_world(logs: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def aerie_stack(services: list[str], state_dir: Path, echo: Callable[[str], None]) -> Iterator[dict[str, str]]:
-    """A running stack's variables: the caller's, when it names one, else a stack of our own."""
+def aerie_stack(
+    services: list[str], state_dir: Path, echo: Callable[[str], None], *, redis_cluster: bool = False
+) -> Iterator[dict[str, str]]:
+    """A running stack's variables: the caller's, when it names one, else a stack of our own
+    (on a local Redis Cluster of three masters and three replicas with ``redis_cluster``)."""
     wanted = ["AERIE_TENANTS_URL", "AERIE_BOOTSTRAP_CLIENT_ID", "AERIE_BOOTSTRAP_CLIENT_SECRET"]
     if all(os.environ.get(k) for k in wanted):
         echo(f"stack: using the running one at {os.environ['AERIE_TENANTS_URL']} (from the environment)")
         yield {k: v for k, v in os.environ.items() if k.startswith("AERIE_")}
         return
+    from aerie.local.redis_cluster import free_cluster_ports
     from aerie.local.redis_server import free_port
     from aerie.local.stack import KNOWN_SERVICES, LocalStack, discover_services, service_order
 
@@ -484,15 +488,18 @@ def aerie_stack(services: list[str], state_dir: Path, echo: Callable[[str], None
     # Only what the scenarios need (tenants always: it issues the tokens), on free ports,
     # so the other services' background work does not share the two cores with the load.
     names = service_order(list(dict.fromkeys([*KNOWN_SERVICES, *available])))
+    ports = {n: free_port() for n in names}
     stack = LocalStack(
         REPO,
         state_dir,
         services=service_order(list(dict.fromkeys(["tenants", *services]))),
-        ports={n: free_port() for n in names},
-        redis_port=free_port(),
+        ports=ports,
+        redis_port=free_cluster_ports(6, avoid=set(ports.values())) if redis_cluster else free_port(),
+        redis_cluster=redis_cluster,
         echo=echo,
     )
-    echo(f"stack: starting {', '.join(stack.services)} and Redis on free ports")
+    redis = "a Redis Cluster (3 masters, 3 replicas)" if redis_cluster else "Redis"
+    echo(f"stack: starting {', '.join(stack.services)} and {redis} on free ports")
     with stack:
         yield stack.env()
 
@@ -565,11 +572,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--pause", type=float, default=1.0, help="idle seconds between runs, to let the machine settle")
     p.add_argument("--results-dir", type=Path, default=BENCH / "results")
     p.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    p.add_argument(
+        "--redis-cluster",
+        action="store_true",
+        help=f"every scenario on one Redis, then on a local Redis Cluster; each keeps {CLUSTER_RATIO:.0%} of its rate",
+    )
     return p.parse_args(argv)
 
 
 def measure(
-    args: argparse.Namespace, chosen: list[Scenario], tool: str, logs_out: Path, echo: Callable[[str], None]
+    args: argparse.Namespace,
+    chosen: list[Scenario],
+    tool: str,
+    logs_out: Path,
+    echo: Callable[[str], None],
+    *,
+    redis_cluster: bool = False,
 ) -> tuple[list[Scenario], dict[str, LoadResult]]:
     """Start what is needed, set up, run the baseline and every scenario, stop everything.
 
@@ -578,7 +596,11 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="aerie-bench-") as tmp:
         state = Path(tmp) / "stack"
         try:
-            with hello_world(Path(tmp)) as hello_url, aerie_stack([s.service for s in chosen], state, echo) as env:
+            services = [s.service for s in chosen]
+            with (
+                hello_world(Path(tmp)) as hello_url,
+                aerie_stack(services, state, echo, redis_cluster=redis_cluster) as env,
+            ):
                 logs = {HELLO: Path(tmp) / "hello.log", **{p.stem: p for p in (state / "logs").glob("*.log")}}
                 echo(f"hello-world: {hello_url} (bench/hello/uwsgi.ini, shared/uwsgi/base.ini)")
                 return _measure(args, chosen, tool, hello_url, env, logs, echo)
@@ -777,12 +799,50 @@ def main(argv: list[str] | None = None) -> int:
     logs_out = args.results_dir / f"{started:%Y%m%dT%H%M%SZ}-logs"
     try:
         plan, results = measure(args, chosen, tool, logs_out, echo)
+        if args.redis_cluster:
+            echo("\nthe same scenarios on a Redis Cluster:")
+            _plan, on_cluster = measure(
+                args, chosen, tool, logs_out.with_name(logs_out.name + "-cluster"), echo, redis_cluster=True
+            )
     except RuntimeError as exc:  # BenchError, the stack's StackError, a load generator that failed
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rows = report(args, tool, started, plan, results, echo)
     missed = [r["scenario"] for r in rows if r["result"].startswith("MISS")]
+    if args.redis_cluster:
+        echo("\non the Redis Cluster:")
+        cluster_rows = report(args, tool, started, plan, on_cluster, echo)
+        missed += [r["scenario"] for r in cluster_rows if r["result"].startswith("MISS")]
+        missed += compare_cluster(plan, results, on_cluster, echo)
     return 1 if args.strict and missed else 0
+
+
+#: The share of its single-node rate each scenario keeps on a local cluster, at least: on one
+#: machine a cluster cannot be faster (more processes share the cores), only not much slower.
+CLUSTER_RATIO = 0.8
+
+
+def compare_cluster(
+    plan: list[Scenario], single: dict[str, LoadResult], cluster: dict[str, LoadResult], echo: Callable[[str], None]
+) -> list[str]:
+    """Each scenario's cluster rate against its single-node rate, both against their own
+    hello-world baseline of the same run (so a busier machine during one half cancels out)."""
+    missed = []
+    echo(f"\n{'scenario':<24}{'single':>10}{'cluster':>10}{'kept':>8}  target")
+    for s in plan:
+        if s is BASELINE:
+            continue
+        one = single[s.name].rps / single[BASELINE.name].rps
+        many = cluster[s.name].rps / cluster[BASELINE.name].rps
+        kept = many / one if one else 0.0
+        verdict = "PASS" if kept >= CLUSTER_RATIO else "MISS"
+        if verdict == "MISS":
+            missed.append(s.name)
+        echo(
+            f"{s.name:<24}{single[s.name].rps:>10.0f}{cluster[s.name].rps:>10.0f}{kept:>8.1%}"
+            f"  >={CLUSTER_RATIO:.0%} {verdict}"
+        )
+    return missed
 
 
 if __name__ == "__main__":

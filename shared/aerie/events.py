@@ -251,8 +251,13 @@ class EventPublisher:
     are all in the platform shard's slot).
     """
 
-    def __init__(self, keyspace: Keyspace = UNSHARDED, shard: Shard | None = None) -> None:
+    def __init__(
+        self, keyspace: Keyspace = UNSHARDED, shard: Shard | None = None, *, stream: str | None = None
+    ) -> None:
+        """``stream`` is a publisher to that one stream (a scratch stream, a test's)."""
         self.keyspace = keyspace
+        if stream is not None:
+            shard = Shard(0, tag_of(stream), stream, f"{stream}:dead")
         self._shard = shard
 
     def add(self, pipe: Any, event: Mapping[str, Any], shard: Shard | None = None) -> None:
