@@ -6,7 +6,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from console.api import ServiceProblem
+from console.i18n import install
 from consoletest import TEN_A, signed_in, token
+from jinja2 import Environment
+
+from aerie.i18n import Catalogs
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 GERMAN = {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}
@@ -194,3 +198,22 @@ def test_the_new_pages_are_german_too(client, fake_http, fake_api):
         assert r.status_code == 200, (path, r.text)
         for text in texts:
             assert text in r.text, (path, text)
+
+
+@pytest.mark.parametrize(
+    ("source", "shown"),
+    [
+        ('{{ _("100%% sure") }}', "100% sure"),
+        ("{% trans %}100% sure{% endtrans %}", "100% sure"),
+        ('{% trans v="<i>" %}{{ v }} is 100% escaped{% endtrans %}', "&lt;i&gt; is 100% escaped"),
+        ('{{ _("%(v)s, escaped", v="<i>") }}', "&lt;i&gt;, escaped"),
+        ("{% trans count=1 %}{{ count }} file{% pluralize %}{{ count }} files{% endtrans %}", "1 file"),
+        ("{% trans count=2 %}{{ count }} file{% pluralize %}{{ count }} files{% endtrans %}", "2 files"),
+        ('{{ _("Flags") }} {{ _("Sign out") }}', "Flags Abmelden"),
+    ],
+)
+def test_the_templates_gettext_is_new_style_and_escapes_what_it_fills_in(source, shown):
+    """Ours are called directly, not through Jinja2's wrappers: they must behave as those do."""
+    environment = Environment(autoescape=True)
+    install(environment)
+    assert environment.from_string(source).render(i18n=Catalogs().translations("de")) == shown
