@@ -3,7 +3,8 @@ development provider's own sign-in form.
 
 The platform admin signs in, creates a flag, rolls it out to 25% and sees the preview, flips
 the kill switch, finds both changes in the audit trail with themselves as the actor,
-verifies the chain and signs out. Each step that fails leaves a screenshot and the page's
+verifies the chain and signs out; with a browser that prefers German, the same console and
+the services behind it answer in German. Each step that fails leaves a screenshot and the page's
 HTML in the output folder (``AERIE_TEST_OUTPUT``, else ``service_tests/browser/output``).
 """
 
@@ -312,7 +313,9 @@ def test_an_owner_runs_the_tenant_clients_projects_and_overrides_from_the_consol
         browser.find_element(By.LINK_TEXT, "Tenant").click()
         wait_for(lambda: _text(browser, "tenant-slug") == tenant["slug"], 15, "the tenant page")
         assert _text(browser, "tenant-name") == "Acme" and _text(browser, "tenant-status") == "active"
-        assert _text(browser, "tenant-created") == tenant["created_at"]
+        created = browser.find_element(By.CSS_SELECTOR, "#tenant-created time")
+        # The service's timestamp for machines, and as English writes it for the person.
+        assert created.get_attribute("datetime") == tenant["created_at"] and created.text.endswith("UTC")
 
     with steps.step("create an API client and see its secret once"):
         browser.find_element(By.LINK_TEXT, "API clients").click()
@@ -406,3 +409,41 @@ def test_an_owner_runs_the_tenant_clients_projects_and_overrides_from_the_consol
             return r.status_code == 401
 
         assert wait_for(refused, 15, "the revoked client's token refused")
+
+
+def test_a_browser_that_prefers_german_gets_the_console_and_the_services_in_german(stack: LocalStack) -> None:
+    """The console's pages, its notices and a service's problem, all from the one catalog."""
+    from selenium.webdriver.common.by import By
+
+    urls = stack.env()
+    console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
+    _person(idp, SAMPLE_ADMIN)
+    key = f"deutsch-{uuid.uuid4().hex[:8]}"
+    german = chromium(languages="de-DE,de")
+    german.set_page_load_timeout(30)
+    steps = Steps(german, "console-german")
+    try:
+        with steps.step("sign in: the flags page in German"):
+            _sign_in(german, console, idp, SAMPLE_ADMIN, "/flags")
+            assert german.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
+            assert german.find_element(By.TAG_NAME, "caption").text == "Flag-Definitionen, nach Schlüssel"
+            assert german.find_element(By.ID, "sign-out").text == "Abmelden"
+
+        with steps.step("create a flag: the notice in German"):
+            german.find_element(By.ID, "key").send_keys(key)
+            german.find_element(By.ID, "create-flag").click()
+            wait_for(lambda: _text(german, "notice") == f"Flag {key} gespeichert.", 15, "the flag saved, in German")
+            assert _text(german, "flag-state") == "eingeschaltet" and _text(german, "flag-rollout") == "keine"
+
+        with steps.step("a flag that does not exist: the flags service's problem in German"):
+            german.get(f"{console}/flags/{key}-gone")
+            wait_for(lambda: _text(german, "problem-title"), 15, "the problem page")
+            assert _text(german, "problem-title") == "Nicht gefunden", _text(german, "problem-title")
+            assert _text(german, "request-id"), "the service's own problem, with its request id"
+
+        with steps.step("sign out, in German"):
+            german.get(f"{console}/flags")
+            german.find_element(By.ID, "sign-out").click()
+            wait_for(lambda: _text(german, "signed-out") == "Sie sind abgemeldet.", 15, "signed out, in German")
+    finally:
+        german.quit()

@@ -205,6 +205,61 @@ def test_a_tenant_that_cannot_be_looked_up_has_no_language() -> None:
     assert tenant_language_of(FakeTenants())(TENANT) == "en"
 
 
+def write_catalog(directory: Path, language: str, text: str) -> None:
+    folder = directory / language / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "aerie.po").write_text(text, encoding="utf-8")
+
+
+FRENCH_PLURALS = """
+msgid ""
+msgstr ""
+"Plural-Forms: nplurals=2; plural=(n > 1);\\n"
+
+msgid "Not found"
+msgstr "Introuvable"
+
+msgid "%(n)s entry"
+msgid_plural "%(n)s entries"
+msgstr[0] "%(n)s entrée"
+msgstr[1] "%(n)s entrées"
+
+msgid "%(n)s file"
+msgid_plural "%(n)s files"
+msgstr[0] "%(n)s fichier"
+msgstr[1] ""
+"""
+
+
+def test_translations_give_gettext_and_ngettext_by_the_catalogs_plural_rule(tmp_path: Path) -> None:
+    write_catalog(tmp_path, "fr", FRENCH_PLURALS)
+    catalogs = Catalogs(tmp_path)
+    french = catalogs.translations("fr")
+    assert french is catalogs.translations("fr"), "made once a language"
+    assert french.language == "fr" and french.gettext("Not found") == "Introuvable"
+    assert french.gettext("Not translated") == "Not translated"
+    # French says 0 in the singular, English in the plural: the catalog's rule decides.
+    assert french.ngettext("%(n)s entry", "%(n)s entries", 0) == "%(n)s entrée"
+    assert french.ngettext("%(n)s entry", "%(n)s entries", 2) == "%(n)s entrées"
+    # A plural with a form left empty is untranslated: English, not half French.
+    assert french.ngettext("%(n)s file", "%(n)s files", 1) == "%(n)s file"
+    assert french.ngettext("%(n)s file", "%(n)s files", 2) == "%(n)s files"
+    english = catalogs.translations("en")
+    assert english.ngettext("%(n)s entry", "%(n)s entries", 0) == "%(n)s entries"
+    assert english.ngettext("%(n)s entry", "%(n)s entries", 1) == "%(n)s entry"
+    assert english.gettext("Not found") == "Not found"
+
+
+def test_the_shipped_german_has_its_plural_forms() -> None:
+    german = Catalogs().translations("de")
+    singular, plural = (
+        "The chain is intact: %(entries)s entry verified.",
+        "The chain is intact: %(entries)s entries verified.",
+    )
+    assert german.ngettext(singular, plural, 1) == "Die Kette ist intakt: %(entries)s Eintrag geprüft."
+    assert german.ngettext(singular, plural, 3) == "Die Kette ist intakt: %(entries)s Einträge geprüft."
+
+
 # -- messages ---------------------------------------------------------------------------------
 
 
@@ -239,12 +294,24 @@ def test_every_message_in_the_code_is_translated_in_every_catalog(path: Path) ->
     assert used, "the extractor found the code's messages"
     with path.open("rb") as handle:
         catalog = read_po(handle)
-    translated = {m.id for m in catalog if m.id and m.string and not m.fuzzy}
-    missing = sorted(used - translated)
+    # A plural is translated when every one of its forms is (a tuple of empty strings is truthy).
+    translated = {m.id for m in catalog if m.id and m.string and all(m.string) and not m.fuzzy}
+    missing = sorted(used - translated, key=str)
     assert not missing, f"{path} lacks translations for: {missing}"
     # Babel's checks: the same python-format placeholders as the msgid.
     problems = [(m.id, [str(e) for e in errs]) for m, errs in catalog.check()]
     assert not problems
+
+
+def test_the_console_templates_are_extracted_with_their_plurals() -> None:
+    """Jinja2's extractor reads the templates: their text, ``{% trans %}`` blocks trimmed, plurals."""
+    found = {m.id: m for m in code_catalog()}
+    assert any(path.endswith(".html") for m in found.values() for path, _ in m.locations)
+    assert "console/templates/flags.html" in {path for path, _ in found["Flag definitions, by key"].locations}
+    plural = ("The chain is intact: %(entries)s entry verified.", "The chain is intact: %(entries)s entries verified.")
+    assert plural in found
+    # Trimmed as the console renders them: no msgid keeps a template's line breaks or indentation.
+    assert not [k for k in found if isinstance(k, str) and (k != k.strip() or "\n" in k)]
 
 
 def test_the_template_holds_every_message_in_the_code() -> None:

@@ -12,6 +12,7 @@ from urllib.parse import quote
 
 import requests
 
+from aerie.i18n import msg
 from console.config import ConsoleConfig
 
 __all__ = ["Api", "ServiceProblem"]
@@ -67,7 +68,10 @@ class Api:
             )
         except requests.RequestException:
             raise ServiceProblem(
-                503, "Service unavailable", f"The {service} service did not answer. Try again in a moment.", None
+                503,
+                msg("Service unavailable"),
+                msg("The %(service)s service did not answer. Try again in a moment.", service=service),
+                None,
             ) from None
         if resp.status_code == 204:
             return None
@@ -79,8 +83,10 @@ class Api:
             problem = body if isinstance(body, dict) else {}
             raise ServiceProblem(
                 resp.status_code,
-                str(problem.get("title") or resp.reason or "Error"),
-                str(problem.get("detail") or f"The {service} service answered {resp.status_code}."),
+                # The service's own words are already in the person's language (Accept-Language).
+                str(problem.get("title") or "") or msg("Error"),
+                str(problem.get("detail") or "")
+                or msg("The %(service)s service answered %(status)s.", service=service, status=resp.status_code),
                 problem.get("request_id") or resp.headers.get("X-Request-ID"),
                 problem.get("code"),
             )

@@ -7,6 +7,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from aerie.i18n import msg
+
 __all__ = [
     "CLIENT_SCOPES",
     "MEMBER_ROLES",
@@ -48,6 +50,11 @@ _PUT_FIELDS = ("key", "description", "enabled", "default", "off", "variants", "r
 class FormError(ValueError):
     """A form value the console refuses before asking any service; the message names the field."""
 
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        #: What the page says (a :func:`~aerie.i18n.msg`, translated when shown).
+        self.message = message
+
 
 def _value(raw: str) -> Any:
     """A flag value typed into a form: JSON when it parses (true, 3, "x"), else the text itself."""
@@ -61,7 +68,7 @@ def _value(raw: str) -> Any:
 def flag_from_form(form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
     key = form.get("key", "").strip()
     if not KEY_PATTERN.match(key):
-        raise FormError("Key: lower-case letters, digits, '.', '_' and '-', starting with a letter or digit.")
+        raise FormError(msg("Key: lower-case letters, digits, '.', '_' and '-', starting with a letter or digit."))
     doc: dict[str, Any] = {
         "description": form.get("description", "").strip(),
         "enabled": form.get("enabled") == "on",
@@ -69,7 +76,7 @@ def flag_from_form(form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
         "allow_overrides": form.get("allow_overrides", "none"),
     }
     if doc["allow_overrides"] not in ("none", "tenant", "user"):
-        raise FormError("Overrides: none, tenant or user.")
+        raise FormError(msg("Overrides: none, tenant or user."))
     if form.get("percentage", "").strip():
         doc["rollout"] = {"percentage": percentage(form["percentage"]), "stickiness": stickiness(form)}
     return key, doc
@@ -79,16 +86,16 @@ def percentage(raw: str) -> float | int:
     try:
         value = float(raw.strip())
     except ValueError:
-        raise FormError("Rollout: a percentage from 0 to 100.") from None
+        raise FormError(msg("Rollout: a percentage from 0 to 100.")) from None
     if not 0 <= value <= 100:
-        raise FormError("Rollout: a percentage from 0 to 100.")
+        raise FormError(msg("Rollout: a percentage from 0 to 100."))
     return int(value) if value.is_integer() else value
 
 
 def stickiness(form: Mapping[str, str]) -> str:
     value = form.get("stickiness", "user_id") or "user_id"
     if value not in STICKINESS:
-        raise FormError(f"Stickiness: one of {', '.join(STICKINESS)}.")
+        raise FormError(msg("Stickiness: one of %(choices)s.", choices=", ".join(STICKINESS)))
     return value
 
 
@@ -115,7 +122,7 @@ def preview_context(form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
     """The tenant and evaluation context the preview form names."""
     tenant_id = form.get("tenant_id", "").strip()
     if not re.match(r"^[A-Za-z0-9_-]{1,64}$", tenant_id):
-        raise FormError("Tenant: the id of the tenant to evaluate as (ten_...).")
+        raise FormError(msg("Tenant: the id of the tenant to evaluate as (ten_...)."))
     context: dict[str, Any] = {}
     for name in ("user_id", "session_id", "ip"):
         if form.get(name, "").strip():
@@ -123,10 +130,18 @@ def preview_context(form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
     return tenant_id, context
 
 
+#: What a name field says when it is empty or too long, by what is named (whole sentences:
+#: "the client's name" and "the project's name" decline differently in other languages).
+_NAME_ERRORS = {
+    "client": msg("Name: the client's name, 1 to 200 characters."),
+    "project": msg("Name: the project's name, 1 to 200 characters."),
+}
+
+
 def _name(form: Mapping[str, str], what: str) -> str:
     name = form.get("name", "").strip()
     if not name or len(name) > 200:
-        raise FormError(f"Name: the {what}'s name, 1 to 200 characters.")
+        raise FormError(_NAME_ERRORS[what])
     return name
 
 
@@ -134,14 +149,14 @@ def client_from_form(form: Mapping[str, str]) -> dict[str, Any]:
     """A new API client: its name and the scopes ticked (one checkbox ``scope:<scope>`` each)."""
     scopes = [s for s in CLIENT_SCOPES if form.get(f"scope:{s}") == "on"]
     if not scopes:
-        raise FormError("Scopes: tick at least one scope for the client.")
+        raise FormError(msg("Scopes: tick at least one scope for the client."))
     return {"name": _name(form, "client"), "scopes": scopes}
 
 
 def _slug(form: Mapping[str, str]) -> str | None:
     slug = form.get("slug", "").strip()
     if slug and not SLUG_PATTERN.match(slug):
-        raise FormError("Slug: 2 to 63 lower-case letters, digits and '-', starting with a letter or digit.")
+        raise FormError(msg("Slug: 2 to 63 lower-case letters, digits and '-', starting with a letter or digit."))
     return slug or None
 
 
@@ -166,8 +181,8 @@ def override_from_form(form: Mapping[str, str]) -> tuple[str | None, Any]:
     if form.get("scope") == "user":
         user_id = form.get("user_id", "").strip()
         if not USER_ID_PATTERN.match(user_id):
-            raise FormError("User id: the id your application evaluates the flag with, without spaces.")
+            raise FormError(msg("User id: the id your application evaluates the flag with, without spaces."))
     raw = form.get("value", "")
     if form.get("action") != "clear" and not raw.strip():
-        raise FormError('Value: the value to serve (JSON: true, 3, "text"; anything else is text).')
+        raise FormError(msg('Value: the value to serve (JSON: true, 3, "text"; anything else is text).'))
     return user_id, _value(raw)

@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 import jwt
 import requests
 
+from aerie.i18n import msg
 from console.config import ConsoleConfig
 from console.session import SignIn
 
@@ -42,7 +43,11 @@ DISCOVERY_TTL_S = 3600
 
 
 class SignInFailed(Exception):
-    """The sign-in cannot finish; the message is for the person."""
+    """The sign-in cannot finish; ``detail`` is for the person (a :func:`~aerie.i18n.msg`)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
 
 
 @dataclass(frozen=True)
@@ -75,7 +80,7 @@ class SignInFlow:
         except (requests.RequestException, ValueError):
             document = None
         if not isinstance(document, dict) or document.get("issuer", "").rstrip("/") != self._config.oidc_issuer:
-            raise SignInFailed("The sign-in provider cannot be reached just now. Try again in a moment.")
+            raise SignInFailed(msg("The sign-in provider cannot be reached just now. Try again in a moment."))
         with self._lock:
             self._discovery = (time.monotonic(), document)
         return document
@@ -114,24 +119,24 @@ class SignInFlow:
             )
             body = resp.json()
         except (requests.RequestException, ValueError):
-            raise SignInFailed("The sign-in provider did not answer. Try again.") from None
+            raise SignInFailed(msg("The sign-in provider did not answer. Try again.")) from None
         id_token = body.get("id_token") if isinstance(body, dict) and resp.status_code == 200 else None
         if not isinstance(id_token, str):
             error = body.get("error") if isinstance(body, dict) else None
             log.warning("the provider refused a code", extra={"status": resp.status_code, "error": error})
-            raise SignInFailed("The sign-in provider refused the sign-in. Start again.")
+            raise SignInFailed(msg("The sign-in provider refused the sign-in. Start again."))
         try:
             claims = jwt.decode(id_token, options={"verify_signature": False})
         except jwt.PyJWTError:
-            raise SignInFailed("The sign-in provider answered something that is not an ID token.") from None
+            raise SignInFailed(msg("The sign-in provider answered something that is not an ID token.")) from None
         audience = claims.get("aud")
         audiences = audience if isinstance(audience, list) else [audience]
         if str(claims.get("iss", "")).rstrip("/") != self._config.oidc_issuer:
-            raise SignInFailed("The ID token comes from another provider.")
+            raise SignInFailed(msg("The ID token comes from another provider."))
         if self._config.oidc_client_id not in audiences:
-            raise SignInFailed("The ID token is meant for another application.")
+            raise SignInFailed(msg("The ID token is meant for another application."))
         if claims.get("nonce") != flow.nonce:
-            raise SignInFailed("The ID token answers another sign-in. Start again.")
+            raise SignInFailed(msg("The ID token answers another sign-in. Start again."))
         return id_token
 
     def _exchange(self, id_token: str) -> Exchanged:
@@ -149,11 +154,14 @@ class SignInFlow:
             )
             body = resp.json()
         except (requests.RequestException, ValueError):
-            raise SignInFailed("Aerie could not be reached to finish the sign-in. Try again.") from None
+            raise SignInFailed(msg("Aerie could not be reached to finish the sign-in. Try again.")) from None
         if resp.status_code == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
             return Exchanged(body["access_token"], int(body.get("expires_in") or 300))
         error = body.get("error") if isinstance(body, dict) else None
         if error == "invalid_grant":
-            raise SignInFailed("You signed in, but you are not a member of any tenant or of the platform.")
+            raise SignInFailed(msg("You signed in, but you are not a member of any tenant or of the platform."))
         description = body.get("error_description") if isinstance(body, dict) else None
-        raise SignInFailed(f"Aerie refused the sign-in ({error or resp.status_code}): {description or 'no reason'}")
+        code = error or resp.status_code
+        if description:
+            raise SignInFailed(msg("Aerie refused the sign-in (%(code)s): %(reason)s", code=code, reason=description))
+        raise SignInFailed(msg("Aerie refused the sign-in (%(code)s) and gave no reason.", code=code))

@@ -15,6 +15,7 @@ import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import falcon
@@ -43,9 +44,12 @@ class Session:
         # A few seconds early, so a page is not half-built when the token lapses.
         return (now if now is not None else time.time()) >= self.expires_at - 5
 
-    @property
+    @cached_property
     def claims(self) -> Mapping[str, Any]:
-        """The token's claims, unverified: for showing and routing only (the services verify)."""
+        """The token's claims, unverified: for showing and routing only (the services verify).
+
+        Decoded once a request: a page asks for them (scopes, role, language) half a dozen times.
+        """
         try:
             return jwt.decode(self.access_token, options={"verify_signature": False})
         except jwt.PyJWTError:

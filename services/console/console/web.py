@@ -4,6 +4,10 @@ Every response carries a strict Content-Security-Policy: nothing but the console
 stylesheet loads, no script runs, forms post only to the console, and no other site may
 frame it. Every essential action is a plain HTML form, so the console works without
 JavaScript.
+
+Every page is in the person's language (:mod:`console.i18n`): the templates' text, the
+messages the console says itself (:func:`aerie.i18n.msg`: notices, form errors, refusals)
+and its dates and numbers.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import falcon
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from aerie.i18n import Message, msg
 from console.api import Api, ServiceProblem
+from console.i18n import I18N_VARIABLE, PageLanguage, install
 from console.redirects import safe_next
 from console.session import Cookies, Session
 
@@ -30,6 +36,15 @@ CSP = (
 )
 #: A form of the console is small; anything larger is not one of ours.
 MAX_FORM_BYTES = 64 * 1024
+#: The title of an error Falcon raises itself ("404 Not Found"), in words the catalog has.
+STATUS_TITLES = {
+    400: msg("Bad request"),
+    403: msg("Forbidden"),
+    404: msg("Not found"),
+    405: msg("Method not allowed"),
+    413: msg("Payload too large"),
+    415: msg("Unsupported media type"),
+}
 
 
 class NotSignedIn(Exception):
@@ -60,7 +75,7 @@ def form_of(req: falcon.Request) -> dict[str, str]:
         return {}
     length = req.content_length or 0
     if length > MAX_FORM_BYTES:
-        raise falcon.HTTPContentTooLarge(description="A console form is smaller than this.")
+        raise falcon.HTTPContentTooLarge(description=msg("A console form is smaller than this."))
     raw = req.bounded_stream.read(length).decode("utf-8", errors="replace")
     return dict(parse_qsl(raw, keep_blank_values=True, max_num_fields=100))
 
@@ -68,12 +83,14 @@ def form_of(req: falcon.Request) -> dict[str, str]:
 class Pages:
     """Rendering and the session rules, shared by every resource."""
 
-    def __init__(self, cookies: Cookies, api: Api) -> None:
+    def __init__(self, cookies: Cookies, api: Api, language: PageLanguage | None = None) -> None:
         self.cookies = cookies
         self.api = api
+        self.language = language or PageLanguage()
         self.templates = Environment(
             loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"]), auto_reload=False
         )
+        install(self.templates)
 
     def session(self, req: falcon.Request) -> Session:
         """The signed-in person's live session, or :class:`NotSignedIn`."""
@@ -86,31 +103,44 @@ class Pages:
         """The posted form, once its CSRF token matches the session's."""
         form = form_of(req)
         if not session.csrf_matches(form.get("csrf")):
-            raise Forbidden("This form is out of date or did not come from the console. Reload the page and try again.")
+            raise Forbidden(
+                msg("This form is out of date or did not come from the console. Reload the page and try again.")
+            )
         return form
 
     def render(
         self,
+        req: falcon.Request,
         resp: falcon.Response,
         template: str,
         session: Session | None = None,
         status: int = 200,
         **values: Any,
     ) -> None:
+        """``template`` in the request's language; a :class:`~aerie.i18n.Message` among ``values`` too."""
+        translations = self.language.of(req, session)
         resp.status = status
         resp.content_type = "text/html; charset=utf-8"
-        resp.text = self.templates.get_template(template).render(session=session, **values)
+        resp.set_header("Content-Language", translations.language)
+        resp.append_header("Vary", "Accept-Language")
+        shown = {name: PageLanguage.text(value, translations) for name, value in values.items()}
+        resp.text = self.templates.get_template(template).render(
+            session=session, **{I18N_VARIABLE: translations}, **shown
+        )
 
     def call(self, session: Session, req: falcon.Request, method: str, service: str, path: str, **kw: Any) -> Any:
         return self.api.call(
             session.access_token, method, service, path, language=req.get_header("Accept-Language"), **kw
         )
 
-    @staticmethod
-    def see_other(resp: falcon.Response, location: str, notice: str | None = None) -> None:
-        """Post/redirect/get: the page after a change, with what happened in ``?notice=``."""
+    def see_other(self, req: falcon.Request, session: Session, location: str, notice: str | None = None) -> None:
+        """Post/redirect/get: the page after a change, with what happened in ``?notice=``.
+
+        The notice goes in the language of the form's request, which is the next page's.
+        """
         if notice:
-            location += ("&" if "?" in location else "?") + urlencode({"notice": notice})
+            shown = PageLanguage.text(notice, self.language.of(req, session))
+            location += ("&" if "?" in location else "?") + urlencode({"notice": shown})
         raise falcon.HTTPSeeOther(location)
 
     # Error pages ------------------------------------------------------------------------
@@ -125,7 +155,9 @@ class Pages:
 
         def forbidden(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
             assert isinstance(ex, Forbidden)
-            pages.render(resp, "error.html", pages.cookies.session(req), 403, title="Not allowed", detail=ex.detail)
+            pages.render(
+                req, resp, "error.html", pages.cookies.session(req), 403, title=msg("Not allowed"), detail=ex.detail
+            )
 
         def problem(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
             assert isinstance(ex, ServiceProblem)
@@ -133,6 +165,7 @@ class Pages:
                 not_signed_in(req, resp, ex, params)
             status = ex.status if 400 <= ex.status < 600 else 502
             pages.render(
+                req,
                 resp,
                 "error.html",
                 pages.cookies.session(req),
@@ -145,11 +178,12 @@ class Pages:
         def http_error(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
             assert isinstance(ex, falcon.HTTPError)
             pages.render(
+                req,
                 resp,
                 "error.html",
                 pages.cookies.session(req),
                 ex.status_code,
-                title=ex.title or "Error",
+                title=_title(ex),
                 detail=ex.description or "",
             )
 
@@ -158,12 +192,13 @@ class Pages:
                 raise ex
             log.exception("console page failed", extra={"path": req.path})
             pages.render(
+                req,
                 resp,
                 "error.html",
                 None,
                 500,
-                title="Something went wrong",
-                detail="The console could not show this page. It has been logged; try again.",
+                title=msg("Something went wrong"),
+                detail=msg("The console could not show this page. It has been logged; try again."),
                 request_id=req.get_header("X-Request-ID"),
             )
 
@@ -172,6 +207,13 @@ class Pages:
         app.add_error_handler(NotSignedIn, not_signed_in)
         app.add_error_handler(Forbidden, forbidden)
         app.add_error_handler(ServiceProblem, problem)
+
+
+def _title(ex: falcon.HTTPError) -> str:
+    """The console's own titles as they are (translated when shown); Falcon's by status, in the catalog's words."""
+    if isinstance(ex.title, Message):
+        return ex.title
+    return STATUS_TITLES.get(ex.status_code) or ex.title or msg("Error")
 
 
 def _path_of(target: str) -> str:

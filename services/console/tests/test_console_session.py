@@ -6,7 +6,7 @@ import time
 
 import pytest
 from console.config import ConsoleConfig
-from console.session import SESSION_COOKIE, SIGN_IN_COOKIE
+from console.session import SESSION_COOKIE, SIGN_IN_COOKIE, Session
 from consoletest import TEN_A, signed_in, token
 from itsdangerous import URLSafeTimedSerializer
 
@@ -114,3 +114,10 @@ def test_every_page_has_the_strict_policy(client, header):
 
 def _form() -> dict[str, str]:
     return {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+def test_a_sessions_claims_are_decoded_once_and_still_read_as_before():
+    session = Session(token(TEN_A, scope="flags:read", role="viewer", language="de"), time.time() + 60, "c")
+    assert session.claims is session.claims, "one decode a request, however often a page asks"
+    assert session.claims["language"] == "de" and session.tenant_id == TEN_A and session.can("flags:read")
+    assert Session("not a token", time.time() + 60, "c").claims == {}

@@ -34,8 +34,12 @@ def _find(variable: str, *names: str) -> str:
     )
 
 
-def chromium(window: tuple[int, int] = (1280, 900)) -> Any:
-    """A new headless Chromium session (``selenium.webdriver.Chrome``); the caller quits it."""
+def chromium(window: tuple[int, int] = (1280, 900), languages: str | None = None) -> Any:
+    """A new headless Chromium session (``selenium.webdriver.Chrome``); the caller quits it.
+
+    ``languages`` is the person's preference, as a browser's settings hold it (``"de-DE,de"``):
+    its UI language and the ``Accept-Language`` it sends. None leaves Chromium's own (English).
+    """
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -51,6 +55,10 @@ def chromium(window: tuple[int, int] = (1280, 900)) -> Any:
         f"--window-size={window[0]},{window[1]}",
     ):
         options.add_argument(argument)
+    if languages:
+        options.add_argument(f"--lang={languages.split(',')[0]}")
+        # The header comes from this preference; --lang alone does not reach it when headless.
+        options.add_experimental_option("prefs", {"intl.accept_languages": languages})
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 

@@ -32,5 +32,12 @@ class AuditPage:
             trail = {"tenant_id": tenant_id} if tenant_id else None
             verified = self._pages.call(session, req, "GET", "audit", "/v1/audit/verify", params=trail)
         self._pages.render(
-            resp, "audit.html", session, entries=page["items"], verified=verified, tenant_id=tenant_id, action=action
+            req,
+            resp,
+            "audit.html",
+            session,
+            entries=page["items"],
+            verified=verified,
+            tenant_id=tenant_id,
+            action=action,
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import falcon
 
+from aerie.i18n import msg
 from console.oidc import SignInFailed, SignInFlow
 from console.redirects import safe_next
 from console.session import SignIn
@@ -17,7 +18,7 @@ class Home:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = self._pages.cookies.session(req)
         if session is None or session.expired():
-            self._pages.render(resp, "home.html", None, signed_out=req.get_param("signed_out") == "1")
+            self._pages.render(req, resp, "home.html", None, signed_out=req.get_param("signed_out") == "1")
             return
         if session.is_platform:
             raise falcon.HTTPSeeOther("/flags")
@@ -29,7 +30,7 @@ class Home:
             raise falcon.HTTPSeeOther(f"/tenants/{session.tenant_id}")
         if session.can("projects:read"):
             raise falcon.HTTPSeeOther("/projects")
-        self._pages.render(resp, "home.html", session)
+        self._pages.render(req, resp, "home.html", session)
 
 
 class SignInStart:
@@ -44,7 +45,7 @@ class SignInStart:
         try:
             location = self._flow.authorization_url(sign_in)
         except SignInFailed as exc:
-            self._pages.render(resp, "error.html", None, 503, title="Sign-in unavailable", detail=str(exc))
+            self._pages.render(req, resp, "error.html", None, 503, title=msg("Sign-in unavailable"), detail=exc.detail)
             return
         self._pages.cookies.begin_sign_in(resp, sign_in)
         resp.status = falcon.HTTP_303
@@ -64,15 +65,17 @@ class Callback:
         cookies.end_sign_in(resp)
         try:
             if sign_in is None or req.get_param("state") != sign_in.state:
-                raise SignInFailed("This sign-in was not started here, or took too long. Start again.")
+                raise SignInFailed(msg("This sign-in was not started here, or took too long. Start again."))
             if req.get_param("error"):
-                raise SignInFailed(f"The provider did not sign you in ({req.get_param('error')}).")
+                raise SignInFailed(msg("The provider did not sign you in (%(error)s).", error=req.get_param("error")))
             code = req.get_param("code")
             if not code:
-                raise SignInFailed("The provider sent no authorization code. Start again.")
+                raise SignInFailed(msg("The provider sent no authorization code. Start again."))
             exchanged = self._flow.finish(sign_in, code)
         except SignInFailed as exc:
-            self._pages.render(resp, "error.html", None, 400, title="Sign-in failed", detail=str(exc), retry=True)
+            self._pages.render(
+                req, resp, "error.html", None, 400, title=msg("Sign-in failed"), detail=exc.detail, retry=True
+            )
             return
         cookies.start_session(resp, exchanged.access_token, exchanged.expires_in)
         resp.status = falcon.HTTP_303

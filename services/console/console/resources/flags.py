@@ -11,12 +11,13 @@ from typing import Any
 
 import falcon
 
+from aerie.i18n import msg
 from console.api import segment
 from console.domain import FormError, flag_from_form, preview_context, with_kill_switch, with_rollout
 from console.session import Session
 from console.web import Forbidden, Pages
 
-PLATFORM_ONLY = "Flag definitions are for platform people; your sign-in is a tenant's."
+PLATFORM_ONLY = msg("Flag definitions are for platform people; your sign-in is a tenant's.")
 
 
 def _platform(pages: Pages, req: falcon.Request) -> Session:
@@ -30,7 +31,7 @@ def _admin(pages: Pages, req: falcon.Request) -> tuple[Session, dict[str, str]]:
     session = _platform(pages, req)
     form = pages.form(req, session)
     if not session.can("platform:admin"):
-        raise Forbidden("Your role reads flags; changing them takes platform-admin.")
+        raise Forbidden(msg("Your role reads flags; changing them takes platform-admin."))
     return session, form
 
 
@@ -41,7 +42,7 @@ class FlagList:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = _platform(self._pages, req)
         page = self._pages.call(session, req, "GET", "flags", "/v1/flags", params={"limit": 100})
-        self._pages.render(resp, "flags.html", session, flags=page["items"], notice=req.get_param("notice"))
+        self._pages.render(req, resp, "flags.html", session, flags=page["items"], notice=req.get_param("notice"))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         session, form = _admin(self._pages, req)
@@ -49,10 +50,10 @@ class FlagList:
             key, doc = flag_from_form(form)
         except FormError as exc:
             page = self._pages.call(session, req, "GET", "flags", "/v1/flags", params={"limit": 100})
-            self._pages.render(resp, "flags.html", session, 422, flags=page["items"], error=str(exc), form=form)
+            self._pages.render(req, resp, "flags.html", session, 422, flags=page["items"], error=exc.message, form=form)
             return
         self._pages.call(session, req, "PUT", "flags", f"/v1/flags/{segment(key)}", json=doc)
-        self._pages.see_other(resp, f"/flags/{segment(key)}", f"Flag {key} saved.")
+        self._pages.see_other(req, session, f"/flags/{segment(key)}", msg("Flag %(key)s saved.", key=key))
 
 
 class FlagPage:
@@ -70,7 +71,7 @@ class FlagPage:
             try:
                 tenant_id, context = preview_context(query)
             except FormError as exc:
-                values["preview_error"] = str(exc)
+                values["preview_error"] = exc.message
             else:
                 answer = self._pages.call(
                     session,
@@ -82,7 +83,7 @@ class FlagPage:
                     json={"context": context, "keys": [key]},
                 )
                 values["preview"] = answer["flags"].get(key)
-        self._pages.render(resp, "flag.html", session, **values)
+        self._pages.render(req, resp, "flag.html", session, **values)
 
 
 class KillSwitch:
@@ -94,8 +95,12 @@ class KillSwitch:
         flag = self._pages.call(session, req, "GET", "flags", f"/v1/flags/{segment(key)}")
         killed = form.get("killed") == "true"
         self._pages.call(session, req, "PUT", "flags", f"/v1/flags/{segment(key)}", json=with_kill_switch(flag, killed))
-        notice = f"Kill switch on: {key} serves its off value everywhere." if killed else f"{key} is enabled again."
-        self._pages.see_other(resp, f"/flags/{segment(key)}", notice)
+        notice = (
+            msg("Kill switch on: %(key)s serves its off value everywhere.", key=key)
+            if killed
+            else msg("%(key)s is enabled again.", key=key)
+        )
+        self._pages.see_other(req, session, f"/flags/{segment(key)}", notice)
 
 
 class Rollout:
@@ -108,8 +113,12 @@ class Rollout:
         try:
             body = with_rollout(flag, form)
         except FormError as exc:
-            raise Forbidden(str(exc)) from None
+            raise Forbidden(exc.message) from None
         self._pages.call(session, req, "PUT", "flags", f"/v1/flags/{segment(key)}", json=body)
         rollout = body["rollout"]
-        notice = f"Rollout of {key}: {rollout['percentage']}%." if rollout else f"Rollout of {key} removed."
-        self._pages.see_other(resp, f"/flags/{segment(key)}", notice)
+        notice = (
+            msg("Rollout of %(key)s: %(percentage)s%%.", key=key, percentage=rollout["percentage"])
+            if rollout
+            else msg("Rollout of %(key)s removed.", key=key)
+        )
+        self._pages.see_other(req, session, f"/flags/{segment(key)}", notice)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import falcon
 
+from aerie.i18n import msg
 from console.api import segment
 from console.domain import MEMBER_ROLES
 from console.session import Session
@@ -26,7 +27,7 @@ def tenant_session(pages: Pages, req: falcon.Request, tenant_id: str) -> Session
     """The session, when ``tenant_id`` is one the person may act on; else 404, before any service is asked."""
     session = pages.session(req)
     if not reachable(session, tenant_id):
-        raise falcon.HTTPNotFound(title="Not found", description="There is no such tenant.")
+        raise falcon.HTTPNotFound(title=msg("Not found"), description=msg("There is no such tenant."))
     return session
 
 
@@ -37,11 +38,12 @@ class Members:
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         session = tenant_session(self._pages, req, tenant_id)
         if not session.can("members:read"):
-            raise Forbidden("Your role does not show the tenant's members.")
+            raise Forbidden(msg("Your role does not show the tenant's members."))
         page = self._pages.call(
             session, req, "GET", "tenants", f"/v1/tenants/{segment(tenant_id)}/members", params={"limit": 100}
         )
         self._pages.render(
+            req,
             resp,
             "members.html",
             session,
@@ -57,7 +59,9 @@ class Members:
         form = self._pages.form(req, session)
         body = {"email": form.get("email", "").strip(), "role": form.get("role", "")}
         self._pages.call(session, req, "POST", "tenants", f"/v1/tenants/{segment(tenant_id)}/members", json=body)
-        self._pages.see_other(resp, f"/tenants/{segment(tenant_id)}/members", f"{body['email']} invited.")
+        self._pages.see_other(
+            req, session, f"/tenants/{segment(tenant_id)}/members", msg("%(email)s invited.", email=body["email"])
+        )
 
 
 class Member:
@@ -70,8 +74,8 @@ class Member:
         path = f"/v1/tenants/{segment(tenant_id)}/members/{segment(member_id)}"
         if form.get("action") == "remove":
             self._pages.call(session, req, "DELETE", "tenants", path)
-            notice = "Member removed."
+            notice = msg("Member removed.")
         else:
             self._pages.call(session, req, "PATCH", "tenants", path, json={"role": form.get("role", "")})
-            notice = "Role changed."
-        self._pages.see_other(resp, f"/tenants/{segment(tenant_id)}/members", notice)
+            notice = msg("Role changed.")
+        self._pages.see_other(req, session, f"/tenants/{segment(tenant_id)}/members", notice)

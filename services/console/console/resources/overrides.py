@@ -13,12 +13,13 @@ from typing import Any
 
 import falcon
 
+from aerie.i18n import msg
 from console.api import segment
 from console.domain import FormError, override_from_form
 from console.session import Session
 from console.web import Forbidden, Pages
 
-TENANT_ONLY = "Overrides belong to a tenant; your sign-in is the platform's."
+TENANT_ONLY = msg("Overrides belong to a tenant; your sign-in is the platform's.")
 
 
 def _tenant_person(pages: Pages, req: falcon.Request) -> Session:
@@ -26,7 +27,7 @@ def _tenant_person(pages: Pages, req: falcon.Request) -> Session:
     if session.is_platform:
         raise Forbidden(TENANT_ONLY)
     if not session.can("flags:read"):
-        raise Forbidden("Your role does not show the tenant's flags.")
+        raise Forbidden(msg("Your role does not show the tenant's flags."))
     return session
 
 
@@ -53,6 +54,7 @@ class Overrides:
     ) -> None:
         snapshot = self._pages.call(session, req, "GET", "flags", "/v1/flags/snapshot")
         self._pages.render(
+            req,
             resp,
             "overrides.html",
             session,
@@ -81,14 +83,25 @@ class Override:
         try:
             user_id, value = override_from_form(form)
         except FormError as exc:
-            self._page.render(req, resp, session, 422, error=str(exc))
+            self._page.render(req, resp, session, 422, error=exc.message)
             return
         path = f"/v1/flags/{segment(key)}/overrides/" + (f"users/{segment(user_id)}" if user_id else "tenant")
-        whose = f"user {user_id}" if user_id else "the tenant"
-        if form.get("action") == "clear":
+        clear = form.get("action") == "clear"
+        if clear:
             self._pages.call(session, req, "DELETE", "flags", path)
-            notice = f"Override of {key} for {whose} cleared."
         else:
             self._pages.call(session, req, "PUT", "flags", path, json={"value": value})
-            notice = f"Override of {key} for {whose} set."
-        self._pages.see_other(resp, "/overrides", notice)
+        # Whole sentences, not "for %(whose)s": the words around a user and a tenant differ by language.
+        if user_id:
+            notice = (
+                msg("Override of %(key)s for user %(user)s cleared.", key=key, user=user_id)
+                if clear
+                else msg("Override of %(key)s for user %(user)s set.", key=key, user=user_id)
+            )
+        else:
+            notice = (
+                msg("Override of %(key)s for the tenant cleared.", key=key)
+                if clear
+                else msg("Override of %(key)s for the tenant set.", key=key)
+            )
+        self._pages.see_other(req, session, "/overrides", notice)

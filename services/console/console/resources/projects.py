@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import falcon
 
+from aerie.i18n import msg
 from console.api import segment
 from console.domain import FormError, project_changes, project_from_form
 from console.session import Session
 from console.web import Forbidden, Pages
 
-TENANT_ONLY = "Projects belong to a tenant; your sign-in is the platform's."
+TENANT_ONLY = msg("Projects belong to a tenant; your sign-in is the platform's.")
 
 
 def _tenant_person(pages: Pages, req: falcon.Request) -> Session:
@@ -23,7 +24,7 @@ def _tenant_person(pages: Pages, req: falcon.Request) -> Session:
     if session.is_platform:
         raise Forbidden(TENANT_ONLY)
     if not session.can("projects:read"):
-        raise Forbidden("Your role does not show the tenant's projects.")
+        raise Forbidden(msg("Your role does not show the tenant's projects."))
     return session
 
 
@@ -40,7 +41,9 @@ class Projects:
     ) -> None:
         page = self._pages.call(session, req, "GET", "projects", "/v1/projects", params={"limit": 100})
         can_write = session.can("projects:write")
-        self._pages.render(resp, "projects.html", session, status, projects=page["items"], can_write=can_write, **kw)
+        self._pages.render(
+            req, resp, "projects.html", session, status, projects=page["items"], can_write=can_write, **kw
+        )
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = _tenant_person(self._pages, req)
@@ -52,10 +55,12 @@ class Projects:
         try:
             body = project_from_form(form)
         except FormError as exc:
-            self._render(req, resp, session, 422, error=str(exc), form=form)
+            self._render(req, resp, session, 422, error=exc.message, form=form)
             return
         project = self._pages.call(session, req, "POST", "projects", "/v1/projects", json=body)
-        self._pages.see_other(resp, f"/projects/{segment(project['id'])}", f"Project {project['name']} created.")
+        self._pages.see_other(
+            req, session, f"/projects/{segment(project['id'])}", msg("Project %(name)s created.", name=project["name"])
+        )
 
 
 class Project:
@@ -66,6 +71,7 @@ class Project:
         session = _tenant_person(self._pages, req)
         project = self._pages.call(session, req, "GET", "projects", _path(project_id))
         self._pages.render(
+            req,
             resp,
             "project.html",
             session,
@@ -83,11 +89,13 @@ class Project:
         except FormError as exc:
             project = self._pages.call(session, req, "GET", "projects", _path(project_id))
             self._pages.render(
-                resp, "project.html", session, 422, project=project, can_write=True, error=str(exc), form=form
+                req, resp, "project.html", session, 422, project=project, can_write=True, error=exc.message, form=form
             )
             return
         project = self._pages.call(session, req, "PATCH", "projects", _path(project_id), json=changes, if_match=version)
-        self._pages.see_other(resp, f"/projects/{segment(project_id)}", f"Project {project['name']} saved.")
+        self._pages.see_other(
+            req, session, f"/projects/{segment(project_id)}", msg("Project %(name)s saved.", name=project["name"])
+        )
 
 
 class DeleteProject:
@@ -103,7 +111,9 @@ class DeleteProject:
         version = int(raw) if raw.isdigit() else None
         if form.get("confirm") != "yes":
             name = form.get("name", "")[:200]
-            self._pages.render(resp, "project_delete.html", session, project_id=project_id, name=name, version=version)
+            self._pages.render(
+                req, resp, "project_delete.html", session, project_id=project_id, name=name, version=version
+            )
             return
         self._pages.call(session, req, "DELETE", "projects", _path(project_id), if_match=version)
-        self._pages.see_other(resp, "/projects", "Project deleted.")
+        self._pages.see_other(req, session, "/projects", msg("Project deleted."))

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import falcon
 
+from aerie.i18n import msg
+
 STATIC = Path(__file__).resolve().parents[1] / "static"
 TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
@@ -18,6 +20,6 @@ class StaticAsset:
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         found = self._files.get(name)
         if found is None:
-            raise falcon.HTTPNotFound(title="Not found", description="There is no such file.")
+            raise falcon.HTTPNotFound(title=msg("Not found"), description=msg("There is no such file."))
         resp.data, resp.content_type = found
         resp.set_header("Cache-Control", "public, max-age=3600")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import falcon
 
+from aerie.i18n import msg
 from console.api import segment
 from console.domain import CLIENT_SCOPES, FormError, client_from_form
 from console.resources.members import tenant_session
@@ -27,7 +28,7 @@ def _clients_path(tenant_id: str) -> str:
 def _reader(pages: Pages, req: falcon.Request, tenant_id: str) -> Session:
     session = tenant_session(pages, req, tenant_id)
     if not session.can("tenants:read"):
-        raise Forbidden("Your role does not show the tenant.")
+        raise Forbidden(msg("Your role does not show the tenant."))
     return session
 
 
@@ -38,7 +39,7 @@ class TenantPage:
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         session = _reader(self._pages, req, tenant_id)
         tenant = self._pages.call(session, req, "GET", "tenants", f"/v1/tenants/{segment(tenant_id)}")
-        self._pages.render(resp, "tenant.html", session, tenant=tenant)
+        self._pages.render(req, resp, "tenant.html", session, tenant=tenant)
 
 
 class Clients:
@@ -51,6 +52,7 @@ class Clients:
 
     def _render(
         self,
+        req: falcon.Request,
         resp: falcon.Response,
         session: Session,
         tenant_id: str,
@@ -59,6 +61,7 @@ class Clients:
         **values: object,
     ) -> None:
         self._pages.render(
+            req,
             resp,
             "clients.html",
             session,
@@ -73,7 +76,7 @@ class Clients:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         session = _reader(self._pages, req, tenant_id)
-        self._render(resp, session, tenant_id, self._list(session, req, tenant_id), notice=req.get_param("notice"))
+        self._render(req, resp, session, tenant_id, self._list(session, req, tenant_id), notice=req.get_param("notice"))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
         session = tenant_session(self._pages, req, tenant_id)
@@ -82,11 +85,11 @@ class Clients:
             body = client_from_form(form)
         except FormError as exc:
             clients = self._list(session, req, tenant_id)
-            self._render(resp, session, tenant_id, clients, 422, error=str(exc), form=form)
+            self._render(req, resp, session, tenant_id, clients, 422, error=exc.message, form=form)
             return
         created = self._pages.call(session, req, "POST", "tenants", _clients_path(tenant_id), json=body)
         # Rendered, not redirected: the secret must never be in a URL, and is not kept to show again.
-        self._pages.render(resp, "client_created.html", session, 201, tenant_id=tenant_id, client=created)
+        self._pages.render(req, resp, "client_created.html", session, 201, tenant_id=tenant_id, client=created)
 
 
 class RevokeClient:
@@ -101,9 +104,14 @@ class RevokeClient:
         if form.get("confirm") != "yes":
             # The name is the one the list showed, only to say which client this is.
             name = form.get("name", "")[:200]
-            self._pages.render(resp, "client_revoke.html", session, tenant_id=tenant_id, client_id=client_id, name=name)
+            self._pages.render(
+                req, resp, "client_revoke.html", session, tenant_id=tenant_id, client_id=client_id, name=name
+            )
             return
         self._pages.call(session, req, "DELETE", "tenants", f"{_clients_path(tenant_id)}/{segment(client_id)}")
         self._pages.see_other(
-            resp, f"/tenants/{segment(tenant_id)}/clients", f"Client {client_id} revoked: its tokens stop working."
+            req,
+            session,
+            f"/tenants/{segment(tenant_id)}/clients",
+            msg("Client %(client)s revoked: its tokens stop working.", client=client_id),
         )
