@@ -44,6 +44,10 @@ class RedisSettings:
     seeds: tuple[tuple[str, int], ...] = ()
     #: Event stream shards (:mod:`aerie.keyspace`); 0 is the single-node layout.
     shards: int = 0
+    #: After each acknowledged write, wait (at most ``wait_ms``) until this many replicas
+    #: have it (``WAIT``), so a failover does not lose it; 0 waits for none.
+    wait_replicas: int = 0
+    wait_ms: int = 100
 
     def redacted_url(self) -> str:
         parts = urlsplit(self.url)
@@ -197,6 +201,8 @@ def _cluster_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     credentials say ``cluster_mode``/``cluster_enabled``. ``AERIE_REDIS_SEEDS`` lists more
     seed nodes (``host:port,…``) than the URL's one. ``AERIE_REDIS_SHARDS`` (default 16 on
     a cluster, else 0) must be the same for every service of a deployment.
+    ``AERIE_REDIS_WAIT_REPLICAS`` (default 1 on a cluster, else 0) and ``AERIE_REDIS_WAIT_MS``
+    (default 100): see :meth:`aerie.redis.RedisProvider.replicated`.
     """
     flag = env.get("AERIE_REDIS_CLUSTER", "").strip().lower()
     if flag not in ("", "true", "false", "1", "0", "yes", "no"):
@@ -220,7 +226,14 @@ def _cluster_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     shards = _int(env.get("AERIE_REDIS_SHARDS", "16" if cluster else "0"), "AERIE_REDIS_SHARDS", minimum=0, maximum=256)
     if cluster and shards == 0:
         raise ConfigError("AERIE_REDIS_SHARDS must be at least 1 on a Redis Cluster")
-    return {"cluster": cluster, "seeds": tuple(seeds), "shards": shards}
+    replicas = _int(
+        env.get("AERIE_REDIS_WAIT_REPLICAS", "1" if cluster else "0"),
+        "AERIE_REDIS_WAIT_REPLICAS",
+        minimum=0,
+        maximum=16,
+    )
+    wait_ms = _int(env.get("AERIE_REDIS_WAIT_MS", "100"), "AERIE_REDIS_WAIT_MS", minimum=1, maximum=10_000)
+    return {"cluster": cluster, "seeds": tuple(seeds), "shards": shards, "wait_replicas": replicas, "wait_ms": wait_ms}
 
 
 def _find_binding(services: Any, wanted: str | None) -> Mapping[str, Any] | None:

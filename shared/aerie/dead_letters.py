@@ -110,6 +110,7 @@ class DeadLetters:
                     pipe.xadd(shard.stream, original)
                     pipe.xdel(shard.dead_letters, entry_id)
                     new_id, _deleted = pipe.execute()
+                    self.redis.replicated(shard.stream)
                     return str(new_id)
                 except redis.WatchError:
                     continue  # another letter was buried or replayed meanwhile: look again

@@ -270,7 +270,7 @@ class EventPublisher:
         if len(payload) > MAX_EVENT_CHARS:
             event, payload = _within_bound(event, payload)
         tenant_id = event.get("tenant_id")
-        stream = (shard or self._shard or self.keyspace.of_tenant(tenant_id)).stream
+        stream = self.stream_for(event, shard)
         pipe.execute_command(
             "EVAL",
             _PUBLISH_SCRIPT,
@@ -282,11 +282,16 @@ class EventPublisher:
             EVENT_CHANNEL_PREFIX + event["type"],
         )
 
-    def publish(self, redis_client: redis.Redis, event: Mapping[str, Any], shard: Shard | None = None) -> None:
-        """Publish an event that accompanies no other write (a token issued, say)."""
+    def stream_for(self, event: Mapping[str, Any], shard: Shard | None = None) -> str:
+        """The stream shard ``event`` goes to (see the class)."""
+        return (shard or self._shard or self.keyspace.of_tenant(event.get("tenant_id"))).stream
+
+    def publish(self, redis_client: redis.Redis, event: Mapping[str, Any], shard: Shard | None = None) -> str:
+        """Publish an event that accompanies no other write (a token issued, say); its stream."""
         pipe = redis_client.pipeline(transaction=True)
         self.add(pipe, event, shard)
         pipe.execute()
+        return self.stream_for(event, shard)
 
 
 Handler = Callable[[dict[str, Any]], None]

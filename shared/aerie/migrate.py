@@ -47,7 +47,7 @@ _PLATFORM_KEYS = (REVOKED_CLIENTS_KEY, MEMBER_FLOORS_KEY)
 #: Keys whose names (and slots) stay: no transaction of theirs spans an event.
 _UNCHANGED = ("audit:", "aerie:idem:", "aerie:ratelimit:", "tenants:authfail:")
 #: Transient keys left behind.
-_SKIPPED = ("aerie:processed:", "aerie:events:janitor:lock")
+_SKIPPED = ("aerie:processed:", "aerie:events:janitor:lock", "aerie:replicated:")
 _BATCH = 500
 
 

@@ -8,6 +8,7 @@ both; :mod:`aerie.readiness` turns that into ``/ready``'s verdict."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -30,6 +31,8 @@ __all__ = [
     "is_redis_full",
     "pool_for_threads",
 ]
+
+log = logging.getLogger("aerie.redis")
 
 #: The exceptions that mean "Redis is not answering", as opposed to a bad command.
 REDIS_DOWN: tuple[type[BaseException], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
@@ -131,29 +134,47 @@ class ThreadClusterClient(redis.RedisCluster):
             return super().execute_command(*args, **kwargs)
         if not isinstance(args[1], str):
             return super().execute_command(*args, **kwargs)
-        slot = key_slot(args[1].encode("utf-8", "surrogatepass"))
+        try:
+            client = self.thread_client_for(args[1])
+        except redis.exceptions.RedisClusterException:
+            return super().execute_command(*args, **kwargs)
+        return self._send(client, args, kwargs)
+
+    def thread_client_for(self, key: str) -> ThreadClient:
+        """This thread's client of the master that holds ``key``'s slot (as the map says now)."""
+        slot = key_slot(key.encode("utf-8", "surrogatepass"))
         local = self._local
         if getattr(local, "pid", None) != os.getpid():
             local.by_slot, local.by_node, local.pid = {}, {}, os.getpid()
         client = local.by_slot.get(slot)
         if client is None:
-            try:
-                node = self.nodes_manager.get_node_from_slot(slot)
-            except redis.exceptions.RedisClusterException:
-                return super().execute_command(*args, **kwargs)
+            node = self.nodes_manager.get_node_from_slot(slot)
             client = local.by_node.get(node.name)
             if client is None:
                 client = local.by_node[node.name] = ThreadClient(self.get_redis_connection(node).connection_pool)
             local.by_slot[slot] = client
+        return client
+
+    def _send(self, client: ThreadClient, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
             return client.execute_command(*args, **kwargs)
         except _REROUTE:
-            # Forget every slot that node served: the next command of each asks the map again.
-            local.by_slot = {k: v for k, v in local.by_slot.items() if v is not client}
-            local.by_node = {k: v for k, v in local.by_node.items() if v is not client}
-            with contextlib.suppress(Exception):
-                client.close()
+            self.forget(client)
             return super().execute_command(*args, **kwargs)
+
+    def replicas_of(self, key: str) -> int:
+        """How many replicas the master of ``key``'s slot has, as redis-py's map says."""
+        nodes = self.nodes_manager.slots_cache.get(key_slot(key.encode("utf-8", "surrogatepass"))) or []
+        return max(len(nodes) - 1, 0)
+
+    def forget(self, client: ThreadClient) -> None:
+        """Drop this thread's client of a node and every slot it served: the next command of
+        each slot asks the map again."""
+        local = self._local
+        local.by_slot = {k: v for k, v in getattr(local, "by_slot", {}).items() if v is not client}
+        local.by_node = {k: v for k, v in getattr(local, "by_node", {}).items() if v is not client}
+        with contextlib.suppress(Exception):
+            client.close()
 
 
 class RedisProvider:
@@ -267,6 +288,64 @@ class RedisProvider:
             decode_responses=True,
         )
 
+    def transaction(self, func: Any, *watches: str) -> Any:
+        """``client.transaction(func, *watches)``, then :meth:`replicated` for its slot.
+
+        Every write a caller is told succeeded goes through here (or calls :meth:`replicated`
+        itself), so that on a deployment with replicas it is on them before the answer.
+        """
+        result = self.client.transaction(func, *watches)
+        self.replicated(watches[0])
+        return result
+
+    def replicated(self, key: str) -> int | None:
+        """Wait until ``wait_replicas`` replicas hold every write made so far to ``key``'s slot.
+
+        Redis replicates asynchronously: a write acknowledged just before its master dies
+        can be missing on the replica promoted in its place. ``WAIT`` blocks until replicas
+        have acknowledged everything the *calling connection* wrote; the write to wait for
+        was made on another (a pipeline's), so this connection first writes a marker in the
+        same slot (its replication offset is past that write's) and then waits, two commands
+        in one round trip. At most ``wait_ms``: with a replica down the write still stands,
+        only without the promise (logged). Returns how many replicas acknowledged, None when
+        nothing is waited for (no replicas configured).
+        """
+        s = self._settings
+        if s.wait_replicas <= 0:
+            return None
+        marker = f"aerie:replicated:{{{hash_tag(key)}}}"
+        client = self.client
+        wanted = s.wait_replicas
+        if isinstance(client, ThreadClusterClient):
+            # A slot whose master has no replica left (one failed over, or died) has nothing to
+            # wait for: WAIT would hold every write for wait_ms and still answer 0.
+            wanted = min(wanted, client.replicas_of(key))
+            if wanted == 0:
+                return 0
+            thread = client.thread_client_for(key)
+        else:
+            thread = client
+        try:
+            conn = thread.connection
+            if conn is None:
+                raise RuntimeError("the thread's client holds no connection")
+            commands = [("SET", marker, "1", "PX", 60_000), ("WAIT", wanted, s.wait_ms)]
+            conn.send_packed_command(conn.pack_commands(commands))
+            conn.read_response()
+            acked = int(conn.read_response())
+        except (*REDIS_DOWN, redis.exceptions.ResponseError, RuntimeError) as exc:
+            # The write itself stands: only the promise is missing. A connection left half-read,
+            # or a slot that moved, must not serve the next command.
+            if thread.connection is not None:
+                thread.connection.disconnect()
+            if isinstance(client, ThreadClusterClient):
+                client.forget(thread)
+            log.warning("write not confirmed on replicas", extra={"error_type": type(exc).__name__})
+            return 0
+        if acked < wanted:
+            log.warning("write not on enough replicas in time", extra={"replicas": acked, "wanted": wanted})
+        return acked
+
     def pubsub_client(self) -> redis.Redis:
         """A client for a long-lived subscriber: no read timeout, its own connection."""
         s = self._settings
@@ -284,6 +363,16 @@ class RedisProvider:
 
     def ping(self) -> bool:
         return bool(self.client.ping())
+
+
+def hash_tag(key: str) -> str:
+    """What Redis hashes of ``key`` to find its slot: the first non-empty ``{...}``, else all of it."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key
 
 
 def pool_for_threads(settings: Settings, threads: int | None) -> Settings:

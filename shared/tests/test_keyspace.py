@@ -135,3 +135,22 @@ def test_an_unsharded_provider_reads_the_one_stream(redis_url: str) -> None:
     provider = RedisProvider(_settings(REDIS_URL=redis_url).redis)
     assert provider.keyspace == UNSHARDED
     assert isinstance(provider.client, redis.Redis)
+
+
+def test_hash_tag_is_what_redis_hashes() -> None:
+    from aerie.redis import hash_tag
+
+    assert hash_tag("{e3.1}aerie:events") == "e3.1"
+    assert hash_tag("audit:{ten_1}:meta") == "ten_1"
+    assert hash_tag("tenants:t:x") == "tenants:t:x"
+    assert hash_tag("a{}b{c}") == "a{}b{c}", "an empty first tag means the whole key"
+
+
+def test_a_write_waits_for_replicas_only_when_asked_and_never_fails_for_want_of_one(redis_url: str) -> None:
+    none = RedisProvider(_settings(REDIS_URL=redis_url).redis)
+    assert none.replicated("projects:{ten_1}:index") is None, "no replicas configured: nothing to wait for"
+    asked = RedisProvider(_settings(REDIS_URL=redis_url, AERIE_REDIS_WAIT_REPLICAS="1", AERIE_REDIS_WAIT_MS="50").redis)
+    asked.client.set("projects:{ten_1}:x", "1")
+    assert asked.replicated("projects:{ten_1}:x") == 0, "this Redis has no replica: WAIT times out at 0"
+    assert asked.client.get("aerie:replicated:{ten_1}") == "1", "the marker was written in the key's slot"
+    assert asked.client.get("projects:{ten_1}:x") == "1", "the connection is usable afterwards"

@@ -217,6 +217,8 @@ class Trail:
                     pipe.hset(self._ids, mapping=fresh_ids)  # type: ignore[arg-type]
                     pipe.hset(self._meta, mapping={"seq": seq, "hash": prev})
                     pipe.execute()
+                    # On the replicas before the events are acknowledged or the entry answered.
+                    self._redis.replicated(self._meta)
                     return results
                 except redis.WatchError:
                     continue
@@ -258,6 +260,7 @@ class Trail:
                     last_seq, last_entry = doomed[-1]
                     pipe.hset(self._meta, mapping={"cp_seq": last_seq, "cp_hash": last_entry["hash"]})
                     pipe.execute()
+                    self._redis.replicated(self._meta)
                     removed += len(doomed)
                     if len(doomed) < len(seqs):
                         return removed

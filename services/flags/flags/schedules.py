@@ -149,7 +149,7 @@ class Schedules:
             pipe.zadd(of_key, {schedule["id"]: _ms(moment)})
             self._events.add(pipe, new_event("flag.schedule.created", None, {"key": key, "schedule": schedule}, ctx))
 
-        self._client.transaction(write, self._keys.definitions, of_key)
+        self._redis.transaction(write, self._keys.definitions, of_key)
         return schedule
 
     def list(self, key: str) -> list[dict[str, Any]]:
@@ -177,7 +177,7 @@ class Schedules:
             data = {"key": key, "schedule_id": schedule_id, "at": schedule["at"]}
             self._events.add(pipe, new_event("flag.schedule.cancelled", None, data, ctx))
 
-        self._client.transaction(write, self._keys.schedules, self._keys.schedules_due)
+        self._redis.transaction(write, self._keys.schedules, self._keys.schedules_due)
 
     def due(self, limit: int = 20) -> list[str]:
         """Ids of pending schedules whose time has come, oldest first."""
@@ -228,7 +228,7 @@ class Schedules:
             pipe.hset(self._keys.schedules, schedule_id, _dump(schedule))
             result["event"] = event
 
-        self._client.transaction(
+        self._redis.transaction(
             write, self._keys.schedules_due, self._keys.schedules, self._keys.definitions, self._keys.revision
         )
         return result.get("event")

@@ -220,7 +220,7 @@ class FlagStore:
             doc, event = stage_definition(pipe, self._keys, self._events, key, old, fields, ctx, revision)
             result.update(doc=doc, created=old is None, event=event)
 
-        self._client.transaction(write, self._keys.definitions, self._keys.revision)
+        self._redis.transaction(write, self._keys.definitions, self._keys.revision)
         return result["doc"], result["created"], result["event"]
 
     def delete(self, key: str, ctx: EventContext, *, if_match: int | None = None) -> dict[str, Any]:
@@ -254,7 +254,7 @@ class FlagStore:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._client.transaction(
+        self._redis.transaction(
             write,
             self._keys.definitions,
             self._keys.revision,
@@ -325,7 +325,7 @@ class FlagStore:
                 pipe.set(self._keys.revision, revision)
             removed[0] = len(fields)
 
-        self._client.transaction(write, self._keys.revision, f"{prefix}keys")
+        self._redis.transaction(write, self._keys.revision, f"{prefix}keys")
         return removed[0]
 
 
@@ -373,7 +373,7 @@ class TenantOverrides:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._client.transaction(write, self._keys.definitions, self._keys.revision, hash_key)
+        self._redis.transaction(write, self._keys.definitions, self._keys.revision, hash_key)
         return override, result["event"]
 
     def remove(self, key: str, user_id: str | None, ctx: EventContext) -> dict[str, Any] | None:
@@ -405,7 +405,7 @@ class TenantOverrides:
             self._events.add(pipe, event)
             result["event"] = event
 
-        self._client.transaction(write, self._keys.definitions, self._keys.revision, hash_key)
+        self._redis.transaction(write, self._keys.definitions, self._keys.revision, hash_key)
         return result["event"]
 
     @property

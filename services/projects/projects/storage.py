@@ -185,7 +185,7 @@ class ProjectRepository:
             pipe.zadd(self._status_index("active"), {project["id"]: 0})
             self._publish(pipe, new_event("project.created", self.tenant_id, {"project": project}, ctx))
 
-        self._client.transaction(write, slug_key, self._tombstone)
+        self._redis.transaction(write, slug_key, self._tombstone)
         return project
 
     def update(
@@ -225,7 +225,7 @@ class ProjectRepository:
             result.clear()
             result.update(project)
 
-        self._client.transaction(write, *watched)
+        self._redis.transaction(write, *watched)
         return result
 
     def delete(self, project_id: str, ctx: EventContext, *, if_match: int | None = None) -> None:
@@ -236,7 +236,7 @@ class ProjectRepository:
             pipe.multi()
             self._queue_removal(pipe, project, ctx)
 
-        self._client.transaction(write, key)
+        self._redis.transaction(write, key)
 
     def delete_many(self, ids: list[str], ctx: EventContext, cause: Mapping[str, Any]) -> int:
         """Remove these projects in one transaction, each with its ``project.deleted`` event.
@@ -262,7 +262,7 @@ class ProjectRepository:
                     removed += 1
             pipe.set(self._lists_version, f"evt_{ULID()}")  # index entries may go without an event
 
-        self._client.transaction(write, *keys)
+        self._redis.transaction(write, *keys)
         return removed
 
     def _queue_removal(

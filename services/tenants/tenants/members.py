@@ -158,7 +158,7 @@ class MemberStore:
             data = {"member": member, "member_id": member["id"]}
             self._events.add(pipe, new_event("member.invited", self.tenant_id, data, ctx), self._keys.shard)
 
-        self._client.transaction(write, email_key, *watch)
+        self._redis.transaction(write, email_key, *watch)
         return member
 
     def ensure_invited(self, email: str, role: str, ctx: EventContext) -> bool:
@@ -229,7 +229,7 @@ class MemberStore:
                 self._events.add(pipe, new_event("member.updated", self.tenant_id, data, ctx), self._keys.shard)
             result.update(member)
 
-        self._client.transaction(write, key, owners, *watch)
+        self._redis.transaction(write, key, owners, *watch)
         return public_member(result)
 
     def remove(
@@ -258,7 +258,7 @@ class MemberStore:
             pipe.multi()
             self._queue_removal(pipe, member, ctx)
 
-        self._client.transaction(write, key, owners, *watch)
+        self._redis.transaction(write, key, owners, *watch)
 
     def remove_all_queued(self, pipe: Any, ctx: EventContext) -> None:
         """Queue the removal of every member on ``pipe`` (already in MULTI): a deleted tenant.
@@ -356,7 +356,7 @@ class UnsafeMemberDirectory:
             self._events.add(pipe, new_event("member.joined", member.get("tenant_id"), data, ctx), self._keys.shard)
             result.update(member)
 
-        self._redis.client.transaction(write, key)
+        self._redis.transaction(write, key)
         return dict(result) if result else None
 
 

@@ -89,7 +89,7 @@ class TenantStore:
             pipe.zadd(self._keys.status("active"), {tenant["id"]: 0})
             self._events.add(pipe, new_event("tenant.created", tenant["id"], {"tenant": tenant}, ctx), self._keys.shard)
 
-        self._client.transaction(write, slug_key)
+        self._redis.transaction(write, slug_key)
         return tenant
 
     def list(self, *, status: str | None, limit: int, cursor: str | None) -> Page:
@@ -139,7 +139,7 @@ class TenantStore:
                 self._events.add(pipe, new_event("tenant.updated", tenant_id, data, ctx), self._keys.shard)
             result.update(tenant)
 
-        self._client.transaction(write, key)
+        self._redis.transaction(write, key)
         return result
 
     def change_status(
@@ -173,7 +173,7 @@ class TenantStore:
             result.update(tenant)
 
         watched = [key, self._keys.clients(tenant_id)]
-        self._client.transaction(write, *watched)
+        self._redis.transaction(write, *watched)
         return result
 
 
@@ -226,7 +226,7 @@ class ClientStore:
             pipe.zadd(self._keys.clients(tenant_id), {client["client_id"]: 0})
             self._events.add(pipe, new_event("client.created", tenant_id, {"client": client}, ctx), self._keys.shard)
 
-        self._client.transaction(write, tenant_key)
+        self._redis.transaction(write, tenant_key)
         return client, secret
 
     def list(self, tenant_id: str, *, limit: int, cursor: str | None) -> Page:
@@ -252,7 +252,7 @@ class ClientStore:
             pipe.multi()
             self._queue_revocation(pipe, client, ctx)
 
-        self._client.transaction(write, key)
+        self._redis.transaction(write, key)
 
     def revoke_all_queued(self, pipe: Any, tenant_id: str, ctx: EventContext) -> None:
         """Queue the revocation of every client of a tenant on ``pipe`` (already in MULTI).

@@ -203,7 +203,8 @@ class TokenResource:
             "expires_at": claims["exp"],
             "platform_client": token.platform,
         }
-        self._events.publish(self._redis.client, new_event("token.issued", claims.get("tenant_id"), data, ctx))
+        event = new_event("token.issued", claims.get("tenant_id"), data, ctx)
+        self._redis.replicated(self._events.publish(self._redis.client, event))
         resp.media = {
             "access_token": token.access_token,
             "token_type": "Bearer",
@@ -236,9 +237,8 @@ class TokenResource:
         }
         person = {"type": "user", "id": claims["sub"], "client_id": client_id}
         person_ctx = EventContext(actor=person, request_id=ctx.request_id, ip=ctx.ip, user_agent=ctx.user_agent)
-        self._events.publish(
-            self._redis.client, new_event("token.exchanged", claims.get("tenant_id"), data, person_ctx)
-        )
+        event = new_event("token.exchanged", claims.get("tenant_id"), data, person_ctx)
+        self._redis.replicated(self._events.publish(self._redis.client, event))
         resp.media = {
             "access_token": token.access_token,
             "issued_token_type": ACCESS_TOKEN_TYPE,
@@ -269,7 +269,7 @@ class TokenResource:
         if grant in GRANT_TYPES:
             data["grant_type"] = grant
         event = new_event("token.denied", exc.tenant_id, data, self._context(req, claimed))
-        self._events.publish(self._redis.client, event)
+        self._redis.replicated(self._events.publish(self._redis.client, event))
         resp.status = exc.status
         if exc.status == 401:
             resp.set_header("WWW-Authenticate", 'Basic realm="aerie"')
