@@ -24,6 +24,7 @@ from redis.crc import key_slot
 
 from aerie.keyspace import Keyspace
 from aerie.local.stack import LocalStack
+from aerie.testing.memory import tree_memory
 
 REPO = Path(__file__).resolve().parents[1]
 SHARDS = 16  # the cluster default (aerie.config): the services' keyspace
@@ -174,7 +175,16 @@ def test_a_master_killed_under_write_load_loses_no_acknowledged_write(suite: Sui
                 if status == 201:
                     acknowledged.append(r.json()["id"])
 
+    peak: dict[str, float] = {}
+
+    def sample() -> None:
+        while not stop.is_set():
+            for name, pid in suite.stack.pids().items():
+                peak[name] = max(peak.get(name, 0.0), tree_memory(pid).pss_mib)
+            time.sleep(0.5)
+
     writers = [threading.Thread(target=write, args=(i,)) for i in range(3)]
+    writers.append(threading.Thread(target=sample))
     for t in writers:
         t.start()
     time.sleep(3)
@@ -195,8 +205,10 @@ def test_a_master_killed_under_write_load_loses_no_acknowledged_write(suite: Sui
     print(
         f"\nfailover of master {victim}: {len(outcomes)} writes, {len(acknowledged)} acknowledged, "
         f"{len(failed)} failed over {window:.2f}s; a master for every slot {healthy_at - killed_at:.2f}s "
-        f"after the kill; {during} writes started meanwhile; slowest answer {slowest[0]:.2f}s"
+        f"after the kill; {during} writes started meanwhile; slowest answer {slowest[0]:.2f}s\n"
+        f"peak PSS on the cluster (MiB): {', '.join(f'{n} {v:.1f}' for n, v in sorted(peak.items()))}"
     )
+    assert all(v < 128 for v in peak.values()), f"an instance outgrew its manifest's 128M: {peak}"
     assert {s for _t, s in failed} <= {503}, f"answers other than 201 and 503: {sorted({s for _t, s in failed})}"
     assert after and all(s == 201 for s in after), "writes did not recover after the failover"
 

@@ -314,6 +314,10 @@ class LocalStack:
                 "Choose others with --redis-port/--idp-port/--port-<name>/--base-port or AERIE_<NAME>_PORT."
             )
 
+    def pids(self) -> dict[str, int]:
+        """Each running service's uWSGI master, for tests that measure its process tree."""
+        return {svc.name: svc.process.pid for svc in self._running if svc.process is not None}
+
     def log_tail(self, name: str, lines: int = 40) -> str:
         return supervisor.log_tail(self.state_dir / "logs" / f"{name}.log", lines)
 
