@@ -28,6 +28,7 @@ from console.resources.auth import Callback, Home, SignInStart, SignOut
 from console.resources.flags import FlagList, FlagPage, KillSwitch, Rollout
 from console.resources.members import Member, Members
 from console.resources.overrides import Override, Overrides
+from console.resources.platform import DeleteTenant, Tenants, TenantStatus
 from console.resources.projects import DeleteProject, Project, Projects
 from console.resources.static import StaticAsset
 from console.resources.tenant import Clients, RevokeClient, TenantPage
@@ -81,7 +82,11 @@ def build(
         ("/flags/{key}", FlagPage(pages)),
         ("/flags/{key}/kill-switch", KillSwitch(pages)),
         ("/flags/{key}/rollout", Rollout(pages)),
+        ("/tenants", Tenants(pages)),
         ("/tenants/{tenant_id}", TenantPage(pages)),
+        ("/tenants/{tenant_id}/suspend", TenantStatus(pages, "suspend")),
+        ("/tenants/{tenant_id}/reactivate", TenantStatus(pages, "reactivate")),
+        ("/tenants/{tenant_id}/delete", DeleteTenant(pages)),
         ("/tenants/{tenant_id}/clients", Clients(pages)),
         ("/tenants/{tenant_id}/clients/{client_id}/revoke", RevokeClient(pages)),
         ("/tenants/{tenant_id}/members", Members(pages)),
