@@ -23,7 +23,7 @@ from aerie.tracing import tracing_middleware
 from console.api import Api
 from console.config import ConsoleConfig
 from console.oidc import SignInFlow
-from console.resources.audit import AuditPage
+from console.resources.audit import AuditEntry, AuditExport, AuditPage
 from console.resources.auth import Callback, Home, SignInStart, SignOut
 from console.resources.flags import FlagList, FlagPage, KillSwitch, Rollout
 from console.resources.members import Member, Members
@@ -97,6 +97,8 @@ def build(
         ("/overrides", overrides),
         ("/overrides/{key}", Override(pages, overrides)),
         ("/audit", AuditPage(pages)),
+        ("/audit/export", AuditExport(pages)),
+        ("/audit/{entry_id}", AuditEntry(pages)),
     ]
     for path, resource in routes:
         app.add_route(path, resource)
