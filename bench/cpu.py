@@ -15,7 +15,12 @@ import os
 from collections import defaultdict
 from pathlib import Path
 
-__all__ = ["CpuSnapshot", "per_request", "snapshot"]
+__all__ = ["SERVER", "CpuSnapshot", "per_request", "snapshot"]
+
+#: The figure of every server process together: each uWSGI group (a service and all it calls,
+#: or hello-world) and Redis, but not the load generator or the kernel's threads.
+SERVER = "server"
+_SERVER_GROUPS = ("uwsgi", "redis-server")
 
 _PROC = Path("/proc")
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -65,7 +70,8 @@ def snapshot() -> CpuSnapshot:
 
 
 def per_request(before: CpuSnapshot, after: CpuSnapshot, requests: float, top: int = 4) -> dict[str, float]:
-    """Microseconds of CPU per request: the machine's, then the ``top`` busiest groups.
+    """Microseconds of CPU per request: the machine's, the servers' (:data:`SERVER`), then the
+    ``top`` busiest groups.
 
     A process born during the window counts from zero; one that ended in it is lost (its
     time cannot be read any more), which only ever makes a figure lower.
@@ -80,4 +86,7 @@ def per_request(before: CpuSnapshot, after: CpuSnapshot, requests: float, top: i
         spent[group] += seconds - (earlier[1] if earlier and earlier[0] == group else 0.0)
     busiest = sorted(((g, s) for g, s in spent.items() if s > 0), key=lambda gs: -gs[1])[:top]
     machine = after["*"][1] - before["*"][1]
-    return {"machine": round(machine / requests * 1e6, 1)} | {g: round(s / requests * 1e6, 1) for g, s in busiest}
+    server = sum(s for g, s in spent.items() if g.startswith(_SERVER_GROUPS) and s > 0)
+    return {"machine": round(machine / requests * 1e6, 1), SERVER: round(server / requests * 1e6, 1)} | {
+        g: round(s / requests * 1e6, 1) for g, s in busiest
+    }
