@@ -604,14 +604,21 @@ def hello_world(logs: Path) -> Iterator[str]:
         service.stop()
 
 
+STACK_VARIABLES = ("AERIE_TENANTS_URL", "AERIE_BOOTSTRAP_CLIENT_ID", "AERIE_BOOTSTRAP_CLIENT_SECRET")
+
+
+def external_stack() -> bool:
+    """Whether the environment names a running stack (then the run starts only hello-world)."""
+    return all(os.environ.get(k) for k in STACK_VARIABLES)
+
+
 @contextlib.contextmanager
 def aerie_stack(
     services: list[str], state_dir: Path, echo: Callable[[str], None], *, redis_cluster: bool = False
 ) -> Iterator[dict[str, str]]:
     """A running stack's variables: the caller's, when it names one, else a stack of our own
     (on a local Redis Cluster of three masters and three replicas with ``redis_cluster``)."""
-    wanted = ["AERIE_TENANTS_URL", "AERIE_BOOTSTRAP_CLIENT_ID", "AERIE_BOOTSTRAP_CLIENT_SECRET"]
-    if all(os.environ.get(k) for k in wanted):
+    if external_stack():
         echo(f"stack: using the running one at {os.environ['AERIE_TENANTS_URL']} (from the environment)")
         yield {k: v for k, v in os.environ.items() if k.startswith("AERIE_")}
         return
@@ -824,7 +831,9 @@ def _run_scenarios(
             tool=tool,
             processes=args.processes,
         )
-        r.cpu_us = cpu.per_request(cpu_before, cpu.snapshot(), r.rps * (args.warmup + args.duration))
+        # The servers this run started, when it started the stack: not another stack's beside it.
+        servers = cpu.descendants(os.getpid()) if not external_stack() else None
+        r.cpu_us = cpu.per_request(cpu_before, cpu.snapshot(), r.rps * (args.warmup + args.duration), servers=servers)
         if log and (n := respawns(log) - before):
             r.notes.append(f"uWSGI replaced {n} worker(s) during warm-up and measurement (max-requests, or a crash)")
         results[s.name] = r
