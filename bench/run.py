@@ -105,6 +105,12 @@ class Scenario:
     target_p99_ratio: float | None = None
     service: str = "tenants"
     setup: Callable[[Context], Mapping[str, str]] | None = None
+    #: Services the one measured calls itself (the console's pages call the others): started
+    #: too, and their CPU counts in the scenario's server CPU.
+    needs: tuple[str, ...] = ()
+    #: Server CPU per request (every uWSGI process and Redis: the service and whatever it calls)
+    #: at most this many times hello-world's, measured in the same run.
+    target_cpu_ratio: float | None = None
 
     def target(self, ctx: Context) -> Target:
         if self.service not in ctx.urls:
@@ -127,6 +133,8 @@ class Scenario:
             parts.append(f"p99<{self.target_p99_ms:g}ms")
         if self.target_p99_ratio is not None:
             parts.append(f"p99<={self.target_p99_ratio:g}x")
+        if self.target_cpu_ratio is not None:
+            parts.append(f"cpu<={self.target_cpu_ratio:g}x")
         return ", ".join([*parts, "0 err"]) if parts else "-"
 
 
@@ -271,6 +279,107 @@ def seed_flags_once(ctx: Context) -> Mapping[str, str]:
     return {} if "flags_token" in ctx.vars else seed_flags(ctx)
 
 
+CONSOLE_FLAGS = 200
+CONSOLE_AUDIT_ENTRIES = 10_000
+
+
+def console_session(ctx: Context, email: str, next_path: str) -> str:
+    """The console's session cookie for ``email``, through its real sign-in: the console's
+    redirect to the development provider, the provider's form, the callback and the token
+    exchange. Only the provider's form is posted by hand, as a browser would."""
+    import requests
+
+    if "dev_idp" not in ctx.urls:
+        raise BenchError("no AERIE_DEV_IDP_URL: the console scenarios need the stack's development provider")
+    http = requests.Session()
+    idp = ctx.urls["dev_idp"]
+    r = http.put(f"{idp}/users/{email}", json={"email": email, "email_verified": True}, timeout=SETUP_TIMEOUT_S)
+    if r.status_code != 204:
+        raise BenchError(f"setting {email}'s claims at the provider: {r.status_code} {r.text[:200]}")
+    start = http.get(f"{ctx.urls['console']}/sign-in", params={"next": next_path}, allow_redirects=False, timeout=10)
+    authorize = start.headers.get("Location", "")
+    if start.status_code != 303 or not authorize.startswith(idp):
+        raise BenchError(f"the console's sign-in answered {start.status_code}, not a redirect to {idp}")
+    form = http.post(authorize, data={"sub": email}, allow_redirects=False, timeout=SETUP_TIMEOUT_S)
+    callback = form.headers.get("Location", "")
+    if not callback.startswith(ctx.urls["console"]):
+        raise BenchError(f"the provider's form answered {form.status_code}, not a redirect to the console")
+    back = http.get(callback, allow_redirects=False, timeout=SETUP_TIMEOUT_S)
+    cookie = http.cookies.get("aerie_console")
+    if back.status_code != 303 or not cookie:
+        raise BenchError(f"the console's callback answered {back.status_code}: {back.text[:300]}")
+    return f"aerie_console={cookie}"
+
+
+def _console_admin(ctx: Context) -> str:
+    """The sample person the stack makes its platform-admin, signed in to the console once."""
+    if "console_cookie" not in ctx.vars:
+        from aerie.local.dev_idp import SAMPLE_ADMIN
+
+        ctx.vars["console_cookie"] = console_session(ctx, SAMPLE_ADMIN, "/flags")
+    return ctx.vars["console_cookie"]
+
+
+def seed_console_flags(ctx: Context) -> Mapping[str, str]:
+    """200 flag definitions (rules, rollouts, variants), and the platform admin signed in to the console."""
+    admin = {"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"}
+    variants = [{"name": "control", "weight": 50}, {"name": "treatment", "weight": 50}]
+    rule = {"conditions": [{"attribute": "country", "op": "in", "values": ["DE", "AT"]}], "serve": True}
+    for i in range(CONSOLE_FLAGS):
+        doc: dict[str, Any] = {"description": f"Console bench flag {i}", "default": False}
+        if i % 3 == 0:
+            doc["rollout"] = {"percentage": i % 100}
+        if i % 5 == 2:
+            doc |= {"default": "control", "variants": variants}
+        elif i % 3 == 1:
+            doc["rules"] = [rule]
+        key = f"console-bench-{i:03d}"
+        ctx.call("flags", "PUT", f"/v1/flags/{key}", headers=admin, body=json.dumps(doc).encode(), expect=(200, 201))
+    return {"console_cookie": _console_admin(ctx)}
+
+
+def seed_console_audit(ctx: Context) -> Mapping[str, str]:
+    """10,000 entries in a tenant's trail (direct appends, four at a time), and the platform admin
+    signed in to the console: the heaviest audit page is a long trail's newest page."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    tenant = ctx.vars["tenant_id"]
+    headers = {"Authorization": f"Bearer {ctx.vars['token']}", "Content-Type": "application/json"}
+    parts = urlsplit(ctx.urls["audit"])
+
+    def append(indices: range) -> None:
+        conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=SETUP_TIMEOUT_S)
+        try:
+            for i in indices:
+                body = {
+                    "id": f"console-bench-{tenant}-{i}",
+                    "tenant_id": tenant,
+                    "action": ("flag.updated", "project.created", "member.invited")[i % 3],
+                    "actor": {"type": "user", "id": f"usr_{i % 7}"},
+                    "target": {"type": "flag", "id": f"console-bench-{i % 200:03d}"},
+                    "ip": "10.0.0.1",
+                    "user_agent": "bench/1.0",
+                    "message": "seeded for the console-audit scenario",
+                    "metadata": {"i": i},
+                }
+                conn.request("POST", "/v1/audit/events", body=json.dumps(body).encode(), headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status != 201:
+                    raise BenchError(f"appending entry {i} answered {resp.status}: {data[:300]!r}")
+        finally:
+            conn.close()
+
+    lanes = 4
+    size = CONSOLE_AUDIT_ENTRIES // lanes
+    with ThreadPoolExecutor(lanes) as pool:
+        list(pool.map(append, [range(k * size, (k + 1) * size) for k in range(lanes)]))
+    return {"console_cookie": _console_admin(ctx)}
+
+
+CONSOLE_AUTH = {"Cookie": "{console_cookie}"}
+
+
 #: What an OpenFeature SDK's OFREP provider sends: the user as ``targetingKey``.
 OFREP_CONTEXT = {
     "context": {"targetingKey": "user-4711", "session_id": "s-93", "country": "DE", "email": "a@example.com"}
@@ -360,6 +469,29 @@ SCENARIOS: list[Scenario] = [
         service="flags",
         setup=seed_flags_once,
     ),
+    # The console's two heaviest pages, signed in as the platform admin: the flag list with 200
+    # flags defined, and the newest page of a 10,000-entry trail. Each costs at most ten
+    # hello-world requests' server CPU, counting every call the page makes to other services.
+    Scenario(
+        "console-flags",
+        "GET",
+        "/flags",
+        CONSOLE_AUTH,
+        target_cpu_ratio=10.0,
+        service="console",
+        needs=("flags",),
+        setup=seed_console_flags,
+    ),
+    Scenario(
+        "console-audit",
+        "GET",
+        "/audit?tenant_id={tenant_id}",
+        CONSOLE_AUTH,
+        target_cpu_ratio=10.0,
+        service="console",
+        needs=("audit",),
+        setup=seed_console_audit,
+    ),
     # OFREP bulk: every flag (the ten seeded), as client-side providers fetch them, with an ETag.
     Scenario(
         "ofrep-bulk",
@@ -430,7 +562,8 @@ def check_once(target: Target) -> bool:
 def verdict(s: Scenario, r: LoadResult, baseline: LoadResult) -> tuple[float, str]:
     """The ratio to the baseline's rate, and PASS, or MISS with what was missed."""
     ratio = r.rps / baseline.rps if baseline.rps else 0.0
-    if s.target_ratio is None and s.target_p99_ms is None and s.target_p99_ratio is None:
+    targets = (s.target_ratio, s.target_p99_ms, s.target_p99_ratio, s.target_cpu_ratio)
+    if all(t is None for t in targets):
         return ratio, "-"
     missed = []
     if s.target_ratio is not None and ratio < s.target_ratio:
@@ -439,9 +572,19 @@ def verdict(s: Scenario, r: LoadResult, baseline: LoadResult) -> tuple[float, st
         missed.append("p99")
     if s.target_p99_ratio is not None and r.p99_ms > s.target_p99_ratio * baseline.p99_ms:
         missed.append("p99 ratio")
+    if s.target_cpu_ratio is not None:
+        times = cpu_ratio(r, baseline)
+        if times is None or times > s.target_cpu_ratio:
+            missed.append("cpu" if times is not None else "no cpu figures")
     if r.errors or not r.requests:
         missed.append("errors" if r.errors else "no requests")
     return ratio, f"MISS ({', '.join(missed)})" if missed else "PASS"
+
+
+def cpu_ratio(r: LoadResult, baseline: LoadResult) -> float | None:
+    """Server CPU per request as a multiple of hello-world's (None without /proc figures)."""
+    mine, base = r.cpu_us.get(cpu.SERVER), baseline.cpu_us.get(cpu.SERVER)
+    return mine / base if mine and base else None
 
 
 # --- processes -------------------------------------------------------------------------------
@@ -461,14 +604,21 @@ def hello_world(logs: Path) -> Iterator[str]:
         service.stop()
 
 
+STACK_VARIABLES = ("AERIE_TENANTS_URL", "AERIE_BOOTSTRAP_CLIENT_ID", "AERIE_BOOTSTRAP_CLIENT_SECRET")
+
+
+def external_stack() -> bool:
+    """Whether the environment names a running stack (then the run starts only hello-world)."""
+    return all(os.environ.get(k) for k in STACK_VARIABLES)
+
+
 @contextlib.contextmanager
 def aerie_stack(
     services: list[str], state_dir: Path, echo: Callable[[str], None], *, redis_cluster: bool = False
 ) -> Iterator[dict[str, str]]:
     """A running stack's variables: the caller's, when it names one, else a stack of our own
     (on a local Redis Cluster of three masters and three replicas with ``redis_cluster``)."""
-    wanted = ["AERIE_TENANTS_URL", "AERIE_BOOTSTRAP_CLIENT_ID", "AERIE_BOOTSTRAP_CLIENT_SECRET"]
-    if all(os.environ.get(k) for k in wanted):
+    if external_stack():
         echo(f"stack: using the running one at {os.environ['AERIE_TENANTS_URL']} (from the environment)")
         yield {k: v for k, v in os.environ.items() if k.startswith("AERIE_")}
         return
@@ -596,7 +746,7 @@ def measure(
     with tempfile.TemporaryDirectory(prefix="aerie-bench-") as tmp:
         state = Path(tmp) / "stack"
         try:
-            services = [s.service for s in chosen]
+            services = [name for s in chosen for name in (s.service, *s.needs)]
             with (
                 hello_world(Path(tmp)) as hello_url,
                 aerie_stack(services, state, echo, redis_cluster=redis_cluster) as env,
@@ -681,7 +831,9 @@ def _run_scenarios(
             tool=tool,
             processes=args.processes,
         )
-        r.cpu_us = cpu.per_request(cpu_before, cpu.snapshot(), r.rps * (args.warmup + args.duration))
+        # The servers this run started, when it started the stack: not another stack's beside it.
+        servers = cpu.descendants(os.getpid()) if not external_stack() else None
+        r.cpu_us = cpu.per_request(cpu_before, cpu.snapshot(), r.rps * (args.warmup + args.duration), servers=servers)
         if log and (n := respawns(log) - before):
             r.notes.append(f"uWSGI replaced {n} worker(s) during warm-up and measurement (max-requests, or a crash)")
         results[s.name] = r
@@ -718,6 +870,8 @@ def report(
                 "target_ratio": s.target_ratio,
                 "target_p99_ms": s.target_p99_ms,
                 "cpu_us_per_request": r.cpu_us,
+                "target_cpu_ratio": s.target_cpu_ratio,
+                "cpu_ratio": cpu_ratio(r, baseline),
             }
         )
     echo("")
@@ -729,7 +883,9 @@ def report(
             if used:
                 parts = ", ".join(f"{group} {us:.0f}" for group, us in used.items())
                 times = used["machine"] / baseline.cpu_us["machine"]
-                echo(f"  {s.name:16s} {parts}  ({times:.1f}x hello-world's machine time)")
+                server = cpu_ratio(results[s.name], baseline)
+                also = f", {server:.1f}x its server time" if server is not None else ""
+                echo(f"  {s.name:16s} {parts}  ({times:.1f}x hello-world's machine time{also})")
     echo(
         f"\nload generator: {tool}. Ratios are to hello-world measured in this run; "
         "on a shared 2-core machine expect run-to-run noise of 10-20%."

@@ -23,11 +23,12 @@ from aerie.tracing import tracing_middleware
 from console.api import Api
 from console.config import ConsoleConfig
 from console.oidc import SignInFlow
-from console.resources.audit import AuditPage
+from console.resources.audit import AuditEntry, AuditExport, AuditPage
 from console.resources.auth import Callback, Home, SignInStart, SignOut
 from console.resources.flags import FlagList, FlagPage, KillSwitch, Rollout
 from console.resources.members import Member, Members
 from console.resources.overrides import Override, Overrides
+from console.resources.platform import DeleteTenant, Tenants, TenantStatus
 from console.resources.projects import DeleteProject, Project, Projects
 from console.resources.static import StaticAsset
 from console.resources.tenant import Clients, RevokeClient, TenantPage
@@ -81,7 +82,11 @@ def build(
         ("/flags/{key}", FlagPage(pages)),
         ("/flags/{key}/kill-switch", KillSwitch(pages)),
         ("/flags/{key}/rollout", Rollout(pages)),
+        ("/tenants", Tenants(pages)),
         ("/tenants/{tenant_id}", TenantPage(pages)),
+        ("/tenants/{tenant_id}/suspend", TenantStatus(pages, "suspend")),
+        ("/tenants/{tenant_id}/reactivate", TenantStatus(pages, "reactivate")),
+        ("/tenants/{tenant_id}/delete", DeleteTenant(pages)),
         ("/tenants/{tenant_id}/clients", Clients(pages)),
         ("/tenants/{tenant_id}/clients/{client_id}/revoke", RevokeClient(pages)),
         ("/tenants/{tenant_id}/members", Members(pages)),
@@ -92,6 +97,8 @@ def build(
         ("/overrides", overrides),
         ("/overrides/{key}", Override(pages, overrides)),
         ("/audit", AuditPage(pages)),
+        ("/audit/export", AuditExport(pages)),
+        ("/audit/{entry_id}", AuditEntry(pages)),
     ]
     for path, resource in routes:
         app.add_route(path, resource)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from aerie.i18n import msg
@@ -12,13 +14,18 @@ from aerie.i18n import msg
 __all__ = [
     "CLIENT_SCOPES",
     "MEMBER_ROLES",
+    "PLANS",
+    "TENANT_STATUSES",
     "FormError",
+    "audit_filters",
     "client_from_form",
     "flag_from_form",
     "override_from_form",
     "preview_context",
     "project_changes",
     "project_from_form",
+    "slug_confirmed",
+    "tenant_from_form",
     "with_kill_switch",
     "with_rollout",
 ]
@@ -135,6 +142,7 @@ def preview_context(form: Mapping[str, str]) -> tuple[str, dict[str, Any]]:
 _NAME_ERRORS = {
     "client": msg("Name: the client's name, 1 to 200 characters."),
     "project": msg("Name: the project's name, 1 to 200 characters."),
+    "tenant": msg("Name: the tenant's name, 1 to 200 characters."),
 }
 
 
@@ -186,3 +194,76 @@ def override_from_form(form: Mapping[str, str]) -> tuple[str | None, Any]:
     if form.get("action") != "clear" and not raw.strip():
         raise FormError(msg('Value: the value to serve (JSON: true, 3, "text"; anything else is text).'))
     return user_id, _value(raw)
+
+
+#: A tenant's plans and statuses, as the tenants service has them.
+PLANS = ("free", "team", "enterprise")
+TENANT_STATUSES = ("active", "suspended", "deleted")
+#: The languages a new tenant may be given here: those the console itself ships.
+TENANT_LANGUAGES = ("en", "de")
+
+
+def tenant_from_form(form: Mapping[str, str]) -> dict[str, Any]:
+    """A new tenant: its slug (required: it is what a deletion is confirmed with), name, plan, language."""
+    slug = form.get("slug", "").strip()
+    if not SLUG_PATTERN.match(slug):
+        raise FormError(msg("Slug: 2 to 63 lower-case letters, digits and '-', starting with a letter or digit."))
+    plan = form.get("plan", "free") or "free"
+    if plan not in PLANS:
+        raise FormError(msg("Plan: one of %(choices)s.", choices=", ".join(PLANS)))
+    doc: dict[str, Any] = {"slug": slug, "name": _name(form, "tenant"), "plan": plan}
+    language = form.get("language", "").strip()
+    if language:
+        if language not in TENANT_LANGUAGES:
+            raise FormError(msg("Language: one of %(choices)s.", choices=", ".join(TENANT_LANGUAGES)))
+        doc["language"] = language
+    return doc
+
+
+def slug_confirmed(form: Mapping[str, str], slug: str) -> bool:
+    """Whether the person typed the tenant's slug, exactly (surrounding spaces aside)."""
+    typed = form.get("confirm_slug", "").strip()
+    return bool(slug) and hmac.compare_digest(typed.encode(), slug.encode())
+
+
+#: The audit service's own filter patterns (its schemas): refused here, with the field named.
+ACTION_FILTER = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*){0,4}(\.\*)?$")
+KIND = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+AUDIT_FILTERS = ("action", "actor_id", "target_type", "target_id", "since", "until")
+
+
+#: What a moment field says when it does not parse, by field (whole sentences, as for names).
+_MOMENT_ERRORS = {
+    "since": msg("Since: a date and time such as 2026-12-04T19:30 (UTC)."),
+    "until": msg("Until: a date and time such as 2026-12-04T19:30 (UTC)."),
+}
+
+
+def _moment(raw: str, field: str) -> str:
+    """A form's moment as RFC 3339 UTC: ``datetime-local`` (``2026-12-04T19:30``) is taken as UTC."""
+    text = raw.strip()
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise FormError(_MOMENT_ERRORS[field]) from None
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def audit_filters(query: Mapping[str, str]) -> dict[str, str]:
+    """The audit list's filters from the page's query, in the audit service's terms (empty ones left out)."""
+    found = {name: str(query.get(name) or "").strip() for name in AUDIT_FILTERS}
+    filters = {name: value for name, value in found.items() if value}
+    if "action" in filters and (len(filters["action"]) > 100 or not ACTION_FILTER.match(filters["action"])):
+        raise FormError(msg("Action: an action such as flag.updated, or a prefix such as flag.*."))
+    if "target_type" in filters and not KIND.match(filters["target_type"]):
+        raise FormError(msg("Target type: a lower-case kind such as flag or project."))
+    for name in ("actor_id", "target_id"):
+        if len(filters.get(name, "")) > 200:
+            raise FormError(msg("Ids: at most 200 characters."))
+    for name in ("since", "until"):
+        if name in filters:
+            filters[name] = _moment(filters[name], name)
+    if "since" in filters and "until" in filters and filters["since"] >= filters["until"]:
+        raise FormError(msg("Until: a moment after Since."))
+    return filters

@@ -22,7 +22,7 @@ import falcon
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from aerie.i18n import Message, msg
-from console.api import Api, ServiceProblem
+from console.api import Api, Download, ServiceProblem
 from console.i18n import I18N_VARIABLE, PageLanguage, install
 from console.redirects import safe_next
 from console.session import Cookies, Session
@@ -131,6 +131,14 @@ class Pages:
     def call(self, session: Session, req: falcon.Request, method: str, service: str, path: str, **kw: Any) -> Any:
         return self.api.call(
             session.access_token, method, service, path, language=req.get_header("Accept-Language"), **kw
+        )
+
+    def stream(
+        self, session: Session, req: falcon.Request, service: str, path: str, params: dict[str, Any] | None = None
+    ) -> Download:
+        """A download from a service, with the person's token, passed on as it arrives."""
+        return self.api.stream(
+            session.access_token, service, path, params=params, language=req.get_header("Accept-Language")
         )
 
     def see_other(self, req: falcon.Request, session: Session, location: str, notice: str | None = None) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
-from console.api import Api, ServiceProblem
+from console.api import Api, Download, ServiceProblem
 from falcon import testing
 
 TEN_A, TEN_B = "ten_A", "ten_B"
@@ -40,6 +40,15 @@ class FakeApi(Api):
         if isinstance(answer, ServiceProblem):
             raise answer
         return answer
+
+    def stream(self, token: str, service: str, path: str, **kw: Any) -> Download:
+        """A download: recorded as a ``STREAM`` call, answered from ``answers`` (bytes, or a problem)."""
+        self.calls.append(("STREAM", service, path, kw.get("params"), None))
+        self.if_match.append(None)
+        answer = self.answers.get(("STREAM", service, path), b"")
+        if isinstance(answer, ServiceProblem):
+            raise answer
+        return Download("application/x-ndjson", 'attachment; filename="audit-x.ndjson"', iter([answer[:5], answer[5:]]))
 
 
 class FakeResponse:

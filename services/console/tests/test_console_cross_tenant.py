@@ -53,15 +53,25 @@ def test_a_tenant_person_gets_no_flag_definitions(client, fake_http, fake_api, p
     assert client.simulate_get(path).status_code == 403 and fake_api.calls == []
 
 
-def test_the_audit_page_asks_for_another_tenant_only_as_the_person_and_shows_the_refusal(client, fake_http, fake_api):
+@pytest.mark.parametrize("path", ["/audit", "/audit/evt_1", "/audit/export"])
+def test_another_tenants_audit_trail_is_404_before_any_service_is_asked(client, fake_http, fake_api, path):
+    signed_in(client, fake_http, token(**ADMIN_OF_A))
+    fake_api.calls.clear()
+    r = client.simulate_get(path, params={"tenant_id": TEN_B})
+    assert r.status_code == 404 and fake_api.calls == []
+
+
+def test_the_audit_services_refusal_is_shown_with_its_request_id(client, fake_http, fake_api):
     signed_in(client, fake_http, token(**ADMIN_OF_A))
     fake_api.answers[("GET", "audit", "/v1/audit/events")] = ServiceProblem(
         403, "Forbidden", "A tenant token acts on its own tenant only.", "req-123", "forbidden"
     )
-    r = client.simulate_get("/audit", params={"tenant_id": TEN_B})
+    r = client.simulate_get("/audit", params={"tenant_id": TEN_A})
     assert r.status_code == 403
     assert "A tenant token acts on its own tenant only." in r.text and "req-123" in r.text
     assert "Traceback" not in r.text
+    # The tenant's own trail is asked for by the token alone, never by a tenant id.
+    assert fake_api.calls[-1][3] == {"limit": 50}
 
 
 def test_a_viewer_sees_flags_without_any_control(client, fake_http, fake_api):

@@ -33,13 +33,26 @@ def _reader(pages: Pages, req: falcon.Request, tenant_id: str) -> Session:
 
 
 class TenantPage:
+    """One tenant: its own people's page, and a platform person's (with the lifecycle for admins)."""
+
     def __init__(self, pages: Pages) -> None:
         self._pages = pages
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, tenant_id: str) -> None:
-        session = _reader(self._pages, req, tenant_id)
+        session = self._pages.session(req)
+        # A platform-viewer reads any tenant (platform:read), as the tenants service lets them.
+        if not (session.is_platform and session.can("platform:read")):
+            session = _reader(self._pages, req, tenant_id)
         tenant = self._pages.call(session, req, "GET", "tenants", f"/v1/tenants/{segment(tenant_id)}")
-        self._pages.render(req, resp, "tenant.html", session, tenant=tenant)
+        self._pages.render(
+            req,
+            resp,
+            "tenant.html",
+            session,
+            tenant=tenant,
+            lifecycle=session.is_platform and session.can("platform:admin"),
+            notice=req.get_param("notice"),
+        )
 
 
 class Clients:
