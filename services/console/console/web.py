@@ -148,7 +148,9 @@ class Pages:
         """
         if notice:
             shown = PageLanguage.text(notice, self.language.of(req, session))
-            location += ("&" if "?" in location else "?") + urlencode({"notice": shown})
+            # Before a #fragment, which is the browser's and never reaches the server.
+            location, hash_, fragment = location.partition("#")
+            location += ("&" if "?" in location else "?") + urlencode({"notice": shown}) + hash_ + fragment
         raise falcon.HTTPSeeOther(location)
 
     # Error pages ------------------------------------------------------------------------

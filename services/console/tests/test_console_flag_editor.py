@@ -276,6 +276,7 @@ def test_the_page_lists_schedules_and_a_pending_one_can_be_cancelled(client, adm
     assert 'id="cancel-sch_1"' in page and 'id="cancel-sch_0"' not in page and "version 3" in page
     r = client.simulate_post("/flags/f1/schedules/sch_1/cancel", body=f"csrf={admin}", headers=FORM)
     assert r.status_code == 303 and "cancelled" in r.headers["Location"]
+    assert r.headers["Location"].startswith("/flags/f1?notice=") and r.headers["Location"].endswith("#schedules")
     assert _writes(fake_api) == [("DELETE", "flags", f"{PATH}/schedule/sch_1", None, None)]
 
 
