@@ -21,13 +21,23 @@ __all__ = ["Api", "Download", "ServiceProblem"]
 
 
 class ServiceProblem(Exception):
-    def __init__(self, status: int, title: str, detail: str, request_id: str | None, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        detail: str,
+        request_id: str | None,
+        code: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+    ) -> None:
         super().__init__(f"{status} {title}: {detail}")
         self.status = status
         self.title = title
         self.detail = detail
         self.request_id = request_id
         self.code = code
+        #: A 422's ``[{"field", "message"}]``, so a form shows each next to its field.
+        self.errors = errors or []
 
 
 def segment(value: str) -> str:
@@ -97,6 +107,33 @@ class Api:
             _chunks(resp),
         )
 
+    def event_stream(self, token: str, service: str, path: str, *, read_timeout: float) -> requests.Response:
+        """An open ``text/event-stream`` response (the caller closes it), or :class:`ServiceProblem`.
+
+        The token goes in the header, as on every call: it never reaches the browser.
+        """
+        headers = {"Authorization": f"Bearer {token}", "Accept": "text/event-stream"}
+        try:
+            resp = self._http.get(
+                self._bases[service] + path, headers=headers, stream=True, timeout=(self._timeout, read_timeout)
+            )
+        except requests.RequestException:
+            raise ServiceProblem(
+                503,
+                msg("Service unavailable"),
+                msg("The %(service)s service did not answer. Try again in a moment.", service=service),
+                None,
+            ) from None
+        if resp.status_code != 200:
+            resp.close()
+            raise ServiceProblem(
+                resp.status_code,
+                msg("Error"),
+                msg("The %(service)s service answered %(status)s.", service=service, status=resp.status_code),
+                resp.headers.get("X-Request-ID"),
+            )
+        return resp
+
     @staticmethod
     def _headers(token: str, language: str | None) -> dict[str, str]:
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
@@ -146,4 +183,5 @@ def _problem(resp: requests.Response, body: Any, service: str) -> ServiceProblem
         or msg("The %(service)s service answered %(status)s.", service=service, status=resp.status_code),
         problem.get("request_id") or resp.headers.get("X-Request-ID"),
         problem.get("code"),
+        [e for e in problem.get("errors") or () if isinstance(e, dict)],
     )

@@ -25,7 +25,16 @@ from console.config import ConsoleConfig
 from console.oidc import SignInFlow
 from console.resources.audit import AuditEntry, AuditExport, AuditPage
 from console.resources.auth import Callback, Home, SignInStart, SignOut
-from console.resources.flags import FlagList, FlagPage, KillSwitch, Rollout
+from console.resources.flags import (
+    CancelSchedule,
+    FlagDefinition,
+    FlagList,
+    FlagPage,
+    FlagStream,
+    KillSwitch,
+    Rollout,
+    Schedules,
+)
 from console.resources.members import Member, Members
 from console.resources.overrides import Override, Overrides
 from console.resources.platform import DeleteTenant, Tenants, TenantStatus
@@ -79,7 +88,11 @@ def build(
         ("/auth/callback", Callback(pages, flow)),
         ("/sign-out", SignOut(pages)),
         ("/flags", FlagList(pages)),
+        ("/flags/stream", FlagStream(pages)),
         ("/flags/{key}", FlagPage(pages)),
+        ("/flags/{key}/definition", FlagDefinition(pages)),
+        ("/flags/{key}/schedules", Schedules(pages)),
+        ("/flags/{key}/schedules/{schedule_id}/cancel", CancelSchedule(pages)),
         ("/flags/{key}/kill-switch", KillSwitch(pages)),
         ("/flags/{key}/rollout", Rollout(pages)),
         ("/tenants", Tenants(pages)),

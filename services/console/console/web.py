@@ -1,9 +1,10 @@
 """What every console page shares: templates, the session, CSRF, forms and error pages.
 
 Every response carries a strict Content-Security-Policy: nothing but the console's own
-stylesheet loads, no script runs, forms post only to the console, and no other site may
-frame it. Every essential action is a plain HTML form, so the console works without
-JavaScript.
+stylesheet and scripts load (no inline script, no other origin; a script may connect only
+back to the console), forms post only to the console, and no other site may frame it.
+Every essential action is a plain HTML form, so the console works without JavaScript; a
+script only adds to a page (the flag list follows changes live).
 
 Every page is in the person's language (:mod:`console.i18n`): the templates' text, the
 messages the console says itself (:func:`aerie.i18n.msg`: notices, form errors, refusals)
@@ -32,7 +33,8 @@ __all__ = ["CSP", "Forbidden", "NotSignedIn", "Pages", "SecurityHeaders", "form_
 log = logging.getLogger("aerie.console")
 HERE = Path(__file__).resolve().parent
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; style-src 'self'; img-src 'self'; script-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
 #: A form of the console is small; anything larger is not one of ours.
 MAX_FORM_BYTES = 64 * 1024
@@ -69,15 +71,21 @@ class SecurityHeaders:
             resp.set_header("Cache-Control", "no-store")
 
 
-def form_of(req: falcon.Request) -> dict[str, str]:
-    """An ``application/x-www-form-urlencoded`` body; the last value of a repeated field wins."""
+def form_of(req: falcon.Request, max_fields: int = 100) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body; the last value of a repeated field wins.
+
+    More than ``max_fields`` fields is a 400 (the flag editor posts a few per row).
+    """
     if (req.content_type or "").split(";")[0].strip() != "application/x-www-form-urlencoded":
         return {}
     length = req.content_length or 0
     if length > MAX_FORM_BYTES:
         raise falcon.HTTPContentTooLarge(description=msg("A console form is smaller than this."))
     raw = req.bounded_stream.read(length).decode("utf-8", errors="replace")
-    return dict(parse_qsl(raw, keep_blank_values=True, max_num_fields=100))
+    try:
+        return dict(parse_qsl(raw, keep_blank_values=True, max_num_fields=max_fields))
+    except ValueError:
+        raise falcon.HTTPBadRequest(description=msg("A console form has fewer fields than this.")) from None
 
 
 class Pages:
@@ -99,9 +107,9 @@ class Pages:
             raise NotSignedIn()
         return session
 
-    def form(self, req: falcon.Request, session: Session) -> dict[str, str]:
+    def form(self, req: falcon.Request, session: Session, max_fields: int = 100) -> dict[str, str]:
         """The posted form, once its CSRF token matches the session's."""
-        form = form_of(req)
+        form = form_of(req, max_fields)
         if not session.csrf_matches(form.get("csrf")):
             raise Forbidden(
                 msg("This form is out of date or did not come from the console. Reload the page and try again.")
@@ -148,7 +156,9 @@ class Pages:
         """
         if notice:
             shown = PageLanguage.text(notice, self.language.of(req, session))
-            location += ("&" if "?" in location else "?") + urlencode({"notice": shown})
+            # Before a #fragment, which is the browser's and never reaches the server.
+            location, hash_, fragment = location.partition("#")
+            location += ("&" if "?" in location else "?") + urlencode({"notice": shown}) + hash_ + fragment
         raise falcon.HTTPSeeOther(location)
 
     # Error pages ------------------------------------------------------------------------

@@ -19,6 +19,7 @@ def test_a_bad_key_is_refused_on_the_page_before_any_service_is_asked(client, fa
 
 def test_creating_a_flag_puts_its_definition_then_shows_it(client, fake_http, fake_api):
     csrf = signed_in(client, fake_http, token())
+    fake_api.answers[("GET", "flags", "/v1/flags/new-flag")] = ServiceProblem(404, "Not found", "No flag.", "r1")
     body = f"key=new-flag&description=Hi&default=false&percentage=10&allow_overrides=user&enabled=on&csrf={csrf}"
     r = client.simulate_post("/flags", body=body, headers=FORM)
     assert r.status_code == 303 and r.headers["Location"].startswith("/flags/new-flag?notice=")

@@ -65,7 +65,11 @@ class FlagChanges:
         self._is_revoked = is_revoked
 
     def open(self, principal: Principal, gone: Callable[[], bool] = lambda: False) -> SSEBody:
-        """The stream of ``principal``'s tenant (tenant-bound: the route requires it), or 503."""
+        """The stream of ``principal``'s tenant, or 503; a platform admin's (no tenant) shows definitions only.
+
+        A platform stream listens under the key None, which no override event is delivered to
+        (``route`` gives those their tenant's id), while definition changes go to every stream.
+        """
 
         token_left = max(0.0, principal.expires_at - time.time())
         ended = while_authorized(principal, self._is_revoked, gone)

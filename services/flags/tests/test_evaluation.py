@@ -198,7 +198,6 @@ def test_other_bad_evaluation_requests(api):
     [
         ("GET", "/v1/flags/x/evaluation"),
         ("GET", "/v1/flags/snapshot"),
-        ("GET", "/v1/flags/stream"),
         ("PUT", "/v1/flags/x/overrides/tenant"),
         ("DELETE", "/v1/flags/x/overrides/users/u1"),
     ],

@@ -126,3 +126,29 @@ def test_a_long_stream_ends_within_a_second_of_its_client_being_revoked(long_sse
     response, _took = result["r"]
     assert response.status_code == 200
     assert time.monotonic() - revoked_at < 2.5
+
+
+def test_a_platform_admin_follows_definition_changes_and_no_tenant_overrides(sse_service, signing_key):
+    api = Api(testing.TestClient(sse_service.app), signing_key)
+    api.put_flag("watched", 201, default=False, allow_overrides="tenant")
+    got: dict[str, object] = {}
+
+    def listen() -> None:
+        got["admin"] = api.c.simulate_get("/v1/flags/stream", headers=api.admin())
+
+    listener = threading.Thread(target=listen)
+    listener.start()
+    time.sleep(0.4)
+    r = api.c.simulate_put("/v1/flags/watched/overrides/tenant", json={"value": True}, headers=api.headers(TEN_A))
+    assert r.status_code == 200
+    api.put_flag("watched", 200, default=False, allow_overrides="tenant", description="v2")
+    listener.join(5)
+    resp = got["admin"]
+    assert resp.status_code == 200, resp.text
+    assert [f["event"] for f in frames(resp.text)] == ["flag.updated"]
+
+
+def test_a_platform_token_without_admin_cannot_open_the_stream(sse_service, signing_key):
+    api = Api(testing.TestClient(sse_service.app), signing_key)
+    r = api.c.simulate_get("/v1/flags/stream", headers=api.headers(None, "platform:read flags:read"))
+    assert_problem(r, 403, "tenant_required")

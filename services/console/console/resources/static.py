@@ -1,4 +1,4 @@
-"""``/static/{name}``: the console's own assets (no CDN: the CSP allows only these)."""
+"""``/static/{name}``: the console's own assets, styles and scripts (no CDN: the CSP allows only these)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import falcon
 from aerie.i18n import msg
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
-TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+TYPES = {".css": "text/css; charset=utf-8", ".svg": "image/svg+xml", ".js": "text/javascript; charset=utf-8"}
 
 
 class StaticAsset:
