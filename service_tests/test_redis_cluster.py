@@ -138,7 +138,9 @@ def test_a_master_killed_under_write_load_loses_no_acknowledged_write(suite: Sui
     Checked: every write answered 201 is readable afterwards and its event is in the audit
     trail exactly once, the trail verifies, nothing but 201 and 503 was answered, and writes
     succeed again once the cluster has a master for every slot. How many requests failed,
-    and for how long, is printed (``-s``) for the issue's record.
+    and for how long, and each instance's peak PSS are printed (``-s``) for the record: this
+    stack runs from the development venv, so its PSS is not the pushed app's
+    (``service_tests/test_buildpack.py`` measures that).
     """
     cluster = suite.stack.cluster
     assert cluster is not None
@@ -208,7 +210,6 @@ def test_a_master_killed_under_write_load_loses_no_acknowledged_write(suite: Sui
         f"after the kill; {during} writes started meanwhile; slowest answer {slowest[0]:.2f}s\n"
         f"peak PSS on the cluster (MiB): {', '.join(f'{n} {v:.1f}' for n, v in sorted(peak.items()))}"
     )
-    assert all(v < 128 for v in peak.values()), f"an instance outgrew its manifest's 128M: {peak}"
     assert {s for _t, s in failed} <= {503}, f"answers other than 201 and 503: {sorted({s for _t, s in failed})}"
     assert after and all(s == 201 for s in after), "writes did not recover after the failover"
 

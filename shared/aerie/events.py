@@ -266,32 +266,38 @@ class EventPublisher:
         An event over :data:`MAX_EVENT_CHARS` goes out with its ``data`` replaced by a marker:
         the check is one ``len`` of the JSON made here anyway.
         """
-        payload = _dumps(event)
-        if len(payload) > MAX_EVENT_CHARS:
-            event, payload = _within_bound(event, payload)
-        tenant_id = event.get("tenant_id")
-        stream = self.stream_for(event, shard)
-        pipe.execute_command(
-            "EVAL",
-            _PUBLISH_SCRIPT,
-            1,
-            stream,
-            payload,
-            event["type"],
-            tenant_id or "",
-            EVENT_CHANNEL_PREFIX + event["type"],
-        )
+        pipe.execute_command(*self._script(event, self.stream_for(event, shard)))
 
     def stream_for(self, event: Mapping[str, Any], shard: Shard | None = None) -> str:
         """The stream shard ``event`` goes to (see the class)."""
         return (shard or self._shard or self.keyspace.of_tenant(event.get("tenant_id"))).stream
 
     def publish(self, redis_client: redis.Redis, event: Mapping[str, Any], shard: Shard | None = None) -> str:
-        """Publish an event that accompanies no other write (a token issued, say); its stream."""
-        pipe = redis_client.pipeline(transaction=True)
-        self.add(pipe, event, shard)
-        pipe.execute()
-        return self.stream_for(event, shard)
+        """Publish an event that accompanies no other write (a token issued, say); its stream.
+
+        One ``EVAL``, atomic by itself: no ``MULTI`` around it (on a cluster a transaction
+        pipeline costs several times the command).
+        """
+        stream = self.stream_for(event, shard)
+        redis_client.execute_command(*self._script(event, stream))
+        return stream
+
+    @staticmethod
+    def _script(event: Mapping[str, Any], stream: str) -> tuple[Any, ...]:
+        payload = _dumps(event)
+        if len(payload) > MAX_EVENT_CHARS:
+            event, payload = _within_bound(event, payload)
+        type_ = event["type"]
+        return (
+            "EVAL",
+            _PUBLISH_SCRIPT,
+            1,
+            stream,
+            payload,
+            type_,
+            event.get("tenant_id") or "",
+            EVENT_CHANNEL_PREFIX + type_,
+        )
 
 
 Handler = Callable[[dict[str, Any]], None]

@@ -97,6 +97,9 @@ _ONE_KEY = frozenset(
         "XLEN", "XRANGE", "XREVRANGE", "XADD", "XACK",
     }
 )  # fmt: skip
+#: Scripts, routed by their first key; a script whose keys span slots is refused by Redis
+#: itself (CROSSSLOT), which no fast path could make legal.
+_SCRIPTS = frozenset({"EVAL", "EVALSHA"})
 #: Errors after which the cluster client itself must redo the command: the slot moved or the
 #: node is gone, and redis-py then refreshes its map of the cluster.
 _REROUTE = (
@@ -116,7 +119,8 @@ class ThreadClusterClient(redis.RedisCluster):
     slot, checks a connection out of the node's pool and back, and wraps all of it in its
     retry loop: on a GET that came to ~60 us on top of the round trip, which made every
     request on a cluster about half as fast as on one Redis (``bench/run.py --redis-cluster``).
-    For a command of :data:`_ONE_KEY` without options, the calling thread instead asks
+    For a command of :data:`_ONE_KEY` (or a script, by its first key) without options, the
+    calling thread instead asks
     redis-py's own slot map for the key's master and sends through a connection of that
     node's pool it keeps (a :class:`ThreadClient`). Anything the fast path cannot take, and
     any redirection or lost connection, goes to ``RedisCluster.execute_command``, which
@@ -130,12 +134,18 @@ class ThreadClusterClient(redis.RedisCluster):
 
     def execute_command(self, *args: Any, **kwargs: Any) -> Any:
         # ``keys`` (redis-py's client-side cache hint, on most commands) is no option of the reply.
-        if (kwargs and kwargs.keys() != {"keys"}) or len(args) < 2 or args[0] not in _ONE_KEY:
+        if (kwargs and kwargs.keys() != {"keys"}) or len(args) < 2:
             return super().execute_command(*args, **kwargs)
-        if not isinstance(args[1], str):
+        if args[0] in _ONE_KEY:
+            key = args[1]
+        elif args[0] in _SCRIPTS and len(args) > 3 and args[2] not in (0, "0"):
+            key = args[3]  # EVAL script numkeys key...: our scripts keep every key in one slot
+        else:
+            return super().execute_command(*args, **kwargs)
+        if not isinstance(key, str):
             return super().execute_command(*args, **kwargs)
         try:
-            client = self.thread_client_for(args[1])
+            client = self.thread_client_for(key)
         except redis.exceptions.RedisClusterException:
             return super().execute_command(*args, **kwargs)
         return self._send(client, args, kwargs)

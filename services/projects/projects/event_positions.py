@@ -68,6 +68,13 @@ class PositionedPublisher(EventPublisher):
                 "EVAL", _RECORD, 2, stream, positions_key(tenant_id, self.keyspace), event["id"], self._keep
             )
 
+    def publish(self, redis_client: Any, event: Mapping[str, Any], shard: Shard | None = None) -> str:
+        """The event and its position, in one transaction (two scripts)."""
+        pipe = redis_client.pipeline(transaction=True)
+        self.add(pipe, event, shard)
+        pipe.execute()
+        return self.stream_for(event, shard)
+
 
 @dataclass(frozen=True)
 class Start:
