@@ -131,3 +131,43 @@ def test_open_streams_count_the_stream_mules_too(http: Http, flags: UwsgiService
     while open_now() != before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert open_now() == before
+
+
+def test_request_metrics_can_be_turned_off_and_the_rest_stays(
+    http: Http, redis_server: RedisServer, tenants: UwsgiService, tmp_path: Path
+) -> None:
+    """``AERIE_REQUEST_METRICS=off``: requests and token checks are not counted (what
+    ``bench/run.py --overhead`` measures without), the stream and consumer gauges still are."""
+    port = free_port()
+    quiet = start_service(
+        "flags", redis_server, tenants.url, tmp_path, AERIE_METRICS_PORT=str(port), AERIE_REQUEST_METRICS="off"
+    )
+    try:
+        _, token = tenant_with_token(http, ["flags:read"])
+        for _ in range(5):
+            r = http.s.post(
+                f"{quiet.url}/v1/evaluate",
+                json={"context": {}},
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=5,
+            )
+            assert r.status_code == 200, r.text
+        r = http.s.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+        assert r.status_code == 200, r.text
+        assert "aerie_http_request_duration_seconds_count{" not in r.text
+        assert "aerie_token_verifications_total{" not in r.text
+        assert _sample(r.text, "aerie_event_stream_readable", service="flags") == 1
+    finally:
+        quiet.stop()
+
+
+def test_a_request_metrics_setting_that_is_neither_on_nor_off_stops_start_up() -> None:
+    from aerie.app import request_metrics
+    from aerie.config import ConfigError, Settings
+
+    settings = Settings.from_env("flags", {"REDIS_URL": "redis://127.0.0.1:1/0", "AERIE_ISSUER": "http://t"})
+    assert request_metrics(settings)
+    with pytest.raises(ConfigError):
+        request_metrics(
+            Settings.from_env("flags", {**settings.extra, "REDIS_URL": "redis://x:1/0", "AERIE_REQUEST_METRICS": "no"})
+        )

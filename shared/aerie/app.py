@@ -117,6 +117,19 @@ class Infrastructure:
         self.subscriber.stop()
 
 
+#: ``off`` stops counting requests and token checks (the per-request part of ``/metrics``);
+#: streams, event stream and consumer gauges stay. For a space nothing scrapes, and for
+#: ``bench/run.py --overhead``, which measures what metrics and rate limits cost.
+REQUEST_METRICS = "AERIE_REQUEST_METRICS"
+
+
+def request_metrics(settings: Settings) -> bool:
+    value = (settings.extra.get(REQUEST_METRICS) or "on").strip().lower()
+    if value not in ("on", "off"):
+        raise ConfigError(f"{REQUEST_METRICS} must be on or off, not {value!r}")
+    return value == "on"
+
+
 def create_service_app(
     infra: Infrastructure,
     routes: Sequence[Route],
@@ -137,10 +150,11 @@ def create_service_app(
     without it nothing is limited.
     """
     settings = infra.settings
+    recorded = infra.metrics if request_metrics(settings) else None
     middleware: list[object] = [
-        RequestContextMiddleware(AccessLog(settings.service, settings.instance_index), infra.metrics),
+        RequestContextMiddleware(AccessLog(settings.service, settings.instance_index), recorded),
         LanguageMiddleware(Languages(Catalogs(), tenant_language)),
-        AuthMiddleware(infra.verifier, infra.subscriber, infra.metrics),
+        AuthMiddleware(infra.verifier, infra.subscriber, recorded),
         BodyMiddleware(),
         IdempotencyMiddleware(infra.redis),
     ]
