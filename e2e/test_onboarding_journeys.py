@@ -31,7 +31,10 @@ def _evaluate(aerie: Any, token: str, key: str, **context: Any) -> dict[str, Any
     assert r.status_code == 200, r.text[:300]
     evaluation = dict(r.json()["flags"][key])
     revision = evaluation.pop("revision")
-    assert isinstance(revision, int) and revision >= 1, evaluation
+    # A flag this flags process has not heard of yet (it was created a moment ago) is an ERROR
+    # without a revision: returned as it is, so an eventually() polling for it asks again.
+    if evaluation["reason"] != "ERROR":
+        assert isinstance(revision, int) and revision >= 1, evaluation
     return evaluation
 
 

@@ -74,10 +74,16 @@ def _bucket(key: str, value: str) -> int:
 
 
 def _text(driver: Any, element_id: str) -> str:
+    """The element's text, or "" while there is none: also when the page it was found on is
+    replaced before its text is read (a form's answer arriving), so a wait asks again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
 
     found = driver.find_elements(By.ID, element_id)
-    return str(found[0].text) if found else ""
+    try:
+        return str(found[0].text) if found else ""
+    except StaleElementReferenceException:
+        return ""
 
 
 def _admin_token(stack: LocalStack) -> str:
@@ -152,7 +158,7 @@ def test_a_platform_admin_runs_a_flag_from_the_console(stack: LocalStack, browse
         field.send_keys("25")
         browser.find_element(By.ID, "save-rollout").click()
         wait_for(lambda: "25%" in _text(browser, "notice"), 15, "the rollout saved")
-        assert _text(browser, "flag-rollout") == "25% by user_id"
+        wait_for(lambda: _text(browser, "flag-rollout") == "25% by user_id", 15, "the rollout shown")
 
     # A user inside the 25% and one outside it, by the contract's bucket.
     inside = next(f"user-{i}" for i in range(1000) if _bucket(key, f"user-{i}") < 2500)
