@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
 from aerie.local.dev_idp import AUDIENCE, DevIdentityProvider
+from aerie.local.redis_cluster import RedisCluster
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.http import basic_auth
 from aerie.testing.keys import TestKey
@@ -24,8 +27,19 @@ BOOT_SECRET = "service-test-bootstrap-secret-0123456789abcdef"
 SVC_ID, SVC_SECRET = "svc-projects", "service-test-projects-secret-0123456789abcdef"
 
 
+#: ``AERIE_SERVICE_TESTS_REDIS_CLUSTER=1`` (tox -e cluster): the services of the tests that reach
+#: Redis only through them run on a local Redis Cluster instead of one Redis.
+ON_CLUSTER = os.environ.get("AERIE_SERVICE_TESTS_REDIS_CLUSTER") == "1"
+
+
 @pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Redis (a :class:`RedisServer`) or, on a cluster run, the cluster (its ``port`` a seed)."""
+    if ON_CLUSTER:
+        cluster = RedisCluster(tmp_path_factory.mktemp("redis-cluster"), password="svc-test-pass").start()
+        yield cluster
+        cluster.stop()
+        return
     # appendfsync always: a test that restarts Redis must not lose an acknowledged write.
     server = RedisServer(tmp_path_factory.mktemp("redis"), appendfsync="always", password="svc-test-pass")
     server.start()
@@ -33,26 +47,38 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+def _port(server: RedisServer | RedisCluster) -> int:
+    return server.ports[0] if isinstance(server, RedisCluster) else server.port
+
+
 @pytest.fixture(scope="session")
 def signing_key() -> TestKey:
     return TestKey("svc-k1")
 
 
-def vcap_services(server: RedisServer) -> str:
+def vcap_services(server: RedisServer | RedisCluster) -> str:
+    """A p.redis binding of ``server``; a cluster's is tagged ``cluster``, as a cluster plan's is."""
     binding = {
         "name": "aerie-redis",
         "label": "p.redis",
-        "tags": ["redis"],
+        "tags": ["redis", "cluster"] if isinstance(server, RedisCluster) else ["redis"],
         "plan": "test",
-        "credentials": {"host": "127.0.0.1", "port": server.port, "password": server.password},
+        "credentials": {"host": "127.0.0.1", "port": _port(server), "password": server.password},
     }
     return json.dumps({"p.redis": [binding]})
+
+
+def redis_env(server: RedisServer | RedisCluster) -> dict[str, str]:
+    env = {"VCAP_SERVICES": vcap_services(server)}
+    if isinstance(server, RedisCluster):
+        env["AERIE_REDIS_SEEDS"] = ",".join(f"127.0.0.1:{port}" for port in server.ports)
+    return env
 
 
 def service_env(server: RedisServer, tenants_url: str, **extra: str) -> dict[str, str]:
     """What every service but tenants starts with: Redis, the issuer, its own client."""
     return {
-        "VCAP_SERVICES": vcap_services(server),
+        **redis_env(server),
         "AERIE_TENANTS_URL": tenants_url,
         "AERIE_CLIENT_ID": SVC_ID,
         "AERIE_CLIENT_SECRET": SVC_SECRET,
@@ -67,7 +93,7 @@ def tenants_env(server: RedisServer, key: TestKey, port: int, idp_url: str | Non
     return {
         "AERIE_IDENTITY_PROVIDERS": json.dumps(trusted),
         "AERIE_BOOTSTRAP_ADMIN_EMAIL": "admin@example.com",
-        "VCAP_SERVICES": vcap_services(server),
+        **redis_env(server),
         "AERIE_TENANTS_URL": url,
         "AERIE_ISSUER": url,
         "AERIE_SIGNING_KEYS": json.dumps(key.private_jwks()),
