@@ -977,6 +977,8 @@ def main(argv: list[str] | None = None) -> int:
     rows = report(args, tool, started, plan, results, echo)
     missed = [r["scenario"] for r in rows if r["result"].startswith("MISS")]
     if args.overhead:
+        echo("\nwithout request metrics and rate limits:")
+        report(args, tool, started, plan, bare, echo)
         echo("\nwith request metrics and rate limits, against without:")
         missed += compare(plan, bare, results, OVERHEAD_RATIO, ("without", "with"), echo)
     if args.redis_cluster:
