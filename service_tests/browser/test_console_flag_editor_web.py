@@ -23,6 +23,7 @@ from test_console_journey import Steps, _admin_token, _person, _sign_in, _tenant
 from aerie.local.dev_idp import SAMPLE_ADMIN
 from aerie.local.stack import LocalStack
 from aerie.testing.browser import chromium, wait_for
+from aerie.testing.browser import element_text as _text
 
 pytestmark = [pytest.mark.console, pytest.mark.flags, pytest.mark.tenants]
 
@@ -43,19 +44,6 @@ def browsers() -> Iterator[tuple[Any, Any]]:
     yield first, second
     first.quit()
     second.quit()
-
-
-def _text(browser: Any, element_id: str) -> str:
-    """An element's text, or "" while the page is being replaced (a navigation, or the live list
-    swapping its rows in): an element found just before is then stale, which is no answer yet."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-
-    try:
-        found = browser.find_elements(By.ID, element_id)
-        return str(found[0].text) if found else ""
-    except StaleElementReferenceException:
-        return ""
 
 
 def _type(browser: Any, element_id: str, text: str) -> None:

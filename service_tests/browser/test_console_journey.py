@@ -25,6 +25,7 @@ import requests
 from aerie.local.dev_idp import SAMPLE_ADMIN
 from aerie.local.stack import LocalStack
 from aerie.testing.browser import chromium, wait_for
+from aerie.testing.browser import element_text as _text
 from aerie.testing.http import basic_auth
 
 pytestmark = [pytest.mark.console, pytest.mark.flags, pytest.mark.audit, pytest.mark.tenants]
@@ -71,19 +72,6 @@ class Steps:
 
 def _bucket(key: str, value: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{key}:{value}".encode()).digest()[:4], "big") % 10000
-
-
-def _text(driver: Any, element_id: str) -> str:
-    """The element's text, or "" while there is none: also when the page it was found on is
-    replaced before its text is read (a form's answer arriving), so a wait asks again."""
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.common.by import By
-
-    found = driver.find_elements(By.ID, element_id)
-    try:
-        return str(found[0].text) if found else ""
-    except StaleElementReferenceException:
-        return ""
 
 
 def _admin_token(stack: LocalStack) -> str:

@@ -24,7 +24,8 @@ import requests
 
 from aerie.local.dev_idp import SAMPLE_ADMIN
 from aerie.local.stack import LocalStack
-from aerie.testing.browser import chromium, wait_for
+from aerie.testing.browser import chromium, replaced, wait_for
+from aerie.testing.browser import element_text as _text
 from aerie.testing.http import basic_auth
 
 pytestmark = [pytest.mark.console, pytest.mark.audit, pytest.mark.tenants]
@@ -59,13 +60,6 @@ def step(driver: Any, test: str, number: int, name: str) -> Iterator[None]:
         stem.with_suffix(".html").write_text(driver.page_source)
         print(f"\nstep {number} ({name}) failed at {driver.current_url}: see {stem}.png")
         raise
-
-
-def _text(driver: Any, element_id: str) -> str:
-    from selenium.webdriver.common.by import By
-
-    found = driver.find_elements(By.ID, element_id)
-    return str(found[0].text) if found else ""
 
 
 def _admin_token(stack: LocalStack) -> str:
@@ -189,20 +183,23 @@ def test_an_owner_filters_the_audit_trail_opens_an_entry_verifies_and_exports(st
         browser.find_element(By.LINK_TEXT, "Audit trail").click()
         wait_for(lambda: browser.find_elements(By.ID, "audit-action"), 15, "the audit page")
 
-        def invitations() -> list[Any]:
+        def invitations() -> int:
+            """Filter afresh (a new page each time) and count the rows once that page is in."""
             field = browser.find_element(By.ID, "audit-action")
+            old = browser.find_element(By.TAG_NAME, "html")
             field.clear()
             field.send_keys("member.invited")
             browser.find_element(By.ID, "filter").click()
-            return [r for r in browser.find_elements(By.CSS_SELECTOR, "tr.entry") if "member.invited" in r.text]
+            wait_for(lambda: replaced(old), 15, "the filtered page")
+            rows = browser.find_elements(By.CSS_SELECTOR, "tr.entry")
+            return len(rows) if all("member.invited" in r.text for r in rows) else 0
 
         # audit records events as they come through the durable stream
-        rows = wait_for(lambda: len(invitations()) >= 2 and invitations(), 20, "both invitations in the trail")
-        assert all("member.invited" in row.text for row in browser.find_elements(By.CSS_SELECTOR, "tr.entry"))
+        wait_for(lambda: invitations() >= 2, 20, "both invitations in the trail")
         assert "action=member.invited" in browser.current_url
 
     with step(browser, test, 2, "open an entry: every field"):
-        rows[0].find_element(By.CSS_SELECTOR, "a.entry-link").click()
+        browser.find_elements(By.CSS_SELECTOR, "tr.entry a.entry-link")[0].click()
         wait_for(lambda: _text(browser, "entry-action") == "member.invited", 15, "the entry page")
         assert re.fullmatch(r"[0-9a-f]{64}", _text(browser, "entry-hash"))
         assert re.fullmatch(r"[0-9a-f]{64}", _text(browser, "entry-prev-hash"))

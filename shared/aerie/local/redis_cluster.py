@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Collection
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from aerie.local.redis_server import RedisServer, find_redis_server
+from aerie.local.redis_server import RedisServer, ephemeral_low, find_redis_server, port_free
 
 __all__ = ["RedisCluster", "find_redis_cli", "free_cluster_port", "free_cluster_ports"]
 
@@ -33,10 +32,12 @@ def free_cluster_ports(count: int = 1, avoid: Collection[int] = ()) -> int:
     not exist and ``redis-server`` refuses to start. ``avoid``: ports already picked for
     something else that has not bound them yet.
     """
+    # Below the kernel's ephemeral range, bus ports included (see free_port).
+    high = ephemeral_low() - 10000 - count if ephemeral_low() > 21000 + count else 45000 - count
     for _ in range(500):
-        first = random.randrange(20000, 45000 - count)
+        first = random.randrange(10000, high)
         ports = range(first, first + count)
-        if all(p not in avoid and p + 10000 not in avoid and _free(p) and _free(p + 10000) for p in ports):
+        if all(p not in avoid and p + 10000 not in avoid and port_free(p) and port_free(p + 10000) for p in ports):
             return first
     raise RuntimeError(f"no {count} free consecutive ports for Redis Cluster nodes")
 
@@ -44,15 +45,6 @@ def free_cluster_ports(count: int = 1, avoid: Collection[int] = ()) -> int:
 def free_cluster_port() -> int:
     """A free port whose cluster bus port is free too (see :func:`free_cluster_ports`)."""
     return free_cluster_ports(1)
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def find_redis_cli(server_binary: str | None = None) -> str:

@@ -7,13 +7,14 @@ The system's ``redis-server`` is used when installed; otherwise the binary that 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["RedisServer", "find_redis_server", "free_port"]
+__all__ = ["RedisServer", "ephemeral_low", "find_redis_server", "free_port", "port_free"]
 
 
 def find_redis_server() -> str:
@@ -33,10 +34,40 @@ def find_redis_server() -> str:
     return str(binary)
 
 
+def ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections and to ``bind(0)``."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
+    """A port free now, below the kernel's ephemeral range.
+
+    Not the kernel's own pick (``bind(0)``): that comes from the ephemeral range, which every
+    outgoing connection (thousands a second in the tests, over ``Connection: close``) and every
+    chromedriver also draws from, so one of them could take the port between this pick and the
+    service's bind.
+    """
+    low = ephemeral_low()
+    if low > 11000:
+        for _ in range(200):
+            port = random.randrange(10000, low)
+            if port_free(port):
+                return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
 
 
 class RedisServer:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["BrowserMissing", "chromium", "wait_for"]
+__all__ = ["BrowserMissing", "chromium", "element_text", "replaced", "wait_for"]
 
 
 class BrowserMissing(RuntimeError):
@@ -63,12 +63,46 @@ def chromium(window: tuple[int, int] = (1280, 900), languages: str | None = None
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    """``check()``'s first truthy answer within ``timeout`` seconds, else AssertionError naming ``what``."""
+    """``check()``'s first truthy answer within ``timeout`` seconds, else AssertionError naming ``what``.
+
+    A ``check`` that touched an element of a page being replaced (a form's answer arriving)
+    raises ``StaleElementReferenceException``: that is no answer yet, and it is asked again.
+    """
+    from selenium.common.exceptions import StaleElementReferenceException
+
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
+        try:
+            last = check()
+        except StaleElementReferenceException as exc:
+            last = exc
+        else:
+            if last:
+                return last
         time.sleep(interval)
     raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+def replaced(element: Any) -> bool:
+    """Whether the page ``element`` was found on has been replaced (a navigation happened)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    return False
+
+
+def element_text(driver: Any, element_id: str) -> str:
+    """The text of the element with this id, or "" while there is none, also when the page it
+    was found on is replaced before its text is read."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        found = driver.find_elements(By.ID, element_id)
+        return str(found[0].text) if found else ""
+    except StaleElementReferenceException:
+        return ""
