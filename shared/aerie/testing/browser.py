@@ -62,20 +62,32 @@ def chromium(window: tuple[int, int] = (1280, 900), languages: str | None = None
     return webdriver.Chrome(service=Service(executable_path=driver), options=options)
 
 
+def _gone(exc: BaseException) -> bool:
+    """Whether ``exc`` says an element's page was replaced under it: Selenium's stale element,
+    or Chromium's own words for the same race when it catches it one step later."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+
+    if isinstance(exc, StaleElementReferenceException):
+        return True
+    return isinstance(exc, WebDriverException) and "does not belong to the document" in str(exc)
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
     """``check()``'s first truthy answer within ``timeout`` seconds, else AssertionError naming ``what``.
 
     A ``check`` that touched an element of a page being replaced (a form's answer arriving)
     raises ``StaleElementReferenceException``: that is no answer yet, and it is asked again.
     """
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
         try:
             last = check()
-        except StaleElementReferenceException as exc:
+        except WebDriverException as exc:
+            if not _gone(exc):
+                raise
             last = exc
         else:
             if last:
@@ -86,11 +98,13 @@ def wait_for(check: Callable[[], Any], timeout: float, what: str, interval: floa
 
 def replaced(element: Any) -> bool:
     """Whether the page ``element`` was found on has been replaced (a navigation happened)."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
 
     try:
         element.is_enabled()
-    except StaleElementReferenceException:
+    except WebDriverException as exc:
+        if not _gone(exc):
+            raise
         return True
     return False
 
@@ -98,11 +112,13 @@ def replaced(element: Any) -> bool:
 def element_text(driver: Any, element_id: str) -> str:
     """The text of the element with this id, or "" while there is none, also when the page it
     was found on is replaced before its text is read."""
-    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
 
     try:
         found = driver.find_elements(By.ID, element_id)
         return str(found[0].text) if found else ""
-    except StaleElementReferenceException:
+    except WebDriverException as exc:
+        if not _gone(exc):
+            raise
         return ""
