@@ -133,6 +133,88 @@ def test_a_write_is_on_its_replica_before_it_is_answered(suite: Suite) -> None:
     assert provider.client.get(shard.key("projects:{ten_wait}:probe")) == "1"
 
 
+def test_a_subscriber_hears_every_master_from_one_node_and_moves_when_it_dies(suite: Suite) -> None:
+    """Pub/sub on a cluster (``RedisProvider.pubsub_client``): one plain connection to one node
+    hears a ``PUBLISH`` made on any master, and when that node dies the subscriber takes
+    another. The node killed is a replica (forced by seeding the pick), so the cluster stays whole for the
+    failover test below."""
+    from aerie.config import Settings
+    from aerie.pubsub import Subscriber
+    from aerie.redis import RedisProvider
+
+    cluster = suite.stack.cluster
+    assert cluster is not None
+    settings = Settings.from_env("projects", {**suite.stack.service_env("projects"), "AERIE_ISSUER": "http://t"})
+    provider = RedisProvider(settings.redis)
+    heard: list[str] = []
+    subscriber = Subscriber(provider, name="test-cluster-subscriber")
+    subscriber.on("test-cluster:*", lambda channel, _data: heard.append(channel))
+    replicas = {n.port for n in provider.client.get_nodes() if n.server_type == "replica"}  # type: ignore[attr-defined]
+    with mock_choice_first(replicas):
+        subscriber.ensure_started()
+        assert subscriber.wait_connected(10)
+    rc = cluster_client(suite)
+    try:
+        on = subscribed_node(rc, replicas)
+        channels = []
+        for port in cluster.master_ports():
+            channel = f"test-cluster:{port}"
+            rc.get_node(host="127.0.0.1", port=port).redis_connection.publish(channel, "hi")
+            channels.append(channel)
+        eventually(lambda: sorted(heard) == sorted(channels), 10, "a PUBLISH on every master heard on one node")
+
+        cluster.node(on).kill()
+        try:
+            eventually(lambda: subscriber.connected and subscribed_node(rc, replicas - {on}), 20, "resubscribed")
+            heard.clear()
+            master = cluster.master_ports()[0]
+            publisher = rc.get_node(host="127.0.0.1", port=master).redis_connection
+
+            def heard_again() -> bool:
+                # PUBLISH counts only the receivers on its own node: whether it arrived is what counts.
+                publisher.publish("test-cluster:again", "hi")
+                return "test-cluster:again" in heard
+
+            eventually(heard_again, 10, "a PUBLISH heard after the move")
+        finally:
+            cluster.node(on).start()
+            cluster.wait_healthy(timeout=60)
+    finally:
+        subscriber.stop()
+        rc.close()
+
+
+class mock_choice_first:
+    """Makes the subscriber's shuffle put ``ports`` first, so the test knows what it kills."""
+
+    def __init__(self, ports: set[int]) -> None:
+        self._ports = ports
+        self._patch: Any = None
+
+    def __enter__(self) -> None:
+        from unittest import mock
+
+        ports = self._ports
+        self._patch = mock.patch(
+            "aerie.redis.random.shuffle", lambda nodes: nodes.sort(key=lambda n: n.port not in ports)
+        )
+        self._patch.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self._patch.stop()
+
+
+def subscribed_node(rc: redis.RedisCluster, ports: set[int]) -> int | None:
+    """The one of ``ports`` whose node has a client with a pattern subscription, if any."""
+    for port in ports:
+        with_patterns = [
+            c for c in rc.get_node(host="127.0.0.1", port=port).redis_connection.client_list() if int(c.get("psub", 0))
+        ]
+        if with_patterns:
+            return port
+    return None
+
+
 def test_a_master_killed_under_write_load_loses_no_acknowledged_write(suite: Suite) -> None:
     """Writes go on while the master of the tenant's slot is SIGKILLed and its replica promoted.
 
