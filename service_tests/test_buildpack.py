@@ -28,10 +28,12 @@ from typing import Any
 
 import pytest
 import requests
+from conftest import ON_CLUSTER
 
 from aerie.cf.manifest import interpolate, load_manifest
 from aerie.cf.secrets import SECRETS_SERVICE_TAG, app_secrets, secrets_service, secrets_vars
 from aerie.cf.stage import stage_all, stageable_services
+from aerie.local.redis_cluster import RedisCluster
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.buildpack import (
     CF_KILL_AFTER_S,
@@ -74,9 +76,15 @@ def staged(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Pa
 
 
 @pytest.fixture(scope="module")
-def cf_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+def cf_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer | RedisCluster]:
     """This deployment's own Redis: its instances consume the durable stream (cascades,
-    audit) and must not act on other modules' tests, as a second suite in the same Redis would."""
+    audit) and must not act on other modules' tests, as a second suite in the same Redis would.
+    On a cluster run (``tox -e cluster``) a cluster of its own: what a pushed app weighs there."""
+    if ON_CLUSTER:
+        cluster = RedisCluster(tmp_path_factory.mktemp("cf-redis-cluster"), password="cf-test-pass").start()
+        yield cluster
+        cluster.stop()
+        return
     server = RedisServer(tmp_path_factory.mktemp("cf-redis"), password="cf-test-pass")
     server.start()
     yield server
@@ -84,7 +92,7 @@ def cf_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
 
 
 @pytest.fixture(scope="module")
-def deployment(cf_redis: RedisServer) -> dict[str, Any]:
+def deployment(cf_redis: RedisServer | RedisCluster) -> dict[str, Any]:
     """Ports and the ``((vars))`` of a deploy to this machine: the secrets file's format, local URLs."""
     ports = {name: free_port() for name in SERVICES}
     tenants_url = f"http://127.0.0.1:{ports['tenants']}"
@@ -104,7 +112,9 @@ def deployment(cf_redis: RedisServer) -> dict[str, Any]:
     # The console's provider is only asked when someone signs in, which the load does not.
     variables["console_oidc_issuer"] = "http://127.0.0.1:9/idp"
     variables["console_oidc_client"] = "aerie-console"
-    binding = p_redis_binding("aerie-redis", "127.0.0.1", cf_redis.port, cf_redis.password)
+    cluster = isinstance(cf_redis, RedisCluster)
+    port = cf_redis.ports[0] if cluster else cf_redis.port
+    binding = p_redis_binding("aerie-redis", "127.0.0.1", port, cf_redis.password, cluster=cluster)
     return {"ports": ports, "vars": variables, "vcap_services": binding}
 
 

@@ -71,14 +71,15 @@ def buildpack_install(app_dir: Path, venv_dir: Path) -> float:
     return time.monotonic() - started
 
 
-def p_redis_binding(name: str, host: str, port: int, password: str | None) -> dict[str, Any]:
-    """``VCAP_SERVICES`` with one binding shaped as the p.redis broker makes it."""
+def p_redis_binding(name: str, host: str, port: int, password: str | None, *, cluster: bool = False) -> dict[str, Any]:
+    """``VCAP_SERVICES`` with one binding shaped as the p.redis broker makes it (``cluster``:
+    tagged as a cluster plan's binding is, ``port`` one seed node)."""
     binding = {
         "name": name,
         "binding_name": None,
         "instance_name": name,
         "label": "p.redis",
-        "tags": ["redis", "pivotal", "on-demand"],
+        "tags": ["redis", "pivotal", "on-demand", *(["cluster"] if cluster else [])],
         "plan": "on-demand-cache",
         "provider": None,
         "syslog_drain_url": None,
