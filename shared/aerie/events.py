@@ -30,7 +30,7 @@ from ulid import ULID
 
 from aerie import tracing
 from aerie.auth.principal import Principal
-from aerie.keyspace import LEGACY_DEAD_LETTERS, LEGACY_STREAM, UNSHARDED, Keyspace, Shard, tag_of
+from aerie.keyspace import LEGACY_DEAD_LETTERS, LEGACY_STREAM, UNSHARDED, Keyspace, Shard
 from aerie.logs import truncated
 from aerie.redis import REDIS_DOWN, RedisProvider
 
@@ -257,7 +257,7 @@ class EventPublisher:
         """``stream`` is a publisher to that one stream (a scratch stream, a test's)."""
         self.keyspace = keyspace
         if stream is not None:
-            shard = Shard(0, tag_of(stream), stream, f"{stream}:dead")
+            shard = Shard.named(stream)
         self._shard = shard
 
     def add(self, pipe: Any, event: Mapping[str, Any], shard: Shard | None = None) -> None:
@@ -365,7 +365,7 @@ class StreamConsumer:
         if stream is None:
             self._shards = redis_provider.keyspace.shards
         else:
-            self._shards = (Shard(0, tag_of(stream), stream, dead_letters or f"{stream}:dead"),)
+            self._shards = (Shard.named(stream, dead_letters),)
         if dead_letters is not None and stream is None:
             self._shards = tuple(Shard(s.index, s.tag, s.stream, dead_letters) for s in self._shards)
         self._batch = batch

@@ -51,6 +51,17 @@ class Shard:
         """``name`` in this shard's slot."""
         return self.tag + name
 
+    @classmethod
+    def named(cls, stream: str, dead_letters: str | None = None) -> Shard:
+        """A shard of one stream by name (a scratch stream, a test's), its keys in its slot.
+
+        A name without a hash tag is hashed whole, which is the slot of ``{<name>}``: that is
+        the tag its processed markers and dead letters get, so that marking and acknowledging
+        stay one ``MULTI`` on a cluster.
+        """
+        tag = tag_of(stream) or f"{{{stream}}}"
+        return cls(0, tag, stream, dead_letters or (f"{stream}:dead" if tag_of(stream) else f"{tag}:dead"))
+
 
 def tag_of(key: str) -> str:
     """The hash tag that places ``key`` (``{...}`` at its start), or "" when it has none."""

@@ -11,7 +11,7 @@ from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from aerie.config import ConfigError, Settings
 from aerie.events import EventContext, EventPublisher, StreamConsumer, new_event
-from aerie.keyspace import UNSHARDED, Keyspace, tag_of
+from aerie.keyspace import UNSHARDED, Keyspace, Shard, tag_of
 from aerie.redis import RedisProvider
 from aerie.stream_janitor import StreamJanitor
 
@@ -154,3 +154,12 @@ def test_a_write_waits_for_replicas_only_when_asked_and_never_fails_for_want_of_
     assert asked.replicated("projects:{ten_1}:x") == 0, "this Redis has no replica: WAIT times out at 0"
     assert asked.client.get("aerie:replicated:{ten_1}") == "1", "the marker was written in the key's slot"
     assert asked.client.get("projects:{ten_1}:x") == "1", "the connection is usable afterwards"
+
+
+@pytest.mark.parametrize("stream", ["aerie:test-rolling:abc", "{t1}aerie:events"])
+def test_a_stream_named_alone_keeps_its_markers_and_dead_letters_in_its_slot(stream: str) -> None:
+    shard = Shard.named(stream)
+    slot = key_slot(stream.encode())
+    assert key_slot(shard.key("aerie:processed:g:evt_1").encode()) == slot
+    assert key_slot(shard.dead_letters.encode()) == slot
+    assert Shard.named(stream, "elsewhere").dead_letters == "elsewhere"
