@@ -11,11 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 import requests
 
+from aerie.config import RedisSettings
+from aerie.keyspace import Keyspace
 from aerie.local.dev_idp import AUDIENCE, DevIdentityProvider
 from aerie.local.redis_cluster import RedisCluster
 from aerie.local.redis_server import RedisServer, free_port
+from aerie.redis import RedisProvider
 from aerie.testing.http import basic_auth
 from aerie.testing.keys import TestKey
 from aerie.testing.process import UwsgiService
@@ -30,6 +34,28 @@ SVC_ID, SVC_SECRET = "svc-projects", "service-test-projects-secret-0123456789abc
 #: ``AERIE_SERVICE_TESTS_REDIS_CLUSTER=1`` (tox -e cluster): the services of the tests that reach
 #: Redis only through them run on a local Redis Cluster instead of one Redis.
 ON_CLUSTER = os.environ.get("AERIE_SERVICE_TESTS_REDIS_CLUSTER") == "1"
+#: The services' key layout on this run (``aerie.keyspace``): sharded, as they shard it, on a cluster.
+KEYSPACE = Keyspace(16 if ON_CLUSTER else 0)
+#: For a test that restarts or reconfigures the one Redis itself (a cluster's failover has its own test).
+single_redis_only = pytest.mark.skipif(
+    ON_CLUSTER, reason="restarts the one Redis; test_redis_cluster.py fails a cluster over"
+)
+
+
+def redis_provider(server: RedisServer | RedisCluster) -> RedisProvider:
+    """A :class:`RedisProvider` of the session's Redis, as the services configure theirs."""
+    if isinstance(server, RedisCluster):
+        return RedisProvider(RedisSettings(url=server.url, cluster=True, shards=KEYSPACE.count))
+    return RedisProvider(RedisSettings(url=server.url))
+
+
+def redis_client(server: RedisServer | RedisCluster, *, decode: bool = True) -> redis.Redis:
+    """A test's own client of the session's Redis: a ``RedisCluster`` on a cluster run."""
+    if isinstance(server, RedisCluster):
+        return redis.RedisCluster(  # type: ignore[return-value]
+            host="127.0.0.1", port=server.ports[0], password=server.password, decode_responses=decode
+        )
+    return redis.Redis.from_url(server.url, decode_responses=decode)
 
 
 @pytest.fixture(scope="session")

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 import redis
 import requests
-from conftest import REPO, SVC_ID, SVC_SECRET, Http, service_env
+from conftest import KEYSPACE, REPO, SVC_ID, SVC_SECRET, Http, redis_client, service_env
 
 from aerie.events import EventContext, EventPublisher, new_event
 from aerie.local.redis_server import RedisServer, free_port
@@ -100,7 +100,7 @@ def http(tenants: UwsgiService) -> Http:
 
 @pytest.fixture
 def r(redis_server: RedisServer) -> redis.Redis:
-    return redis.Redis.from_url(redis_server.url, decode_responses=True)
+    return redis_client(redis_server)
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -108,7 +108,7 @@ def r(redis_server: RedisServer) -> redis.Redis:
 
 def produce(r: redis.Redis, tenant_ids: list[str | None], n: int) -> list[dict[str, Any]]:
     """``n`` events spread over ``tenant_ids``, published as the services publish them."""
-    publisher = EventPublisher()
+    publisher = EventPublisher(KEYSPACE)
     ctx = EventContext({"type": "client", "id": "cli_load", "client_id": "cli_load"}, "req-load", "10.1.2.3", "load/1")
     events = [
         new_event("project.updated", tenant_ids[i % len(tenant_ids)], {"project": {"id": f"prj_{i}"}}, ctx)
@@ -225,7 +225,12 @@ def test_two_instances_share_the_stream_with_gapless_chains(
         assert_exactly_once(r, events, tenant_ids)
         verify_all(second, http.bearer(), tenant_ids)
         # Both instances took part: a consumer appears in the group once it was handed events.
-        consumers = {c["name"].rsplit("-", 1)[-1] for c in r.xinfo_consumers("aerie:events", "audit")}
+        consumers = {
+            c["name"].rsplit("-", 1)[-1]
+            for stream in KEYSPACE.streams
+            if r.exists(stream)
+            for c in r.xinfo_consumers(stream, "audit")
+        }
         for instance in (audit, second):
             workers = {str(p) for p in process_tree(instance.process.pid)[1:]}  # type: ignore[union-attr]
             assert workers & consumers, f"{instance.url} consumed nothing"

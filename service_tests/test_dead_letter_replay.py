@@ -13,13 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 import requests
-from conftest import Http, start_service, tenant_with_token
+from conftest import KEYSPACE, Http, redis_provider, start_service, tenant_with_token
 
 from aerie.events import EventContext, EventPublisher, StreamConsumer, new_event
 from aerie.local.redis_server import RedisServer
-from aerie.redis import RedisProvider, RedisSettings
 from aerie.testing.polling import wait_for
 from aerie.testing.process import UwsgiService
 
@@ -52,11 +50,12 @@ def test_an_event_a_group_gave_up_on_is_replayed_once_and_audit_keeps_it_once(
     http: Http, audit: UwsgiService, redis_server: RedisServer
 ):
     tenant, token = tenant_with_token(http, ["audit:read"])
-    provider = RedisProvider(RedisSettings(url=redis_server.url))
-    # The buggy group starts at the stream's end, not behind every earlier test's events.
-    provider.client.xgroup_create("aerie:events", "svc-test-buggy", id="$", mkstream=True)
+    provider = redis_provider(redis_server)
+    # The buggy group starts at each stream's end, not behind every earlier test's events.
+    for stream in KEYSPACE.streams:
+        provider.client.xgroup_create(stream, "svc-test-buggy", id="$", mkstream=True)
     evt = new_event("project.created", tenant["id"], {"id": "prj_poison", "name": "p"}, EventContext.system("test"))
-    EventPublisher().publish(provider.client, evt)
+    EventPublisher(KEYSPACE).publish(provider.client, evt)
     assert wait_for(lambda: evt["id"] in {e["id"] for e in trail(audit, token)}, 15)
 
     fixed = False
@@ -99,7 +98,8 @@ def test_an_event_a_group_gave_up_on_is_replayed_once_and_audit_keeps_it_once(
     # audit saw the replayed entry too, and recorded nothing twice.
     time.sleep(2)
     assert [e["id"] for e in trail(audit, token)].count(evt["id"]) == 1
-    redis.Redis.from_url(redis_server.url).xgroup_destroy("aerie:events", "svc-test-buggy")
+    for stream in KEYSPACE.streams:
+        provider.client.xgroup_destroy(stream, "svc-test-buggy")
 
 
 @pytest.mark.parametrize("letter_id", ["x", "1-2-3", "+", "%2B", "9" * 30 + "-0"])

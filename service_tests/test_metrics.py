@@ -10,8 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
-from conftest import Http, start_service, tenant_with_token
+from conftest import KEYSPACE, Http, redis_client, start_service, tenant_with_token
 
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.process import UwsgiService
@@ -87,18 +86,18 @@ def test_requests_of_every_worker_are_summed_by_route(http: Http, flags: UwsgiSe
     )
     # What Redis knows, read at scrape time.
     assert _sample(text, "aerie_event_stream_readable", service="flags") == 1
-    assert _sample(text, "aerie_event_stream_length", stream="aerie:events") >= 0
+    for shard in KEYSPACE.shards:
+        assert _sample(text, "aerie_event_stream_length", stream=shard.stream) >= 0
 
 
 def test_dead_letters_are_counted(http: Http, flags: UwsgiService, redis_server: RedisServer) -> None:
-    r = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    letter = r.xadd("aerie:events:dead", {"event": "{}", "group": "svc-test", "deliveries": "5"})
+    r = redis_client(redis_server)
+    dead = KEYSPACE.platform.dead_letters
+    letter = r.xadd(dead, {"event": "{}", "group": "svc-test", "deliveries": "5"})
     try:
-        assert _sample(_metrics(http, flags), "aerie_dead_letters", stream="aerie:events:dead") == r.xlen(
-            "aerie:events:dead"
-        )
+        assert _sample(_metrics(http, flags), "aerie_dead_letters", stream=dead) == r.xlen(dead)
     finally:
-        r.xdel("aerie:events:dead", letter)
+        r.xdel(dead, letter)
 
 
 def test_the_public_port_needs_the_metrics_token(http: Http, flags: UwsgiService) -> None:

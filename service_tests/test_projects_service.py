@@ -13,9 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-import redis
 import requests
-from conftest import REPO, Http, service_env
+from conftest import KEYSPACE, REPO, Http, redis_client, service_env
 
 from aerie.local.redis_server import RedisServer, free_port
 from aerie.testing.polling import wait_for
@@ -64,13 +63,15 @@ def new_tenant(http: Http) -> tuple[dict, dict[str, str]]:
 
 
 def project_keys(server: RedisServer, tenant_id: str) -> list[str]:
-    r = redis.Redis.from_url(server.url, decode_responses=True)
-    return [k for k in r.scan_iter(match=f"projects:{{{tenant_id}}}:*") if not k.endswith(":deleted")]
+    r = redis_client(server)
+    prefix = KEYSPACE.of_tenant(tenant_id).key(f"projects:{{{tenant_id}}}:")
+    return [k for k in r.scan_iter(match=f"{prefix}*") if not k.endswith(":deleted")]
 
 
 def durable_events(server: RedisServer, tenant_id: str) -> list[dict]:
-    r = redis.Redis.from_url(server.url, decode_responses=True)
-    return [json.loads(f["event"]) for _id, f in r.xrange("aerie:events") if f.get("tenant_id") == tenant_id]
+    r = redis_client(server)
+    stream = KEYSPACE.of_tenant(tenant_id).stream
+    return [json.loads(f["event"]) for _id, f in r.xrange(stream) if f.get("tenant_id") == tenant_id]
 
 
 def test_create_and_get_with_a_real_tenant_token(http: Http, projects: UwsgiService):
@@ -228,7 +229,7 @@ def test_writes_are_503_when_tenants_is_down_and_nothing_cached(
         # A worker subscribed when the tenant was created cached it from tenant.created, and
         # rightly lets writes through. A tenant event without a document makes every worker
         # forget the tenant: from then on nothing is cached and tenants is away.
-        r = redis.Redis(port=redis_server.port, password=redis_server.password)
+        r = redis_client(redis_server)
         r.publish("aerie:event:tenant.updated", json.dumps({"id": "evt-forget", "tenant_id": tenant["id"]}))
 
         assert wait_for(lambda: write().status_code == 503, timeout=5)

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from conftest import redis_provider
 
-from aerie.config import RedisSettings
 from aerie.events import ENVELOPE_VERSION, EventContext, EventPublisher, StreamConsumer, new_event
 from aerie.local.redis_server import RedisServer
 from aerie.redis import RedisProvider
@@ -78,7 +78,7 @@ def _consumer(
 
 @pytest.mark.parametrize("batch", [False, True], ids=["per-event", "batch"])
 def test_old_and_new_release_share_one_stream(redis_server: RedisServer, batch: bool):
-    provider = RedisProvider(RedisSettings(url=redis_server.url))
+    provider = redis_provider(redis_server)
     r = provider.client
     stream = f"aerie:test-rolling:{uuid.uuid4().hex}"
     events = _events()
@@ -109,7 +109,7 @@ def test_old_and_new_release_share_one_stream(redis_server: RedisServer, batch: 
 
 def test_new_release_reads_what_the_old_one_published(redis_server: RedisServer):
     """Release N+1 consumes events release N published before the push, in one group."""
-    provider = RedisProvider(RedisSettings(url=redis_server.url))
+    provider = redis_provider(redis_server)
     stream = f"aerie:test-rolling:{uuid.uuid4().hex}"
     old_event = _events()["old"]
     EventPublisher(stream=stream).publish(provider.client, old_event)
