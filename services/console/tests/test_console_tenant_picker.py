@@ -207,7 +207,7 @@ def test_the_picker_is_german_for_a_german_browser(client, fake_http):
     provider_round_trip(client, fake_http)
     page = client.simulate_get(PICK_PATH, headers=GERMAN)
     assert page.headers["Content-Language"] == "de" and 'lang="de"' in page.text
-    assert "Mandant wählen" in page.text and "Choose a tenant" not in page.text
+    assert "Tenant wählen" in page.text and "Choose a tenant" not in page.text
 
 
 def test_only_well_formed_choices_are_shown():
