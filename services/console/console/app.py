@@ -24,7 +24,7 @@ from console.api import Api
 from console.config import ConsoleConfig
 from console.oidc import SignInFlow
 from console.resources.audit import AuditEntry, AuditExport, AuditPage
-from console.resources.auth import Callback, Home, SignInStart, SignOut
+from console.resources.auth import Callback, Home, PickTenant, SignInStart, SignOut
 from console.resources.flags import (
     CancelSchedule,
     FlagDefinition,
@@ -85,6 +85,7 @@ def build(
         ("/static/{name}", StaticAsset()),
         ("/", Home(pages)),
         ("/sign-in", SignInStart(pages, flow)),
+        ("/sign-in/tenant", PickTenant(pages, flow)),
         ("/auth/callback", Callback(pages, flow)),
         ("/sign-out", SignOut(pages)),
         ("/flags", FlagList(pages)),

@@ -9,7 +9,8 @@
    opened, which OpenID Connect Core (3.1.3.7) accepts in place of checking it twice.
 3. The ID token is exchanged (RFC 8693) at tenants' ``/v1/oauth/token`` by the console's
    client, which holds the token-exchange grant only: the person gets a token with exactly
-   their role's scopes.
+   their role's scopes. A person in several tenants is refused with the list of them
+   (:class:`ChooseTenant`); the console asks them which, then exchanges for that one.
 
 Every refusal is a :class:`SignInFailed` whose message a person may read.
 """
@@ -32,7 +33,7 @@ from aerie.i18n import msg
 from console.config import ConsoleConfig
 from console.session import SignIn
 
-__all__ = ["Exchanged", "SignInFailed", "SignInFlow"]
+__all__ = ["ChooseTenant", "Exchanged", "SignInFailed", "SignInFlow", "TenantChoice"]
 
 log = logging.getLogger("aerie.console.sign_in")
 
@@ -40,6 +41,9 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 ID_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:id_token"  # noqa: S105 (a URN)
 #: The provider's discovery document is fetched again after this long.
 DISCOVERY_TTL_S = 3600
+#: What the console shows of a several-tenants refusal's list, whatever the answer holds.
+MAX_CHOICES = 100
+MAX_CHOICE_CHARS = 200
 
 
 class SignInFailed(Exception):
@@ -54,6 +58,38 @@ class SignInFailed(Exception):
 class Exchanged:
     access_token: str
     expires_in: int
+
+
+@dataclass(frozen=True)
+class TenantChoice:
+    """One tenant the person may pick: as the tenants service listed it."""
+
+    id: str
+    name: str
+    role: str
+    status: str
+
+
+class ChooseTenant(Exception):
+    """The person belongs to several tenants: which one is theirs to say."""
+
+    def __init__(self, choices: list[TenantChoice]) -> None:
+        super().__init__("tenant_id is required")
+        self.choices = choices
+
+
+def _choices(listed: Any) -> list[TenantChoice]:
+    """The several-tenants refusal's ``tenants``, the well-formed entries only."""
+    if not isinstance(listed, list):
+        return []
+    found = []
+    for item in listed[:MAX_CHOICES]:
+        if not isinstance(item, dict):
+            continue
+        fields = [item.get(name) for name in ("id", "name", "role", "status")]
+        if all(isinstance(f, str) and 0 < len(f) <= MAX_CHOICE_CHARS for f in fields):
+            found.append(TenantChoice(*fields))
+    return found
 
 
 def challenge(verifier: str) -> str:
@@ -99,10 +135,11 @@ class SignInFlow:
         return f"{self.discovery()['authorization_endpoint']}?{urlencode(params)}"
 
     def finish(self, flow: SignIn, code: str) -> Exchanged:
-        id_token = self._redeem(flow, code)
-        return self._exchange(id_token)
+        """The code redeemed and exchanged in one go (for the tenant the sign-in asked for, if any)."""
+        return self.exchange(self.redeem(flow, code), flow.tenant, fall_back=True)
 
-    def _redeem(self, flow: SignIn, code: str) -> str:
+    def redeem(self, flow: SignIn, code: str) -> str:
+        """The provider's ID token for ``code``, checked against this sign-in."""
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -139,12 +176,19 @@ class SignInFlow:
             raise SignInFailed(msg("The ID token answers another sign-in. Start again."))
         return id_token
 
-    def _exchange(self, id_token: str) -> Exchanged:
+    def exchange(self, id_token: str, tenant_id: str | None = None, *, fall_back: bool = False) -> Exchanged:
+        """An Aerie token for the person (in ``tenant_id``), or :class:`ChooseTenant`.
+
+        ``fall_back``: a tenant remembered from before that is no longer theirs is not an
+        error; the person is exchanged as if none were asked (straight in, or a choice).
+        """
         form = {
             "grant_type": TOKEN_EXCHANGE,
             "subject_token": id_token,
             "subject_token_type": ID_TOKEN_TYPE,
         }
+        if tenant_id:
+            form["tenant_id"] = tenant_id
         try:
             resp = self._http.post(
                 f"{self._config.tenants_url}/v1/oauth/token",
@@ -158,7 +202,13 @@ class SignInFlow:
         if resp.status_code == 200 and isinstance(body, dict) and isinstance(body.get("access_token"), str):
             return Exchanged(body["access_token"], int(body.get("expires_in") or 300))
         error = body.get("error") if isinstance(body, dict) else None
-        if error == "invalid_grant":
+        if error == "invalid_grant" and tenant_id and fall_back:
+            return self.exchange(id_token)
+        if error == "invalid_request" and not tenant_id and isinstance(body, dict):
+            choices = _choices(body.get("tenants"))
+            if choices:
+                raise ChooseTenant(choices)
+        if error == "invalid_grant" and not tenant_id:
             raise SignInFailed(msg("You signed in, but you are not a member of any tenant or of the platform."))
         description = body.get("error_description") if isinstance(body, dict) else None
         code = error or resp.status_code

@@ -169,7 +169,12 @@ class Pages:
         def not_signed_in(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
             # After sign-in a GET comes back to its page; a POST to the page its form was on.
             target = req.relative_uri if req.method in ("GET", "HEAD") else (req.get_header("Referer") or "/")
-            raise falcon.HTTPSeeOther("/sign-in?" + urlencode({"next": safe_next(_path_of(target))}))
+            query = {"next": safe_next(_path_of(target))}
+            lapsed = pages.cookies.session(req)
+            if lapsed is not None and lapsed.chose_tenant and lapsed.tenant_id:
+                # Back to the tenant the person chose, not to the picker again.
+                query["tenant"] = lapsed.tenant_id
+            raise falcon.HTTPSeeOther("/sign-in?" + urlencode(query))
 
         def forbidden(req: falcon.Request, resp: falcon.Response, ex: Exception, params: Mapping[str, Any]) -> None:
             assert isinstance(ex, Forbidden)

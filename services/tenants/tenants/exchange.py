@@ -10,7 +10,7 @@ refusal is an :class:`~tenants.issuer.OAuthError` the resource answers as RFC 67
    provider's keys cannot be had);
 4. which membership the token is for: a tenant client's own tenant only; for a platform
    client the ``tenant_id`` asked for, else the platform person, else the one tenant the
-   person belongs to (several: ``tenant_id`` is required);
+   person belongs to (several: ``tenant_id`` is required, and the refusal lists them);
 5. that member exists and is this person: bound to this ``(iss, sub)``, or invited with this
    verified email, in which case the first exchange binds it (``member.joined``);
 6. scopes: asked (all when none) ∩ the role's ∩ the client's (``invalid_scope``).
@@ -49,6 +49,10 @@ SUBJECT_TOKEN_TYPES = (
     "urn:ietf:params:oauth:token-type:id_token",
     "urn:ietf:params:oauth:token-type:jwt",
 )
+
+
+#: The most tenants a several-tenants refusal lists (by name); a person in more is unusual.
+MAX_CANDIDATES = 100
 
 
 class ProvidersDown(Exception):
@@ -146,8 +150,7 @@ class TokenExchange:
         )
         return Exchanged(token, member, person.issuer)
 
-    @staticmethod
-    def _membership(client: AuthenticatedClient, asked: str | None, memberships: Mapping[str, str]) -> str:
+    def _membership(self, client: AuthenticatedClient, asked: str | None, memberships: Mapping[str, str]) -> str:
         """Which scope (tenant id, or the platform) the token is for."""
         if not client.platform:
             if asked is not None and asked != client.tenant_id:
@@ -163,10 +166,34 @@ class TokenExchange:
             return PLATFORM_SCOPE
         tenants = sorted(s for s in memberships if s != PLATFORM_SCOPE)
         if len(tenants) > 1:
-            raise OAuthError("invalid_request", "The person belongs to several tenants: tenant_id is required.")
+            candidates = self._candidates(tenants, memberships)
+            if len(candidates) > 1:
+                raise OAuthError(
+                    "invalid_request",
+                    "The person belongs to several tenants: tenant_id is required.",
+                    candidates=candidates,
+                )
+            tenants = [c["id"] for c in candidates]
         if not tenants:
             raise OAuthError("invalid_grant", "The person is not a member of any tenant or of the platform.")
         return tenants[0]
+
+    def _candidates(self, tenant_ids: list[str], memberships: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The tenants the verified person may pick from (deleted ones and stale entries left out).
+
+        Only ever answered to the client that authenticated and sent this person's verified
+        token, which could exchange for each of these tenants anyway: the list tells it
+        nothing it could not learn, and spares the person guessing tenant ids.
+        """
+        members = self._directory.members([memberships[t] for t in tenant_ids])
+        found = []
+        for tenant_id, member in zip(tenant_ids, members, strict=True):
+            tenant = self._tenants.get(tenant_id)
+            if member is None or tenant is None or tenant["status"] == "deleted":
+                continue
+            found.append({"id": tenant_id, "name": tenant["name"], "role": member["role"], "status": tenant["status"]})
+        found.sort(key=lambda c: (c["name"].casefold(), c["id"]))
+        return found[:MAX_CANDIDATES]
 
     @staticmethod
     def _client_allows(client: AuthenticatedClient, *, platform: bool) -> frozenset[str]:

@@ -70,6 +70,7 @@ class OAuthError(Exception):
         status: int = 400,
         tenant_id: str | None = None,
         retry_after: int | None = None,
+        candidates: list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(description)
         self.error = error
@@ -77,6 +78,8 @@ class OAuthError(Exception):
         self.status = status
         self.tenant_id = tenant_id
         self.retry_after = retry_after
+        #: The tenants a verified person may be exchanged for, when they must pick one.
+        self.candidates = candidates
 
 
 @dataclass(frozen=True)

@@ -313,6 +313,13 @@ class UnsafeMemberDirectory:
                 found.setdefault(scope, member_id)
         return found
 
+    def members(self, member_ids: list[str]) -> list[dict[str, Any] | None]:
+        """The members of these ids, in order (None for one gone): one pipelined round trip."""
+        pipe = self._redis.client.pipeline(transaction=False)
+        for member_id in member_ids:
+            pipe.get(self._keys.member(member_id))
+        return [orjson.loads(raw) if raw else None for raw in pipe.execute()]
+
     def claim(
         self,
         member_id: str,

@@ -266,6 +266,96 @@ def test_a_platform_client_picks_the_tenant_and_needs_one_when_there_are_several
     assert me["tenant_id"] == b and me["role"] == "developer"
 
 
+def test_the_several_tenants_refusal_lists_the_persons_tenants_and_is_on_the_record(
+    api: Any, people: People, redis_url: str
+) -> None:
+    zeta, alpha, beta = (api.create_tenant(slug)["id"] for slug in ("zeta", "alpha", "beta"))
+    gone, bobs = api.create_tenant("gone")["id"], api.create_tenant("bobs")["id"]
+    people.invite(zeta, "alice@example.com", "viewer")
+    people.invite(alpha, "alice@example.com", "developer")
+    people.invite(gone, "alice@example.com", "owner")
+    people.invite(bobs, "bob@example.com", "owner")
+    assert people.c.simulate_delete(f"/v1/tenants/{gone}", headers=api.admin()).status_code in (200, 204)
+    boot = {"client_id": api.BOOT_ID, "client_secret": api.BOOT_SECRET}
+    people.sign_in(boot, "idp|alice", "alice@example.com", tenant_id=zeta)  # bound there, invited in alpha
+    assert people.c.simulate_post(f"/v1/tenants/{zeta}/suspend", headers=api.admin()).status_code == 200
+    people.invite(beta, "alice@example.com", "admin")
+    r = people.exchange(api.BOOT_ID, api.BOOT_SECRET, id_token(people.key, "idp|alice", "alice@example.com"))
+    assert r.status_code == 400 and r.json["error"] == "invalid_request"
+    assert r.json["tenants"] == [
+        {"id": alpha, "name": "Alpha", "role": "developer", "status": "active"},
+        {"id": beta, "name": "Beta", "role": "admin", "status": "active"},
+        {"id": zeta, "name": "Zeta", "role": "viewer", "status": "suspended"},
+    ]
+    (denied,) = [e for e in _events(redis_url, "token.denied") if e["data"].get("tenants")]
+    assert denied["data"]["tenants"] == [alpha, beta, zeta] and denied["data"]["tenant_count"] == 3
+    assert denied["data"]["client_id"] == api.BOOT_ID and denied["tenant_id"] is None
+    # Each listed tenant is one the person can then be exchanged for.
+    for listed in r.json["tenants"]:
+        headers = people.sign_in(boot, "idp|alice", "alice@example.com", tenant_id=listed["id"])
+        assert people.c.simulate_get("/v1/me", headers=headers).json["role"] == listed["role"]
+
+
+def test_no_one_but_the_exchanging_client_with_the_persons_verified_token_learns_their_tenants(
+    api: Any, people: People, acme: tuple[str, Any]
+) -> None:
+    acme_id, acme_client = acme
+    a, b = api.create_tenant("alpha")["id"], api.create_tenant("beta")["id"]
+    people.invite(a, "alice@example.com", "viewer")
+    people.invite(b, "alice@example.com", "viewer")
+    people.invite(acme_id, "alice@example.com", "viewer")
+    alice = id_token(people.key, "idp|alice", "alice@example.com")
+    refusals = [
+        people.exchange(api.BOOT_ID, api.BOOT_SECRET, id_token(TestKey("forger"), "idp|alice", "alice@example.com")),
+        people.exchange(
+            api.BOOT_ID, api.BOOT_SECRET, id_token(people.key, "idp|alice", "alice@example.com", aud="another-app")
+        ),
+        people.exchange(
+            api.BOOT_ID, api.BOOT_SECRET, id_token(people.key, "idp|alice", "alice@example.com", verified=False)
+        ),
+        people.exchange(
+            api.BOOT_ID, api.BOOT_SECRET, id_token(people.key, "idp|alice", "alice@example.com", iss="https://e.test")
+        ),
+        people.exchange(api.BOOT_ID, "w" * 43, alice),  # the client's secret is wrong
+        people.exchange(api.SVC_ID, api.SVC_SECRET, alice),  # a platform client without the grant
+        people.exchange(acme_client["client_id"], acme_client["client_secret"], alice, tenant_id=a),
+    ]
+    assert [r.json["error"] for r in refusals] == ["invalid_grant"] * 4 + [
+        "invalid_client",
+        "unauthorized_client",
+        "invalid_request",
+    ]
+    assert all("tenants" not in r.json for r in refusals)
+    # A tenant's own client exchanges for its tenant: no choice, no list.
+    assert people.exchange(acme_client["client_id"], acme_client["client_secret"], alice).status_code == 200
+    # Someone else's verified token lists their tenants only.
+    people.invite(b, "bob@example.com", "viewer")
+    people.invite(acme_id, "bob@example.com", "owner")
+    r = people.exchange(api.BOOT_ID, api.BOOT_SECRET, id_token(people.key, "idp|bob", "bob@example.com"))
+    assert [t["id"] for t in r.json["tenants"]] == [acme_id, b]
+    # A second account with alice's email, once she is bound everywhere, gets nothing of hers.
+    for tenant in (a, b):
+        people.sign_in(
+            {"client_id": api.BOOT_ID, "client_secret": api.BOOT_SECRET},
+            "idp|alice",
+            "alice@example.com",
+            tenant_id=tenant,
+        )
+    r = people.exchange(api.BOOT_ID, api.BOOT_SECRET, id_token(people.key, "idp|mallory", "alice@example.com"))
+    assert r.status_code == 400 and r.json["error"] == "invalid_grant" and "tenants" not in r.json
+
+
+def test_one_tenant_besides_deleted_ones_is_exchanged_for_without_asking(api: Any, people: People) -> None:
+    kept, gone = api.create_tenant("kept")["id"], api.create_tenant("gone")["id"]
+    people.invite(kept, "alice@example.com", "viewer")
+    people.invite(gone, "alice@example.com", "viewer")
+    assert people.c.simulate_delete(f"/v1/tenants/{gone}", headers=api.admin()).status_code in (200, 204)
+    headers = people.sign_in(
+        {"client_id": api.BOOT_ID, "client_secret": api.BOOT_SECRET}, "idp|alice", "alice@example.com"
+    )
+    assert people.c.simulate_get("/v1/me", headers=headers).json["tenant_id"] == kept
+
+
 def test_the_bootstrap_person_gets_a_platform_token(api: Any, people: People) -> None:
     boot = {"client_id": api.BOOT_ID, "client_secret": api.BOOT_SECRET}
     headers = people.sign_in(boot, "idp|ops", "ops@example.com")

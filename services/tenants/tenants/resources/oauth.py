@@ -59,6 +59,9 @@ GRANT_TYPES = ("client_credentials", GRANT_TYPE)
 #: What a ``token.denied`` event and the error's description keep of the reason (ours, but
 #: it may quote requested scopes).
 MAX_REASON_CHARS = 256
+#: The tenant ids a ``token.denied`` event names of a several-tenants refusal's list (ids
+#: are short, so the event stays small), beside how many there were.
+MAX_LISTED_IN_EVENT = 20
 
 TOKEN_REQUEST = {
     "grant_type": {
@@ -158,7 +161,9 @@ class TokenResource:
         "answer adds `issued_token_type`. Client authentication by HTTP Basic or client_id/client_secret. "
         f"The form is limited to {MAX_FORM_BYTES} bytes and each field to its maxLength. Errors are RFC 6749 "
         "JSON: invalid_client 401, invalid_grant, invalid_scope, unauthorized_client, unsupported_grant_type, "
-        "invalid_request 400; temporarily_unavailable 503 while a provider's keys cannot be fetched.",
+        "invalid_request 400; temporarily_unavailable 503 while a provider's keys cannot be fetched. "
+        "Extension: an exchange by a platform client without `tenant_id` for a person in several tenants is "
+        "invalid_request with `tenants`: `[{id, name, role, status}]`, the tenants to choose from.",
         responses={400: "RFC 6749 error", 401: "invalid_client", 503: "temporarily_unavailable"},
     )
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -268,6 +273,10 @@ class TokenResource:
         data: dict[str, Any] = {"client_id": claimed, "error": exc.error, "reason": reason}
         if grant in GRANT_TYPES:
             data["grant_type"] = grant
+        if exc.candidates:
+            # Which memberships were revealed, and to which client, is on the record.
+            data["tenants"] = [c["id"] for c in exc.candidates[:MAX_LISTED_IN_EVENT]]
+            data["tenant_count"] = len(exc.candidates)
         event = new_event("token.denied", exc.tenant_id, data, self._context(req, claimed))
         self._redis.replicated(self._events.publish(self._redis.client, event))
         resp.status = exc.status
@@ -278,6 +287,8 @@ class TokenResource:
         if exc.retry_after is not None:
             resp.set_header("Retry-After", str(exc.retry_after))
         resp.media = {"error": exc.error, "error_description": reason}
+        if exc.candidates:
+            resp.media["tenants"] = exc.candidates
 
     @staticmethod
     def _context(req: falcon.Request, client_id: str | None) -> EventContext:
