@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from aerie.auth.scopes import TENANT_ROLE_NAMES, TENANT_SCOPES
 from aerie.i18n import msg
 
 __all__ = [
@@ -31,22 +32,11 @@ __all__ = [
 ]
 
 KEY_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,127}$")
-MEMBER_ROLES = ("owner", "admin", "developer", "viewer")
+MEMBER_ROLES = TENANT_ROLE_NAMES
 STICKINESS = ("user_id", "tenant_id", "session_id", "ip")
-#: What a tenant's API client may hold (the tenants service's TENANT_SCOPES); a person grants
-#: only those their own token holds, which the service checks again.
-CLIENT_SCOPES = (
-    "tenants:read",
-    "tenants:write",
-    "projects:read",
-    "projects:write",
-    "flags:read",
-    "flags:write",
-    "audit:read",
-    "audit:write",
-    "members:read",
-    "members:write",
-)
+#: What a tenant's API client may hold; a person grants only those their own token holds,
+#: which the tenants service checks again.
+CLIENT_SCOPES = TENANT_SCOPES
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 #: A user id as the flags service takes one in a path: printable, no whitespace, bounded.
 USER_ID_PATTERN = re.compile(r"^[^\s\x00-\x1f\x7f]{1,256}$")

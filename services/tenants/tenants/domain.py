@@ -8,6 +8,7 @@ import secrets
 from typing import Any
 
 from aerie import errors
+from aerie.auth.scopes import PLATFORM_SCOPES, TENANT_SCOPES
 
 __all__ = [
     "KNOWN_SCOPES",
@@ -26,20 +27,6 @@ PLANS = ("free", "team", "enterprise")
 STATUSES = ("active", "suspended", "deleted")
 LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$"
 
-#: What a tenant's own API client may hold.
-TENANT_SCOPES = (
-    "tenants:read",
-    "tenants:write",
-    "projects:read",
-    "projects:write",
-    "flags:read",
-    "flags:write",
-    "audit:read",
-    "audit:write",
-    "members:read",
-    "members:write",
-)
-PLATFORM_SCOPES = ("platform:read", "platform:admin")
 KNOWN_SCOPES = TENANT_SCOPES + PLATFORM_SCOPES
 #: The tenant scopes a ``platform:read`` client may take into a tenant-bound token.
 READ_SCOPES = ("tenants:read", "projects:read", "flags:read", "audit:read", "members:read")
