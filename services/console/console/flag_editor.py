@@ -18,6 +18,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aerie.i18n import Message, msg
+from aerie_client.flags.operators import (
+    ATTRIBUTE_PATTERN,
+    NUMBER_OPERATORS,
+    OPERATOR_NAMES,
+    SINGLE_VALUE_OPERATORS,
+    STRING_OPERATORS,
+)
 
 __all__ = [
     "OPS",
@@ -34,29 +41,9 @@ __all__ = [
     "service_errors",
 ]
 
-#: The operators the contract's rules allow (aerie_client.flags.operators.OPERATORS), in the
-#: order the editor offers them.
-OPS = (
-    "in",
-    "not_in",
-    "eq",
-    "neq",
-    "contains",
-    "starts_with",
-    "ends_with",
-    "gt",
-    "gte",
-    "lt",
-    "lte",
-    "before",
-    "after",
-    "exists",
-)
-_ONE_VALUE = {"eq", "neq", "gt", "gte", "lt", "lte", "before", "after"}
-_STRINGS = {"contains", "starts_with", "ends_with"}
-_NUMBERS = {"gt", "gte", "lt", "lte"}
-#: As the flags service checks them (flags.domain).
-ATTRIBUTE_PATTERN = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63}){0,4}$")
+#: The operators the contract's rules allow, in the order the editor offers them.
+OPS = OPERATOR_NAMES
+_ATTRIBUTE = re.compile(ATTRIBUTE_PATTERN)
 VARIANT_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?([Zz]|[+-]\d{2}:\d{2})?$")
 #: The service's own limits on a definition.
@@ -223,11 +210,11 @@ def _condition_problem(op: str, values: list[Any]) -> Message | None:
         return None
     if not values:
         return msg("%(op)s needs at least one value.", op=op)
-    if op in _ONE_VALUE and len(values) != 1:
+    if op in SINGLE_VALUE_OPERATORS and len(values) != 1:
         return msg("%(op)s takes exactly one value.", op=op)
-    if op in _STRINGS and not all(isinstance(v, str) for v in values):
+    if op in STRING_OPERATORS and not all(isinstance(v, str) for v in values):
         return msg("%(op)s compares text only.", op=op)
-    if op in _NUMBERS and (isinstance(values[0], bool) or not isinstance(values[0], int | float)):
+    if op in NUMBER_OPERATORS and (isinstance(values[0], bool) or not isinstance(values[0], int | float)):
         return msg("%(op)s compares numbers only.", op=op)
     if op in ("before", "after") and not (isinstance(values[0], str) and RFC3339.match(values[0])):
         return msg("%(op)s needs a time such as 2026-01-31T12:00:00Z.", op=op)
@@ -270,7 +257,7 @@ def definition_from_editor(editor: Editor) -> tuple[dict[str, Any], EditorErrors
         for j, cond in enumerate(row.conditions):
             where = f"rules.{i}.conditions.{j}"
             attribute = cond.attribute.strip()
-            if not ATTRIBUTE_PATTERN.match(attribute):
+            if not _ATTRIBUTE.match(attribute):
                 errors[f"{where}.attribute"] = msg("Attribute: a context key such as plan or tenant.plan.")
             if cond.op not in OPS:
                 errors[f"{where}.op"] = msg("Operator: one of %(choices)s.", choices=", ".join(OPS))

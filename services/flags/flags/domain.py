@@ -17,7 +17,14 @@ from typing import Any
 from aerie import errors
 from aerie.json_input import nests_deeper_than
 from aerie_client.flags.evaluation import STICKINESS
-from aerie_client.flags.operators import parse_timestamp
+from aerie_client.flags.operators import (
+    ATTRIBUTE_PATTERN,
+    NUMBER_OPERATORS,
+    SINGLE_VALUE_OPERATORS,
+    STRING_OPERATORS,
+    TIME_OPERATORS,
+    parse_timestamp,
+)
 
 __all__ = [
     "ALLOW_OVERRIDES",
@@ -36,15 +43,8 @@ __all__ = [
 KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 _KEY_RE = re.compile(KEY_PATTERN)
 VARIANT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-#: A context key, or a dotted path into nested objects (``tenant.plan``).
-ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63}){0,4}$"
 ALLOW_OVERRIDES = ("none", "tenant", "user")
 STICKINESS_VALUES = tuple(sorted(STICKINESS))
-
-_ONE_VALUE = {"eq", "neq", "gt", "gte", "lt", "lte", "before", "after"}
-_STRINGS = {"contains", "starts_with", "ends_with"}
-_NUMBERS = {"gt", "gte", "lt", "lte"}
-_TIMES = {"before", "after"}
 
 
 #: Paths under /v1/flags/ that are not flags.
@@ -164,12 +164,12 @@ def _condition_problem(op: str, values: list[Any]) -> str | None:
         return None
     if not values:
         return f"{op} needs at least one value"
-    if op in _ONE_VALUE and len(values) != 1:
+    if op in SINGLE_VALUE_OPERATORS and len(values) != 1:
         return f"{op} takes exactly one value"
-    if op in _STRINGS and not all(isinstance(v, str) for v in values):
+    if op in STRING_OPERATORS and not all(isinstance(v, str) for v in values):
         return f"{op} compares strings only"
-    if op in _NUMBERS and (isinstance(values[0], bool) or not isinstance(values[0], int | float)):
+    if op in NUMBER_OPERATORS and (isinstance(values[0], bool) or not isinstance(values[0], int | float)):
         return f"{op} compares numbers only"
-    if op in _TIMES and parse_timestamp(values[0]) is None:
+    if op in TIME_OPERATORS and parse_timestamp(values[0]) is None:
         return f"{op} needs an RFC 3339 timestamp with a time zone"
     return None

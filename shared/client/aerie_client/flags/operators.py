@@ -26,29 +26,48 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["OPERATORS", "Predicate", "compile_condition", "parse_timestamp", "resolver"]
+__all__ = [
+    "ATTRIBUTE_PATTERN",
+    "NUMBER_OPERATORS",
+    "OPERATORS",
+    "OPERATOR_NAMES",
+    "SINGLE_VALUE_OPERATORS",
+    "STRING_OPERATORS",
+    "TIME_OPERATORS",
+    "Predicate",
+    "compile_condition",
+    "parse_timestamp",
+    "resolver",
+]
 
 Predicate = Callable[[Mapping[str, Any]], bool]
 Resolver = Callable[[Mapping[str, Any]], Any]
 
-OPERATORS = frozenset(
-    {
-        "in",
-        "not_in",
-        "eq",
-        "neq",
-        "contains",
-        "starts_with",
-        "ends_with",
-        "gt",
-        "gte",
-        "lt",
-        "lte",
-        "before",
-        "after",
-        "exists",
-    }
+#: The contract's rule operators, in its order (which the console's rule editor offers).
+OPERATOR_NAMES = (
+    "in",
+    "not_in",
+    "eq",
+    "neq",
+    "contains",
+    "starts_with",
+    "ends_with",
+    "gt",
+    "gte",
+    "lt",
+    "lte",
+    "before",
+    "after",
+    "exists",
 )
+OPERATORS = frozenset(OPERATOR_NAMES)
+#: What each operator's ``values`` must be, as the flags service checks a definition.
+SINGLE_VALUE_OPERATORS = frozenset({"eq", "neq", "gt", "gte", "lt", "lte", "before", "after"})
+STRING_OPERATORS = frozenset({"contains", "starts_with", "ends_with"})
+NUMBER_OPERATORS = frozenset({"gt", "gte", "lt", "lte"})
+TIME_OPERATORS = frozenset({"before", "after"})
+#: What a rule's ``attribute`` may be: a name, or up to five dotted (``tenant.plan``).
+ATTRIBUTE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}(\.[A-Za-z_][A-Za-z0-9_-]{0,63}){0,4}$"
 
 # RFC 3339 section 5.6 date-time (with the "T"/space separator its note allows). Python's
 # fromisoformat alone accepts far more of ISO 8601 (week dates, no offset, basic format),
