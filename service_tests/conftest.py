@@ -19,7 +19,9 @@ from aerie.keyspace import Keyspace
 from aerie.local.dev_idp import AUDIENCE, DevIdentityProvider
 from aerie.local.redis_cluster import RedisCluster
 from aerie.local.redis_server import RedisServer, free_port
+from aerie.local.stack import LocalStack
 from aerie.redis import RedisProvider
+from aerie.testing.browser import chromium
 from aerie.testing.http import basic_auth
 from aerie.testing.keys import TestKey
 from aerie.testing.process import UwsgiService
@@ -211,3 +213,23 @@ class Http:
 @pytest.fixture
 def http(tenants: UwsgiService) -> Http:
     return Http(tenants.url)
+
+
+# --- the browser tier (service_tests/browser) ---------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The console journeys' one stack for the tier: each names what it makes uniquely, so
+    none sees another's (test_faults.py has a ``stack`` of its own)."""
+    with LocalStack.isolated(REPO, tmp_path_factory.mktemp("console-stack"), ready_timeout=120) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Headless Chromium for one module's journeys."""
+    driver = chromium()
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

@@ -13,27 +13,18 @@ import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
-from test_console_journey import Steps, _admin_token, _person, _sign_in, _tenant
+from test_console_journey import OUTPUT, _tenant
 
 from aerie.local.dev_idp import SAMPLE_ADMIN
 from aerie.local.stack import LocalStack
-from aerie.testing.browser import chromium, wait_for
+from aerie.testing.browser import Steps, bootstrap_token, chromium, register_person, sign_in, wait_for
 from aerie.testing.browser import element_text as _text
 
 pytestmark = [pytest.mark.console, pytest.mark.flags, pytest.mark.tenants]
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack.isolated(REPO, tmp_path_factory.mktemp("flag-editor-stack"), ready_timeout=120) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +66,14 @@ def test_a_platform_admin_edits_a_flag_and_another_window_sees_it_live(
     browser, other = browsers
     urls = stack.env()
     console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
-    admin_token = _admin_token(stack)
+    admin_token = bootstrap_token(stack)
     tenant = _tenant(stack, admin_token)  # plan "team"
-    _person(idp, SAMPLE_ADMIN)
+    register_person(idp, SAMPLE_ADMIN)
     key = f"editor-{uuid.uuid4().hex[:8]}"
-    steps = Steps(browser, "flag-editor")
+    steps = Steps(browser, "flag-editor", OUTPUT)
 
     with steps.step("sign in and create a flag"):
-        _sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
+        sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
         _type(browser, "key", key)
         _type(browser, "description", "Edited in the browser")
         _click(browser, "create-flag")
@@ -146,9 +137,9 @@ def test_a_platform_admin_edits_a_flag_and_another_window_sees_it_live(
         wait_for(lambda: "cancelled" in _text(browser, "notice"), 15, "the change cancelled")
         assert _present(browser, "no-schedules")
 
-    live = Steps(other, "flag-editor-live")
+    live = Steps(other, "flag-editor-live", OUTPUT)
     with live.step("a second browser's flag list follows changes"):
-        _sign_in(other, console, idp, SAMPLE_ADMIN, "/flags")
+        sign_in(other, console, idp, SAMPLE_ADMIN, "/flags")
         row = f"flag-{key}"
         assert "enabled" in _text(other, row)
         wait_for(lambda: _text(other, "live-status").startswith("Live"), 20, "the list live")

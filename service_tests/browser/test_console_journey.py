@@ -10,12 +10,8 @@ HTML in the output folder (``AERIE_TEST_OUTPUT``, else ``service_tests/browser/o
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
-import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,66 +20,17 @@ import requests
 
 from aerie.local.dev_idp import SAMPLE_ADMIN
 from aerie.local.stack import LocalStack
-from aerie.testing.browser import chromium, wait_for
+from aerie.testing.browser import Steps, bootstrap_token, chromium, register_person, sign_in, wait_for
 from aerie.testing.browser import element_text as _text
 from aerie.testing.http import basic_auth
 
 pytestmark = [pytest.mark.console, pytest.mark.flags, pytest.mark.audit, pytest.mark.tenants]
 
-REPO = Path(__file__).resolve().parents[2]
-OUTPUT = Path(os.environ.get("AERIE_TEST_OUTPUT") or Path(__file__).resolve().parent / "output")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack.isolated(REPO, tmp_path_factory.mktemp("console-stack"), ready_timeout=120) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = chromium()
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-class Steps:
-    """Names each step; a failing one leaves its screenshot and HTML behind."""
-
-    def __init__(self, driver: Any, test: str) -> None:
-        self.driver = driver
-        self.test = test
-        self.number = 0
-
-    @contextlib.contextmanager
-    def step(self, name: str) -> Iterator[None]:
-        self.number += 1
-        try:
-            yield
-        except BaseException:
-            OUTPUT.mkdir(parents=True, exist_ok=True)
-            stem = OUTPUT / f"{self.test}-{self.number:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
-            self.driver.save_screenshot(str(stem.with_suffix(".png")))
-            stem.with_suffix(".html").write_text(self.driver.page_source)
-            print(f"\nstep {self.number} ({name}) failed at {self.driver.current_url}: see {stem}.png")
-            raise
+OUTPUT = Path(__file__).resolve().parent / "output"
 
 
 def _bucket(key: str, value: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{key}:{value}".encode()).digest()[:4], "big") % 10000
-
-
-def _admin_token(stack: LocalStack) -> str:
-    secrets = stack.secrets
-    r = requests.post(
-        f"{stack.env()['AERIE_TENANTS_URL']}/v1/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers={"Authorization": basic_auth(secrets.bootstrap_client_id, secrets.bootstrap_client_secret)},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
 
 
 def _tenant(stack: LocalStack, admin: str) -> dict[str, Any]:
@@ -97,40 +44,19 @@ def _tenant(stack: LocalStack, admin: str) -> dict[str, Any]:
     return dict(r.json())
 
 
-def _person(idp: str, email: str) -> None:
-    """The person's claims at the provider, as signing up there would have set them."""
-    r = requests.put(f"{idp}/users/{email}", json={"email": email, "email_verified": True}, timeout=10)
-    assert r.status_code == 204, r.text
-
-
-def _sign_in(browser: Any, console: str, idp: str, email: str, lands: str) -> None:
-    """Through the console's link and the provider's real form, back to ``lands``."""
-    from selenium.webdriver.common.by import By
-
-    browser.get(console)
-    browser.delete_all_cookies()
-    browser.get(console)
-    browser.find_element(By.ID, "sign-in").click()
-    wait_for(lambda: browser.current_url.startswith(idp), 15, "the provider's sign-in form")
-    browser.find_element(By.NAME, "sub").send_keys(email)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait_for(lambda: browser.current_url.startswith(f"{console}{lands}"), 15, f"back at the console's {lands}")
-    assert email in _text(browser, "who")
-
-
 def test_a_platform_admin_runs_a_flag_from_the_console(stack: LocalStack, browser: Any) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select
 
     urls = stack.env()
     console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
-    tenant = _tenant(stack, _admin_token(stack))
-    _person(idp, SAMPLE_ADMIN)
+    tenant = _tenant(stack, bootstrap_token(stack))
+    register_person(idp, SAMPLE_ADMIN)
 
     key = f"journey-{uuid.uuid4().hex[:8]}"
-    steps = Steps(browser, "console-journey")
+    steps = Steps(browser, "console-journey", OUTPUT)
     with steps.step("sign in at the provider"):
-        _sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
+        sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
         assert "platform-admin" in _text(browser, "who")
 
     with steps.step("create a flag"):
@@ -208,7 +134,7 @@ def test_an_owner_invites_a_developer_who_sees_what_the_role_allows(stack: Local
 
     urls = stack.env()
     console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
-    admin = _admin_token(stack)
+    admin = bootstrap_token(stack)
     tenant, other = _tenant(stack, admin), _tenant(stack, admin)
     owner, developer = f"owner@{tenant['slug']}.example", f"dev@{tenant['slug']}.example"
     r = requests.post(
@@ -218,14 +144,14 @@ def test_an_owner_invites_a_developer_who_sees_what_the_role_allows(stack: Local
         timeout=10,
     )
     assert r.status_code == 201, r.text
-    _person(idp, owner)
-    _person(idp, developer)
+    register_person(idp, owner)
+    register_person(idp, developer)
     members = f"/tenants/{tenant['id']}/members"
 
-    steps = Steps(browser, "console-members")
+    steps = Steps(browser, "console-members", OUTPUT)
     with steps.step("the owner signs in to the members"):
-        _sign_in(browser, console, idp, owner, members)
-        assert "(owner)" in _text(browser, "who")
+        sign_in(browser, console, idp, owner, members)
+        assert f"(owner, {tenant['id']})" in _text(browser, "who")
 
     with steps.step("invite a developer"):
         browser.find_element(By.ID, "invite-email").send_keys(developer)
@@ -240,8 +166,8 @@ def test_an_owner_invites_a_developer_who_sees_what_the_role_allows(stack: Local
         wait_for(lambda: _text(browser, "signed-out"), 15, "signed out")
 
     with steps.step("the developer sees the audit trail and nothing more"):
-        _sign_in(browser, console, idp, developer, "/audit")
-        assert "(developer)" in _text(browser, "who")
+        sign_in(browser, console, idp, developer, "/audit")
+        assert f"(developer, {tenant['id']})" in _text(browser, "who")
         assert not browser.find_elements(By.LINK_TEXT, "Members")
         browser.get(f"{console}{members}")
         assert "Your role does not show the tenant's members." in _text(browser, "problem-detail")
@@ -270,7 +196,7 @@ def test_an_owner_runs_the_tenant_clients_projects_and_overrides_from_the_consol
 
     urls = stack.env()
     console, idp, tenants_url = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"], urls["AERIE_TENANTS_URL"]
-    admin = _admin_token(stack)
+    admin = bootstrap_token(stack)
     tenant = _tenant(stack, admin)
     owner = f"owner@{tenant['slug']}.example"
     r = requests.post(
@@ -288,7 +214,7 @@ def test_an_owner_runs_the_tenant_clients_projects_and_overrides_from_the_consol
         timeout=10,
     )
     assert r.status_code in (200, 201), r.text
-    _person(idp, owner)
+    register_person(idp, owner)
     home = f"/tenants/{tenant['id']}/members"
 
     def evaluated(access_token: str) -> Any:
@@ -301,9 +227,9 @@ def test_an_owner_runs_the_tenant_clients_projects_and_overrides_from_the_consol
         assert r.status_code == 200, r.text
         return r.json()["flags"][key]
 
-    steps = Steps(browser, "console-tenant")
+    steps = Steps(browser, "console-tenant", OUTPUT)
     with steps.step("the owner signs in and reads the tenant"):
-        _sign_in(browser, console, idp, owner, home)
+        sign_in(browser, console, idp, owner, home)
         browser.find_element(By.LINK_TEXT, "Tenant").click()
         wait_for(lambda: _text(browser, "tenant-slug") == tenant["slug"], 15, "the tenant page")
         assert _text(browser, "tenant-name") == "Acme" and _text(browser, "tenant-status") == "active"
@@ -411,14 +337,14 @@ def test_a_browser_that_prefers_german_gets_the_console_and_the_services_in_germ
 
     urls = stack.env()
     console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
-    _person(idp, SAMPLE_ADMIN)
+    register_person(idp, SAMPLE_ADMIN)
     key = f"deutsch-{uuid.uuid4().hex[:8]}"
     german = chromium(languages="de-DE,de")
     german.set_page_load_timeout(30)
-    steps = Steps(german, "console-german")
+    steps = Steps(german, "console-german", OUTPUT)
     try:
         with steps.step("sign in: the flags page in German"):
-            _sign_in(german, console, idp, SAMPLE_ADMIN, "/flags")
+            sign_in(german, console, idp, SAMPLE_ADMIN, "/flags")
             assert german.find_element(By.TAG_NAME, "html").get_attribute("lang") == "de"
             assert german.find_element(By.TAG_NAME, "caption").text == "Flag-Definitionen, nach Schlüssel"
             assert german.find_element(By.ID, "sign-out").text == "Abmelden"

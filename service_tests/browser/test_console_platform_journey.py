@@ -10,12 +10,9 @@ a screenshot and the page's HTML in the output folder (``AERIE_TEST_OUTPUT``, el
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,72 +21,12 @@ import requests
 
 from aerie.local.dev_idp import SAMPLE_ADMIN
 from aerie.local.stack import LocalStack
-from aerie.testing.browser import chromium, replaced, wait_for
+from aerie.testing.browser import Steps, bootstrap_token, register_person, replaced, sign_in, wait_for
 from aerie.testing.browser import element_text as _text
-from aerie.testing.http import basic_auth
 
 pytestmark = [pytest.mark.console, pytest.mark.audit, pytest.mark.tenants]
 
-REPO = Path(__file__).resolve().parents[2]
-OUTPUT = Path(os.environ.get("AERIE_TEST_OUTPUT") or Path(__file__).resolve().parent / "output")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack.isolated(REPO, tmp_path_factory.mktemp("console-platform-stack"), ready_timeout=120) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = chromium()
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-@contextlib.contextmanager
-def step(driver: Any, test: str, number: int, name: str) -> Iterator[None]:
-    """A named step; when it fails, its screenshot and HTML stay behind."""
-    try:
-        yield
-    except BaseException:
-        OUTPUT.mkdir(parents=True, exist_ok=True)
-        stem = OUTPUT / f"{test}-{number:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
-        driver.save_screenshot(str(stem.with_suffix(".png")))
-        stem.with_suffix(".html").write_text(driver.page_source)
-        print(f"\nstep {number} ({name}) failed at {driver.current_url}: see {stem}.png")
-        raise
-
-
-def _admin_token(stack: LocalStack) -> str:
-    r = requests.post(
-        f"{stack.env()['AERIE_TENANTS_URL']}/v1/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers={"Authorization": basic_auth(stack.secrets.bootstrap_client_id, stack.secrets.bootstrap_client_secret)},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return str(r.json()["access_token"])
-
-
-def _person(idp: str, email: str) -> None:
-    r = requests.put(f"{idp}/users/{email}", json={"email": email, "email_verified": True}, timeout=10)
-    assert r.status_code == 204, r.text
-
-
-def _sign_in(browser: Any, console: str, idp: str, email: str, lands: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.get(console)
-    browser.delete_all_cookies()
-    browser.get(console)
-    browser.find_element(By.ID, "sign-in").click()
-    wait_for(lambda: browser.current_url.startswith(idp), 15, "the provider's sign-in form")
-    browser.find_element(By.NAME, "sub").send_keys(email)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-    wait_for(lambda: browser.current_url.startswith(f"{console}{lands}"), 15, f"back at the console's {lands}")
-    assert email in _text(browser, "who")
+OUTPUT = Path(__file__).resolve().parent / "output"
 
 
 def test_a_platform_admin_creates_suspends_reactivates_and_deletes_a_tenant(stack: LocalStack, browser: Any) -> None:
@@ -98,16 +35,16 @@ def test_a_platform_admin_creates_suspends_reactivates_and_deletes_a_tenant(stac
 
     urls = stack.env()
     console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
-    _person(idp, SAMPLE_ADMIN)
+    register_person(idp, SAMPLE_ADMIN)
     slug = f"journey-{uuid.uuid4().hex[:8]}"
-    test = "console-tenant-lifecycle"
+    steps = Steps(browser, "console-tenant-lifecycle", OUTPUT)
 
-    with step(browser, test, 1, "sign in, open the tenants"):
-        _sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
+    with steps.step("sign in, open the tenants"):
+        sign_in(browser, console, idp, SAMPLE_ADMIN, "/flags")
         browser.find_element(By.LINK_TEXT, "Tenants").click()
         wait_for(lambda: browser.find_elements(By.ID, "create-tenant"), 15, "the tenants page")
 
-    with step(browser, test, 2, "create a tenant"):
+    with steps.step("create a tenant"):
         browser.find_element(By.ID, "tenant-name").send_keys("Journey Ltd")
         browser.find_element(By.ID, "tenant-slug").send_keys(slug)
         Select(browser.find_element(By.ID, "tenant-plan")).select_by_value("team")
@@ -117,7 +54,7 @@ def test_a_platform_admin_creates_suspends_reactivates_and_deletes_a_tenant(stac
         assert _text(browser, "tenant-plan") == "team"
         tenant_id = browser.current_url.split("/tenants/", 1)[1].split("?", 1)[0]
 
-    with step(browser, test, 3, "suspend it, then reactivate it"):
+    with steps.step("suspend it, then reactivate it"):
         browser.find_element(By.ID, "suspend-tenant").click()
         wait_for(lambda: "suspended" in _text(browser, "notice"), 15, "the tenant suspended")
         assert _text(browser, "tenant-status") == "suspended" and not browser.find_elements(By.ID, "suspend-tenant")
@@ -128,7 +65,7 @@ def test_a_platform_admin_creates_suspends_reactivates_and_deletes_a_tenant(stac
         wait_for(lambda: "reactivated" in _text(browser, "notice"), 15, "the tenant reactivated")
         assert _text(browser, "tenant-status") == "active"
 
-    with step(browser, test, 4, "a mistyped slug deletes nothing"):
+    with steps.step("a mistyped slug deletes nothing"):
         browser.find_element(By.ID, "delete-tenant").click()
         wait_for(lambda: browser.find_elements(By.ID, "confirm-slug"), 15, "the confirmation")
         assert slug in _text(browser, "delete-warning")
@@ -138,7 +75,7 @@ def test_a_platform_admin_creates_suspends_reactivates_and_deletes_a_tenant(stac
         browser.get(f"{console}/tenants/{tenant_id}")
         assert _text(browser, "tenant-status") == "active"
 
-    with step(browser, test, 5, "the slug typed deletes it"):
+    with steps.step("the slug typed deletes it"):
         browser.find_element(By.ID, "delete-tenant").click()
         wait_for(lambda: browser.find_elements(By.ID, "confirm-slug"), 15, "the confirmation")
         browser.find_element(By.ID, "confirm-slug").send_keys(slug)
@@ -146,7 +83,7 @@ def test_a_platform_admin_creates_suspends_reactivates_and_deletes_a_tenant(stac
         wait_for(lambda: f"Tenant {slug} deleted." in _text(browser, "notice"), 15, "the tenant deleted")
         r = requests.get(
             f"{urls['AERIE_TENANTS_URL']}/v1/tenants/{tenant_id}",
-            headers={"Authorization": f"Bearer {_admin_token(stack)}"},
+            headers={"Authorization": f"Bearer {bootstrap_token(stack)}"},
             timeout=10,
         )
         assert r.status_code == 404 or r.json().get("status") == "deleted", r.text
@@ -157,7 +94,7 @@ def test_an_owner_filters_the_audit_trail_opens_an_entry_verifies_and_exports(st
 
     urls = stack.env()
     console, idp, tenants_url = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"], urls["AERIE_TENANTS_URL"]
-    admin = _admin_token(stack)
+    admin = bootstrap_token(stack)
     r = requests.post(
         f"{tenants_url}/v1/tenants",
         json={"slug": f"trail-{uuid.uuid4().hex[:8]}", "name": "Trail"},
@@ -175,11 +112,11 @@ def test_an_owner_filters_the_audit_trail_opens_an_entry_verifies_and_exports(st
             timeout=10,
         )
         assert r.status_code == 201, r.text
-    _person(idp, owner)
-    test = "console-audit-trail"
+    register_person(idp, owner)
+    steps = Steps(browser, "console-audit-trail", OUTPUT)
 
-    with step(browser, test, 1, "the owner signs in and filters the trail"):
-        _sign_in(browser, console, idp, owner, f"/tenants/{tenant['id']}/members")
+    with steps.step("the owner signs in and filters the trail"):
+        sign_in(browser, console, idp, owner, f"/tenants/{tenant['id']}/members")
         browser.find_element(By.LINK_TEXT, "Audit trail").click()
         wait_for(lambda: browser.find_elements(By.ID, "audit-action"), 15, "the audit page")
 
@@ -198,7 +135,7 @@ def test_an_owner_filters_the_audit_trail_opens_an_entry_verifies_and_exports(st
         wait_for(lambda: invitations() >= 2, 20, "both invitations in the trail")
         assert "action=member.invited" in browser.current_url
 
-    with step(browser, test, 2, "open an entry: every field"):
+    with steps.step("open an entry: every field"):
         browser.find_elements(By.CSS_SELECTOR, "tr.entry a.entry-link")[0].click()
         wait_for(lambda: _text(browser, "entry-action") == "member.invited", 15, "the entry page")
         assert re.fullmatch(r"[0-9a-f]{64}", _text(browser, "entry-hash"))
@@ -207,13 +144,13 @@ def test_an_owner_filters_the_audit_trail_opens_an_entry_verifies_and_exports(st
         assert _text(browser, "entry-occurred").endswith("UTC")
         browser.find_element(By.ID, "back-to-trail").click()
 
-    with step(browser, test, 3, "verify the chain"):
+    with steps.step("verify the chain"):
         wait_for(lambda: browser.find_elements(By.ID, "verify"), 15, "the audit page")
         browser.find_element(By.ID, "verify").click()
         result = wait_for(lambda: _text(browser, "verify-result"), 15, "the verification's result")
         assert result.startswith("The chain is intact"), result
 
-    with step(browser, test, 4, "export the filtered trail with the session cookie alone"):
+    with steps.step("export the filtered trail with the session cookie alone"):
         link = browser.find_element(By.ID, "export-ndjson").get_attribute("href")
         assert "token" not in link.lower()
         cookies = {c["name"]: c["value"] for c in browser.get_cookies()}

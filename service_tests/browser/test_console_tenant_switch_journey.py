@@ -8,11 +8,7 @@ HTML in the output folder (``AERIE_TEST_OUTPUT``, else ``service_tests/browser/o
 
 from __future__ import annotations
 
-import contextlib
-import os
-import re
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,52 +16,12 @@ import pytest
 import requests
 
 from aerie.local.stack import LocalStack
-from aerie.testing.browser import chromium, wait_for
+from aerie.testing.browser import Steps, bootstrap_token, register_person, submit_provider_form, wait_for
 from aerie.testing.browser import element_text as _text
-from aerie.testing.http import basic_auth
 
 pytestmark = [pytest.mark.console, pytest.mark.tenants]
 
-REPO = Path(__file__).resolve().parents[2]
-OUTPUT = Path(os.environ.get("AERIE_TEST_OUTPUT") or Path(__file__).resolve().parent / "output")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    with LocalStack.isolated(REPO, tmp_path_factory.mktemp("console-tenants-stack"), ready_timeout=120) as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    driver = chromium()
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-@contextlib.contextmanager
-def step(driver: Any, number: int, name: str) -> Iterator[None]:
-    try:
-        yield
-    except BaseException:
-        OUTPUT.mkdir(parents=True, exist_ok=True)
-        stem = OUTPUT / f"console-tenant-switch-{number:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
-        driver.save_screenshot(str(stem.with_suffix(".png")))
-        stem.with_suffix(".html").write_text(driver.page_source)
-        print(f"\nstep {number} ({name}) failed at {driver.current_url}: see {stem}.png")
-        raise
-
-
-def _admin(stack: LocalStack) -> dict[str, str]:
-    r = requests.post(
-        f"{stack.env()['AERIE_TENANTS_URL']}/v1/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers={"Authorization": basic_auth(stack.secrets.bootstrap_client_id, stack.secrets.bootstrap_client_secret)},
-        timeout=10,
-    )
-    assert r.status_code == 200, r.text
-    return {"Authorization": f"Bearer {r.json()['access_token']}"}
+OUTPUT = Path(__file__).resolve().parent / "output"
 
 
 def _tenant_with(stack: LocalStack, admin: dict[str, str], name: str, *emails: str) -> str:
@@ -89,13 +45,6 @@ def _tenant_with(stack: LocalStack, admin: dict[str, str], name: str, *emails: s
     return tenant_id
 
 
-def _at_the_provider(browser: Any, idp: str, email: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    browser.find_element(By.NAME, "sub").send_keys(email)
-    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
-
-
 def _members_shown(browser: Any) -> str:
     from selenium.webdriver.common.by import By
 
@@ -109,25 +58,25 @@ def test_a_person_in_two_tenants_picks_one_then_switches_to_the_other(stack: Loc
     console, idp = urls["AERIE_CONSOLE_URL"], urls["AERIE_DEV_IDP_URL"]
     tag = uuid.uuid4().hex[:8]
     person, only_a, only_b = (f"{who}-{tag}@example.com" for who in ("pat", "only-alpha", "only-beta"))
-    admin = _admin(stack)
+    admin = {"Authorization": f"Bearer {bootstrap_token(stack)}"}
     alpha = _tenant_with(stack, admin, "Alpha", person, only_a)
     beta = _tenant_with(stack, admin, "Beta", person, only_b)
-    r = requests.put(f"{idp}/users/{person}", json={"email": person, "email_verified": True}, timeout=10)
-    assert r.status_code == 204, r.text
+    register_person(idp, person)
 
-    with step(browser, 1, "sign in and be asked which tenant"):
+    steps = Steps(browser, "console-tenant-switch", OUTPUT)
+    with steps.step("sign in and be asked which tenant"):
         browser.get(console)
         browser.delete_all_cookies()
         browser.get(console)
         browser.find_element(By.ID, "sign-in").click()
         wait_for(lambda: browser.current_url.startswith(idp), 15, "the provider's sign-in form")
-        _at_the_provider(browser, idp, person)
+        submit_provider_form(browser, person)
         wait_for(lambda: browser.current_url == f"{console}/sign-in/tenant", 15, "the tenant picker")
         assert _text(browser, "pick-title") == "Choose a tenant"
         listed = _text(browser, "tenants")
         assert "Alpha" in listed and "Beta" in listed and alpha in listed and beta in listed
 
-    with step(browser, 2, "pick Alpha and see its members"):
+    with steps.step("pick Alpha and see its members"):
         button = browser.find_element(By.ID, f"pick-{alpha}")
         assert button.get_attribute("type") == "submit" and button.text == "Alpha"
         button.click()
@@ -136,7 +85,7 @@ def test_a_person_in_two_tenants_picks_one_then_switches_to_the_other(stack: Loc
         shown = _members_shown(browser)
         assert only_a in shown and only_b not in shown
 
-    with step(browser, 3, "switch to Beta"):
+    with steps.step("switch to Beta"):
         browser.find_element(By.ID, "switch-tenant").click()
         # The development provider may answer at once or show its form again: either is a sign-in.
         wait_for(
@@ -145,7 +94,7 @@ def test_a_person_in_two_tenants_picks_one_then_switches_to_the_other(stack: Loc
             "the provider or the picker",
         )
         if browser.current_url.startswith(idp):
-            _at_the_provider(browser, idp, person)
+            submit_provider_form(browser, person)
             wait_for(lambda: browser.current_url == f"{console}/sign-in/tenant", 15, "the tenant picker")
         assert "current" in browser.find_element(By.ID, f"pick-{alpha}-about").text
         browser.find_element(By.ID, f"pick-{beta}").click()
@@ -154,7 +103,7 @@ def test_a_person_in_two_tenants_picks_one_then_switches_to_the_other(stack: Loc
         shown = _members_shown(browser)
         assert only_b in shown and only_a not in shown
 
-    with step(browser, 4, "Alpha's pages are not Beta's person's"):
+    with steps.step("Alpha's pages are not Beta's person's"):
         browser.get(f"{console}/tenants/{alpha}/members")
         wait_for(lambda: _text(browser, "problem-title"), 15, "a refusal")
         assert only_a not in _members_shown(browser)

@@ -7,13 +7,34 @@ Both paths are given to Selenium, so it never looks for (or downloads) a browser
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["BrowserMissing", "chromium", "element_text", "replaced", "wait_for"]
+import requests
+
+from aerie.testing.http import basic_auth
+
+if TYPE_CHECKING:
+    from aerie.local.stack import LocalStack
+
+__all__ = [
+    "BrowserMissing",
+    "Steps",
+    "bootstrap_token",
+    "chromium",
+    "element_text",
+    "register_person",
+    "replaced",
+    "sign_in",
+    "submit_provider_form",
+    "wait_for",
+]
 
 
 class BrowserMissing(RuntimeError):
@@ -122,3 +143,68 @@ def element_text(driver: Any, element_id: str) -> str:
         if not _gone(exc):
             raise
         return ""
+
+
+class Steps:
+    """Names a journey's steps; a failing one leaves its screenshot and the page's HTML in
+    ``output`` (``AERIE_TEST_OUTPUT`` when set), and says where."""
+
+    def __init__(self, driver: Any, test: str, output: Path) -> None:
+        self.driver = driver
+        self.test = test
+        self.output = Path(os.environ.get("AERIE_TEST_OUTPUT") or output)
+        self.number = 0
+
+    @contextlib.contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        self.number += 1
+        try:
+            yield
+        except BaseException:
+            self.output.mkdir(parents=True, exist_ok=True)
+            stem = self.output / f"{self.test}-{self.number:02d}-{re.sub(r'[^a-z0-9]+', '-', name.lower())}"
+            self.driver.save_screenshot(str(stem.with_suffix(".png")))
+            stem.with_suffix(".html").write_text(self.driver.page_source)
+            print(f"\nstep {self.number} ({name}) failed at {self.driver.current_url}: see {stem}.png")
+            raise
+
+
+def bootstrap_token(stack: LocalStack) -> str:
+    """A platform token of the stack's bootstrap client, to set a journey's scene up by API."""
+    secrets = stack.secrets
+    r = requests.post(
+        f"{stack.env()['AERIE_TENANTS_URL']}/v1/oauth/token",
+        data={"grant_type": "client_credentials"},
+        headers={"Authorization": basic_auth(secrets.bootstrap_client_id, secrets.bootstrap_client_secret)},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+    return str(r.json()["access_token"])
+
+
+def register_person(idp: str, email: str) -> None:
+    """The person's claims at the development provider, as signing up there would set them."""
+    r = requests.put(f"{idp}/users/{email}", json={"email": email, "email_verified": True}, timeout=10)
+    assert r.status_code == 204, r.text
+
+
+def submit_provider_form(driver: Any, email: str) -> None:
+    """Sign in as ``email`` on the development provider's own form (the page must be showing it)."""
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.NAME, "sub").send_keys(email)
+    driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+
+
+def sign_in(driver: Any, console: str, idp: str, email: str, lands: str) -> None:
+    """A fresh sign-in through the console's link and the provider's form, back at ``lands``."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(console)
+    driver.delete_all_cookies()
+    driver.get(console)
+    driver.find_element(By.ID, "sign-in").click()
+    wait_for(lambda: driver.current_url.startswith(idp), 15, "the provider's sign-in form")
+    submit_provider_form(driver, email)
+    wait_for(lambda: driver.current_url.startswith(f"{console}{lands}"), 15, f"back at the console's {lands}")
+    assert email in element_text(driver, "who")
