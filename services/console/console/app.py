@@ -17,6 +17,7 @@ from aerie.config import Settings
 from aerie.readiness import redis_ready_check
 from aerie.redis import pool_for_threads
 from aerie.service import Process, Service, started
+from aerie.stream_server import StreamsReachable, run_mule
 from aerie.system import HealthResource, InfoResource, ReadyResource
 from aerie.tenant_directory import TenantSource
 from aerie.tracing import tracing_middleware
@@ -26,6 +27,7 @@ from console.oidc import SignInFlow
 from console.resources.audit import AuditEntry, AuditExport, AuditPage
 from console.resources.auth import Callback, Home, PickTenant, SignInStart, SignOut
 from console.resources.flags import (
+    MULE_RELAY_SECONDS,
     CancelSchedule,
     FlagDefinition,
     FlagList,
@@ -44,7 +46,11 @@ from console.resources.tenant import Clients, RevokeClient, TenantPage
 from console.session import Cookies
 from console.web import Pages, SecurityHeaders
 
-__all__ = ["ConsoleService", "build", "create_app", "get_app"]
+__all__ = ["STREAM_THREADS", "ConsoleService", "build", "create_app", "get_app", "serve_streams"]
+
+#: Threads of the stream mule: each open flag-list relay or audit export holds one; three
+#: quarters of them may be relays, so exports always find some.
+STREAM_THREADS = 32
 
 
 @dataclass
@@ -78,6 +84,16 @@ def build(
     pages.install(app)
     overrides = Overrides(pages)
     checks = {"redis": redis_ready_check(settings, infra.redis), "background": infra.background.ensure_started}
+    if process.streams_socket:
+        checks["streams"] = StreamsReachable(process.streams_socket)
+    # In the stream mule (threads of its own, no harakiri) a relay lasts as long as the
+    # person's token; in a worker, or without uWSGI, it is short and one at a time.
+    mule_threads = process.threads if process.harakiri is None else None
+    flag_stream = (
+        FlagStream(pages, relays=mule_threads * 3 // 4, relay_seconds=MULE_RELAY_SECONDS)
+        if mule_threads
+        else FlagStream(pages)
+    )
     routes: list[tuple[str, object]] = [
         ("/health", HealthResource()),
         ("/ready", ReadyResource(checks)),
@@ -89,7 +105,7 @@ def build(
         ("/auth/callback", Callback(pages, flow)),
         ("/sign-out", SignOut(pages)),
         ("/flags", FlagList(pages)),
-        ("/flags/stream", FlagStream(pages)),
+        ("/flags/stream", flag_stream),
         ("/flags/{key}", FlagPage(pages)),
         ("/flags/{key}/definition", FlagDefinition(pages)),
         ("/flags/{key}/schedules", Schedules(pages)),
@@ -132,4 +148,13 @@ def create_app(
 def get_app() -> falcon.App | None:
     return exit_on_config_error(
         "console", lambda s: started(build(s, ConsoleConfig.from_settings(s), process=Process.uwsgi_worker()))
+    )
+
+
+def serve_streams() -> None:
+    """The stream mule (``console/mule.py``): serves ``/flags/stream`` and ``/audit/export``."""
+    run_mule(
+        "console",
+        lambda s: build(s, ConsoleConfig.from_settings(s), process=Process.stream_mule(STREAM_THREADS)).app,
+        threads=STREAM_THREADS,
     )

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 import pytest
 from console.api import ServiceProblem
+from console.app import build
 from console.flag_editor import (
     MAX_FIELDS,
     apply_action,
@@ -18,7 +19,7 @@ from console.flag_editor import (
     editor_from_form,
     schedule_from_form,
 )
-from consoletest import TEN_A, signed_in, token
+from consoletest import TEN_A, FakeApi, signed_in, token
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 FLAG: dict[str, Any] = {
@@ -410,6 +411,30 @@ def test_a_second_relay_in_one_process_is_told_to_come_back_later(client, admin,
         assert r.status_code == 503 and r.headers["Retry-After"] == "3"
     finally:
         relay._slots.release()
+
+
+def test_the_stream_mule_holds_many_long_relays_and_a_worker_one_short_one(settings) -> None:
+    """Under uWSGI the mule serves ``/flags/stream`` (``uwsgi.ini`` routes it there): threads
+    of its own and no harakiri, so relays last and many are open at once."""
+    from console.app import STREAM_THREADS
+    from console.resources.flags import MULE_RELAY_SECONDS, RELAY_SECONDS
+
+    from aerie.service import Process
+
+    def relay(process: Process) -> Any:
+        service = build(settings, process=process, api=FakeApi())
+        try:
+            return next(r for p, r in _routes(service) if p == "/flags/stream")
+        finally:
+            service.close()
+
+    mule = relay(Process.stream_mule(STREAM_THREADS))
+    assert mule._relay_seconds == MULE_RELAY_SECONDS
+    held = [mule._slots.acquire(blocking=False) for _ in range(STREAM_THREADS)]
+    assert held.count(True) == STREAM_THREADS * 3 // 4, "a quarter of the threads stay for exports"
+    worker = relay(Process(threads=2, harakiri=30))
+    assert worker._relay_seconds == RELAY_SECONDS
+    assert [worker._slots.acquire(blocking=False) for _ in range(2)] == [True, False]
 
 
 def test_the_services_refusal_of_the_stream_is_the_relays_and_frees_the_slot(client, admin, fake_api):

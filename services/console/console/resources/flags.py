@@ -40,12 +40,17 @@ from console.session import Session
 from console.web import Forbidden, Pages
 
 PLATFORM_ONLY = msg("Flag definitions are for platform people; your sign-in is a tenant's.")
-#: How long one relay of the change stream lasts: under uWSGI's harakiri (30 s) with a read
-#: timeout past the flags service's heartbeat (15 s); the page's script then reconnects.
+#: How long one relay of the change stream lasts in a worker (the stream mule serves them
+#: under uWSGI; a worker only without it): under harakiri (30 s). The page's script then
+#: reconnects.
 RELAY_SECONDS = 10.0
+#: In the stream mule, which has no harakiri: as long as the flags service keeps its stream
+#: open (``AERIE_SSE_MAX_SECONDS``, 5 minutes), and never past the person's token.
+MULE_RELAY_SECONDS = 300.0
+#: Past the flags service's heartbeat (15 s): a silent upstream is a dead one.
 RELAY_READ_TIMEOUT_S = 17.0
-#: Open relays per console process: each holds one of its few threads (base.ini: 2), so
-#: one is left for pages. A relay over the cap is 503; the script retries later.
+#: Open relays per worker: each holds one of its few threads (base.ini: 2), so one is left
+#: for pages. A relay over the cap is 503; the script retries later.
 RELAYS_PER_PROCESS = 1
 
 
@@ -355,9 +360,10 @@ class FlagStream:
     stream (no CORS header), and it changes nothing, so it needs no CSRF token.
     """
 
-    def __init__(self, pages: Pages) -> None:
+    def __init__(self, pages: Pages, *, relays: int = RELAYS_PER_PROCESS, relay_seconds: float = RELAY_SECONDS) -> None:
         self._pages = pages
-        self._slots = threading.BoundedSemaphore(RELAYS_PER_PROCESS)
+        self._slots = threading.BoundedSemaphore(max(1, relays))
+        self._relay_seconds = relay_seconds
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = _platform(self._pages, req)
@@ -374,7 +380,7 @@ class FlagStream:
         except BaseException:
             self._slots.release()
             raise
-        seconds = max(1.0, min(RELAY_SECONDS, session.expires_at - time.time() - 5))
+        seconds = max(1.0, min(self._relay_seconds, session.expires_at - time.time() - 5))
         resp.content_type = "text/event-stream; charset=utf-8"
         resp.set_header("X-Accel-Buffering", "no")
         resp.stream = _Relay(upstream, time.monotonic() + seconds, self._slots)
