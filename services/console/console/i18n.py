@@ -27,7 +27,7 @@ from aerie.i18n import Catalogs, Languages, Message, translate
 from aerie.i18n.catalogs import Translations
 from console.session import Session
 
-__all__ = ["I18N_VARIABLE", "PageLanguage", "install"]
+__all__ = ["I18N_VARIABLE", "PageLanguage", "install", "percentage", "timestamp"]
 
 #: The render variable that holds the page's :class:`~aerie.i18n.catalogs.Translations`.
 I18N_VARIABLE = "i18n"
@@ -126,7 +126,7 @@ def _formats(language: str) -> _Formats:
 
 
 @lru_cache(maxsize=4096)
-def _timestamp(language: str, value: str) -> str:
+def timestamp(language: str, value: str) -> str:
     """A service's ISO 8601 timestamp as ``language`` writes it, in UTC (a page shows the same ones again)."""
     try:
         moment = datetime.fromisoformat(value)
@@ -145,7 +145,7 @@ def _datetime(context: Context, value: Any) -> str:
         value = value.isoformat()
     if not isinstance(value, str):
         return "" if value is None else str(value)
-    return _timestamp(context[I18N_VARIABLE].language, value)
+    return timestamp(context[I18N_VARIABLE].language, value)
 
 
 def _is_number(value: Any) -> bool:
@@ -161,7 +161,7 @@ def _number(context: Context, value: Any) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _percentage(language: str, value: float) -> str:
+def percentage(language: str, value: float) -> str:
     formats = _formats(language)
     # Through the decimal text, so 33.3 is 33.3% and not 33.299999999999997%.
     ratio = Decimal(str(value)) / 100
@@ -174,7 +174,7 @@ def _percent(context: Context, value: Any) -> str:
     if not _is_number(value):
         return str(value)
     # Cached: a console shows a handful of distinct rollout percentages, on row after row.
-    return _percentage(context[I18N_VARIABLE].language, value)
+    return percentage(context[I18N_VARIABLE].language, value)
 
 
 def install(environment: Environment) -> None:

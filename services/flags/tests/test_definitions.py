@@ -1,4 +1,5 @@
-"""Definitions: strict validation (422 naming the field), versions, If-Match, admin only."""
+"""Definitions: strict validation (422 naming the field), versions, If-Match; platform people
+read them and only platform admins write."""
 
 from __future__ import annotations
 
@@ -158,15 +159,30 @@ def test_if_match_and_body_version(api):
     assert_problem(api.c.simulate_delete("/v1/flags/versioned", headers=h), 404, "not_found")
 
 
-def test_definitions_are_for_platform_admins_only(api):
+def test_definitions_are_for_platform_people_only(api):
     tenant = api.headers()
     assert_problem(
         api.c.simulate_put("/v1/flags/f", json={"default": False}, headers=tenant), 403, "insufficient_scope"
     )
     assert_problem(api.c.simulate_get("/v1/flags", headers=tenant), 403, "insufficient_scope")
-    reader = api.headers(tenant_id=None, scope="platform:read")
-    assert_problem(api.c.simulate_get("/v1/flags/f", headers=reader), 403, "insufficient_scope")
     assert_problem(api.c.simulate_get("/v1/flags"), 401, "unauthorized")
+
+
+def test_a_platform_viewer_reads_definitions_and_changes_none(api):
+    api.put_flag("f", 201, default=False)
+    reader = api.headers(tenant_id=None, scope="platform:read")
+    one = api.c.simulate_get("/v1/flags/f", headers=reader)
+    assert one.status_code == 200 and one.json["key"] == "f" and one.headers["ETag"] == '"1"'
+    page = api.c.simulate_get("/v1/flags", params={"limit": 10}, headers=reader)
+    assert page.status_code == 200 and [f["key"] for f in page.json["items"]] == ["f"]
+    assert api.c.simulate_get("/v1/flags/f/schedule", headers=reader).json == {"items": []}
+    put = api.c.simulate_put("/v1/flags/f", json={"default": True}, headers=reader)
+    assert_problem(put, 403, "insufficient_scope")
+    assert_problem(api.c.simulate_put("/v1/flags/g", json={"default": True}, headers=reader), 403, "insufficient_scope")
+    assert_problem(api.c.simulate_delete("/v1/flags/f", headers=reader), 403, "insufficient_scope")
+    later = {"at": "2099-01-01T00:00:00Z", "changes": {"enabled": False}}
+    assert_problem(api.c.simulate_post("/v1/flags/f/schedule", json=later, headers=reader), 403, "insufficient_scope")
+    assert api.c.simulate_get("/v1/flags/f", headers=api.admin()).json["version"] == 1
 
 
 def test_values_nesting_too_deeply_are_refused(api):

@@ -22,6 +22,7 @@ import falcon
 from aerie.i18n import msg
 from console.api import segment
 from console.domain import AUDIT_FILTERS, FormError, audit_filters
+from console.rows import audit_rows
 from console.session import Session
 from console.web import Forbidden, Pages
 
@@ -83,7 +84,7 @@ class AuditPage:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session, tenant_id = audit_reader(self._pages, req)
         shown = _typed(req)
-        values: dict[str, Any] = {"tenant_id": tenant_id, "filters": shown, "entries": [], "next_cursor": None}
+        values: dict[str, Any] = {"tenant_id": tenant_id, "filters": shown, "rows": [], "next_cursor": None}
         try:
             filters = audit_filters(shown)
         except FormError as exc:
@@ -99,7 +100,8 @@ class AuditPage:
             verified = self._pages.call(session, req, "GET", "audit", "/v1/audit/verify", params=_trail(tenant_id))
         # What the links keep: the trail and the filters as typed (the export's in the service's terms).
         kept = {k: v for k, v in {**_trail(tenant_id), **shown}.items() if v}
-        values |= {"entries": page["items"], "next_cursor": page.get("next_cursor")}
+        rows = audit_rows(page["items"], self._pages.language.of(req, session), tenant_id)
+        values |= {"rows": rows, "next_cursor": page.get("next_cursor")}
         self._pages.render(
             req,
             resp,

@@ -36,6 +36,7 @@ from console.flag_editor import (
     service_errors,
 )
 from console.i18n import PageLanguage
+from console.rows import flag_rows
 from console.session import Session
 from console.web import Forbidden, Pages
 
@@ -52,6 +53,8 @@ RELAY_READ_TIMEOUT_S = 17.0
 #: Open relays per worker: each holds one of its few threads (base.ini: 2), so one is left
 #: for pages. A relay over the cap is 503; the script retries later.
 RELAYS_PER_PROCESS = 1
+#: Definitions a page of the list shows, in key order; "Next page" shows the following ones.
+FLAGS_PAGE_SIZE = 50
 
 
 def _platform(pages: Pages, req: falcon.Request) -> Session:
@@ -81,24 +84,32 @@ def _flag_values(pages: Pages, session: Session, req: falcon.Request, key: str) 
 
 
 class FlagList:
+    """``GET /flags``: a page of definitions by key (``?cursor=`` for the next), ``POST``: create one."""
+
     def __init__(self, pages: Pages) -> None:
         self._pages = pages
 
-    def _flags(self, session: Session, req: falcon.Request) -> list[dict[str, Any]]:
-        return list(self._pages.call(session, req, "GET", "flags", "/v1/flags", params={"limit": 100})["items"])
+    def _page(self, session: Session, req: falcon.Request, cursor: str | None = None) -> dict[str, Any]:
+        """The values of the list: the page's rows, the next page's cursor, whether this is a later page."""
+        params: dict[str, Any] = {"limit": FLAGS_PAGE_SIZE}
+        if cursor:
+            params["cursor"] = cursor
+        page = self._pages.call(session, req, "GET", "flags", "/v1/flags", params=params)
+        rows = flag_rows(page["items"], self._pages.language.of(req, session))
+        return {"rows": rows, "next_cursor": page.get("next_cursor"), "paged": bool(cursor)}
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         session = _platform(self._pages, req)
-        flags = self._flags(session, req)
-        self._pages.render(req, resp, "flags.html", session, flags=flags, notice=req.get_param("notice"))
+        values = self._page(session, req, req.get_param("cursor") or None)
+        self._pages.render(req, resp, "flags.html", session, notice=req.get_param("notice"), **values)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         session, form = _admin(self._pages, req)
         try:
             key, doc = flag_from_form(form)
         except FormError as exc:
-            flags = self._flags(session, req)
-            self._pages.render(req, resp, "flags.html", session, 422, flags=flags, error=exc.message, form=form)
+            values = self._page(session, req)
+            self._pages.render(req, resp, "flags.html", session, 422, error=exc.message, form=form, **values)
             return
         try:
             self._pages.call(session, req, "GET", "flags", f"/v1/flags/{segment(key)}")
@@ -108,8 +119,8 @@ class FlagList:
         else:
             # PUT creates or replaces: "Create" must not replace a flag someone else made.
             error = msg("There is already a flag %(key)s; open it to change it.", key=key)
-            flags = self._flags(session, req)
-            self._pages.render(req, resp, "flags.html", session, 409, flags=flags, error=error, form=form)
+            values = self._page(session, req)
+            self._pages.render(req, resp, "flags.html", session, 409, error=error, form=form, **values)
             return
         self._pages.call(session, req, "PUT", "flags", f"/v1/flags/{segment(key)}", json=doc)
         self._pages.see_other(req, session, f"/flags/{segment(key)}", msg("Flag %(key)s saved.", key=key))

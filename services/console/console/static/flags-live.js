@@ -1,6 +1,7 @@
 // The flag list, live: follows /flags/stream (the console relays the flags service's change
 // stream with the person's own token, kept server-side in the HttpOnly session cookie) and,
-// on each change and each (re)connect, fetches the list page again and swaps its rows in.
+// on each change and each (re)connect, fetches the page it is on again (the same ?cursor=, so
+// page 2 stays page 2 and only the rows shown are updated) and swaps its rows in.
 // The stream does not replay what changed while it was down, hence the fetch on connect.
 // Without this script (or without EventSource) the list is as of loading: reload shows changes.
 (function () {
@@ -32,7 +33,10 @@
     }
     pending = window.setTimeout(function () {
       pending = null;
-      fetch("/flags", { credentials: "same-origin", headers: { Accept: "text/html" } })
+      fetch(window.location.pathname + window.location.search, {
+        credentials: "same-origin",
+        headers: { Accept: "text/html" },
+      })
         .then(function (resp) {
           return resp.ok ? resp.text() : null;
         })

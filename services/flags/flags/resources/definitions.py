@@ -1,4 +1,5 @@
-"""``/v1/flags`` and ``/v1/flags/{key}``: definitions, for platform admins only."""
+"""``/v1/flags`` and ``/v1/flags/{key}``: definitions, written by platform admins and read by any
+platform person (``platform:read``, the platform-viewer, reads them too)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from flags.snapshot import FlagReplica
 from flags.storage import FlagStore
 
 ADMIN = ("platform:admin",)
+#: Any one admits: a platform-viewer reads definitions, and only platform-admin changes them.
+READ = ("platform:admin", "platform:read")
 
 
 def as_utc(timestamp: str, field: str) -> str:
@@ -34,7 +37,7 @@ class FlagCollection:
 
     @endpoint(
         "List flag definitions, by key",
-        scopes=ADMIN,
+        scopes=READ,
         query=schemas.FLAG_LIST_QUERY,
         response=page_schema(schemas.FLAG),
     )
@@ -50,7 +53,7 @@ class FlagItem:
         self._store = store
         self._snapshot = snapshot
 
-    @endpoint("Get a flag definition", scopes=ADMIN, response=schemas.FLAG)
+    @endpoint("Get a flag definition", scopes=READ, response=schemas.FLAG)
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str) -> None:
         doc = self._store.require(key)
         set_etag(resp, doc["version"])

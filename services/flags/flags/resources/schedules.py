@@ -11,7 +11,7 @@ from aerie.endpoints import endpoint
 from aerie.events import EventContext
 from flags import schemas
 from flags.domain import is_key
-from flags.resources.definitions import ADMIN
+from flags.resources.definitions import ADMIN, READ
 from flags.schedules import MAX_PENDING, Schedules
 
 #: Kept to replay the scheduling request's context into the applied change's event; not shown.
@@ -55,7 +55,7 @@ class FlagSchedule:
 
     @endpoint(
         "List a flag's scheduled changes",
-        scopes=ADMIN,
+        scopes=READ,
         response=schemas.SCHEDULE_LIST,
         responses={404: "There is no such flag"},
         description="By `at`: pending ones, and the last applied or failed ones (cancelled ones are gone).",

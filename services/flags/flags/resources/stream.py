@@ -37,7 +37,7 @@ class FlagStream:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         principal = req.context.principal
         if principal.is_platform and PLATFORM_ADMIN not in principal.scopes:
-            # Definitions are platform:admin's to read (GET /v1/flags); a stream shows no more.
+            # Definition changes are followed by those who make them (the console's live list for admins).
             raise errors.Problem(
                 403, "tenant_required", msg("This stream needs a tenant-bound or a platform-admin token.")
             )
