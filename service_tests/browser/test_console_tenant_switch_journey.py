@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from aerie.local.stack import LocalStack
-from aerie.testing.browser import Steps, bootstrap_token, register_person, submit_provider_form, wait_for
+from aerie.testing.browser import Steps, bootstrap_token, register_person, start_sign_in, submit_provider_form, wait_for
 from aerie.testing.browser import element_text as _text
 
 pytestmark = [pytest.mark.console, pytest.mark.tenants]
@@ -65,12 +65,7 @@ def test_a_person_in_two_tenants_picks_one_then_switches_to_the_other(stack: Loc
 
     steps = Steps(browser, "console-tenant-switch", OUTPUT)
     with steps.step("sign in and be asked which tenant"):
-        browser.get(console)
-        browser.delete_all_cookies()
-        browser.get(console)
-        browser.find_element(By.ID, "sign-in").click()
-        wait_for(lambda: browser.current_url.startswith(idp), 15, "the provider's sign-in form")
-        submit_provider_form(browser, person)
+        start_sign_in(browser, console, idp, person)
         wait_for(lambda: browser.current_url == f"{console}/sign-in/tenant", 15, "the tenant picker")
         assert _text(browser, "pick-title") == "Choose a tenant"
         listed = _text(browser, "tenants")

@@ -32,6 +32,7 @@ __all__ = [
     "register_person",
     "replaced",
     "sign_in",
+    "start_sign_in",
     "submit_provider_form",
     "wait_for",
 ]
@@ -196,8 +197,9 @@ def submit_provider_form(driver: Any, email: str) -> None:
     driver.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
 
 
-def sign_in(driver: Any, console: str, idp: str, email: str, lands: str) -> None:
-    """A fresh sign-in through the console's link and the provider's form, back at ``lands``."""
+def start_sign_in(driver: Any, console: str, idp: str, email: str) -> None:
+    """A fresh sign-in through the console's link and the provider's form, up to where the
+    provider sends the browser back."""
     from selenium.webdriver.common.by import By
 
     driver.get(console)
@@ -206,5 +208,10 @@ def sign_in(driver: Any, console: str, idp: str, email: str, lands: str) -> None
     driver.find_element(By.ID, "sign-in").click()
     wait_for(lambda: driver.current_url.startswith(idp), 15, "the provider's sign-in form")
     submit_provider_form(driver, email)
+
+
+def sign_in(driver: Any, console: str, idp: str, email: str, lands: str) -> None:
+    """A fresh sign-in (:func:`start_sign_in`), back at the console's ``lands``."""
+    start_sign_in(driver, console, idp, email)
     wait_for(lambda: driver.current_url.startswith(f"{console}{lands}"), 15, f"back at the console's {lands}")
     assert email in element_text(driver, "who")
